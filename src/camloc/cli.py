@@ -1,0 +1,162 @@
+"""The `camloc` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__
+
+DEFAULT_MODEL = "mobilenet_v2"
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers R,G,B, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="torchvision name, timm:<name>, file.py:factory or package.module:factory (default: %(default)s)")
+    g.add_argument("--weights", metavar="PATH", help="weight file to load instead of the cached pretrained one")
+    g.add_argument("--classes", metavar="FILE", help="class names, one per line (default: the model's own, or indices)")
+    g.add_argument("--mean", type=_triple, metavar="R,G,B", help="normalization mean (default: the model's, else ImageNet)")
+    g.add_argument("--std", type=_triple, metavar="R,G,B", help="normalization std (default: the model's, else ImageNet)")
+    g.add_argument("--size", type=_positive, metavar="S", help="input side in pixels (default: the model's, else 224)")
+    g.add_argument("--resize", choices=["crop", "squash"], help="crop: shorter side then centre crop (torchvision eval); squash: resize to SxS (WSOL protocol). Default: crop")
+    g.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camloc", description="Class activation maps and weakly-supervised localization for GAP CNNs.")
+    parser.add_argument("--version", action="version", version=f"camloc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("explain", help="top-k class activation maps, boxes, grids and JSON for images")
+    ex.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    ex.add_argument("--topk", type=_positive, default=5, help="classes per image (default: %(default)s)")
+    ex.add_argument("--out", default="out/explain", metavar="DIR", help="where the PNG grids go (default: %(default)s)")
+    ex.add_argument("--json", metavar="FILE", help="results file (default: DIR/results.json)")
+    ex.add_argument("--batch-size", type=_positive, default=16, metavar="N")
+    ex.add_argument("--threshold", type=_fraction, default=0.2, help="paper box threshold, fraction of the map's max (default: %(default)s)")
+    ex.add_argument("--alpha", type=_fraction, default=0.5, help="heat-map opacity (default: %(default)s)")
+    _add_model_args(ex)
+
+    demo = sub.add_parser("demo", help="explain scikit-image's sample photos (chelsea, coffee) with the default model")
+    demo.add_argument("--out", default="out/demo", metavar="DIR")
+    _add_model_args(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _explain(args, args.inputs)
+    except KeyboardInterrupt:
+        print("camloc: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, ImportError, TypeError, RuntimeError) as err:
+        print(f"camloc: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from .maps import CAM
+    from .runtime import keep_freed_memory
+    from .zoo import load_model, model_info, with_info
+
+    keep_freed_memory()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    names = None
+    if args.classes:
+        path = Path(args.classes)
+        if not path.is_file():
+            raise FileNotFoundError(f"{args.classes}: class names file not found")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    model = load_model(args.model, args.weights, device=device, class_names=names)
+    info = model_info(model)
+    overrides = {k: v for k, v in (("mean", args.mean), ("std", args.std), ("mode", args.resize)) if v is not None}
+    if args.size is not None:
+        overrides.update(size=args.size, resize_size=round(args.size * info.preprocess.resize_size / info.preprocess.size))
+    if overrides:
+        info = replace(info, preprocess=replace(info.preprocess, **overrides))
+        with_info(model, info)
+    return CAM(model), info
+
+
+def _explain(args: argparse.Namespace, inputs: list[str]) -> int:
+    from .explain import collect_images, explain
+
+    cam, info = _load(args)
+    paths = collect_images(inputs)
+    if not paths:
+        print("camloc: error: no image files found in " + ", ".join(inputs), file=sys.stderr)
+        return 2
+    json_path = Path(args.json) if args.json else Path(args.out) / "results.json"
+    result = explain(
+        paths,
+        cam,
+        info,
+        topk=args.topk,
+        out_dir=args.out,
+        json_path=json_path,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        alpha=args.alpha,
+    )
+    print(f"camloc: explained {len(result.records)} image(s) with {info.name}: grids in {args.out}/, results in {json_path}")
+    if result.errors:
+        print(f"camloc: {len(result.errors)} file(s) could not be read:", file=sys.stderr)
+        for err in result.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from skimage import data
+
+    from .reports import save_image
+
+    inputs = Path(args.out) / "inputs"
+    paths = [save_image(getattr(data, name)(), inputs / f"{name}.png") for name in ("chelsea", "coffee")]
+    args.topk, args.json, args.batch_size, args.threshold, args.alpha = 5, None, 16, 0.2, 0.5
+    status = _explain(args, [str(p) for p in paths])
+    print(f"camloc demo: open {Path(args.out) / 'chelsea.png'} and {Path(args.out) / 'coffee.png'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
