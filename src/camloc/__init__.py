@@ -4,6 +4,7 @@ from .adapter import CamAdapter, HeadNotFound, adapt
 from .boxes import Box, paper_box, paper_boxes
 from .images import Batch, BadImage, Geometry, Preprocess, load_batch, open_image
 from .maps import CAM, CamOutput, normalize_maps, to_image_frame
+from .metrics import best_iou, box_iou
 from .zoo import ModelInfo, WeightsNotFound, load_model, model_info
 
 __version__ = "0.1.0"
@@ -21,6 +22,8 @@ __all__ = [
     "Preprocess",
     "WeightsNotFound",
     "adapt",
+    "best_iou",
+    "box_iou",
     "load_batch",
     "load_model",
     "model_info",

@@ -111,7 +111,7 @@ class CamAdapter:
     def weights(self, features: Tensor, classes: Tensor) -> Tensor:
         """Channel weights (N, k, C) of the given classes (N, k) for each image."""
         if self.classifier is not None:
-            return self.weight[classes]
+            return self.weight.detach()[classes]
         assert self._head is not None
         # A nonlinear head after GAP (MobileNetV3's MLP, ConvNeXt's LayerNorm): linearize it at
         # this image. Only the head is differentiated, never the backbone.

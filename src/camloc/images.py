@@ -91,14 +91,19 @@ class Geometry:
     def scale_y(self) -> float:
         return self.height / self.resized_height
 
-    def box_to_original(self, box: Sequence[float]) -> tuple[int, int, int, int]:
-        """An inclusive input-frame pixel box (x0, y0, x1, y1) to the original image's pixels."""
-        x0, y0, x1, y1 = box
-        ox0 = int(np.floor((x0 + self.left) * self.scale_x))
-        oy0 = int(np.floor((y0 + self.top) * self.scale_y))
-        ox1 = int(np.ceil((x1 + 1 + self.left) * self.scale_x)) - 1
-        oy1 = int(np.ceil((y1 + 1 + self.top) * self.scale_y)) - 1
-        return max(0, ox0), max(0, oy0), min(self.width - 1, ox1), min(self.height - 1, oy1)
+    def box_to_original(self, box: Sequence[int]) -> tuple[int, int, int, int]:
+        """An inclusive input-frame pixel box (x0, y0, x1, y1) to the original image's pixels.
+
+        The result covers every original pixel that overlaps the box; integer arithmetic keeps
+        edges that land exactly on an original pixel edge exact.
+        """
+        x0, y0, x1, y1 = (int(v) for v in box)
+        w, h, rw, rh = self.width, self.height, self.resized_width, self.resized_height
+        ox0 = (x0 + self.left) * w // rw
+        oy0 = (y0 + self.top) * h // rh
+        ox1 = -(-(x1 + 1 + self.left) * w // rw) - 1  # ceil division
+        oy1 = -(-(y1 + 1 + self.top) * h // rh) - 1
+        return max(0, ox0), max(0, oy0), min(w - 1, ox1), min(h - 1, oy1)
 
 
 @dataclass(frozen=True)

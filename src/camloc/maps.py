@@ -74,7 +74,8 @@ class CAM:
             if classes is None:
                 if not 1 <= topk <= logits.shape[1]:
                     raise ValueError(f"topk must be between 1 and {logits.shape[1]}, not {topk}")
-                scores, chosen = probs.topk(topk, dim=1)
+                chosen = logits.topk(topk, dim=1).indices  # ranking logits avoids ties where softmax underflows
+                scores = probs.gather(1, chosen)
             else:
                 chosen = _class_matrix(classes, logits.shape[0], logits.shape[1], logits.device)
                 scores = probs.gather(1, chosen)
@@ -136,11 +137,11 @@ def to_image_frame(raw: Tensor, geometry: Geometry, mode: str = "bilinear") -> T
     pixels outside the centre crop the model saw are NaN.
     """
     g = geometry
-    dev = raw.device
-    # Original pixel centres -> input-frame coordinates -> grid_sample's [-1, 1] (align_corners=False).
-    xs = ((torch.arange(g.width, device=dev) + 0.5) / g.scale_x - g.left) * (2.0 / g.size) - 1.0
-    ys = ((torch.arange(g.height, device=dev) + 0.5) / g.scale_y - g.top) * (2.0 / g.size) - 1.0
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0).to(raw.dtype)
+    # Original pixel centres -> input-frame coordinates -> grid_sample's [-1, 1] (align_corners=False),
+    # in float64 on the CPU (exact enough for any map dtype, and possible on every device).
+    xs = ((torch.arange(g.width, dtype=torch.float64) + 0.5) / g.scale_x - g.left) * (2.0 / g.size) - 1.0
+    ys = ((torch.arange(g.height, dtype=torch.float64) + 0.5) / g.scale_y - g.top) * (2.0 / g.size) - 1.0
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0).to(raw.device, raw.dtype)
     out = F.grid_sample(raw.unsqueeze(0), grid, mode=mode, padding_mode="border", align_corners=False)[0]
-    inside = (xs.abs() <= 1).view(1, 1, -1) & (ys.abs() <= 1).view(1, -1, 1)
+    inside = ((xs.abs() <= 1).view(1, 1, -1) & (ys.abs() <= 1).view(1, -1, 1)).to(raw.device)
     return out if bool(inside.all()) else out.masked_fill(~inside, float("nan"))
