@@ -133,3 +133,11 @@ def test_every_shipped_file_is_found():
     for name in SHIPPED_WEIGHTS:
         path = find_weight_file(name)
         assert path is not None and Path(path).stat().st_size > 1_000_000
+
+
+def test_package_module_factory():
+    model = camloc.load_model("torchvision.models:squeezenet1_1")
+    assert isinstance(model, torchvision.models.SqueezeNet) and not model.training
+    assert camloc.model_info(model).name == "torchvision.models:squeezenet1_1"
+    with pytest.raises(ModuleNotFoundError):
+        camloc.load_model("no_such_package.models:build")
