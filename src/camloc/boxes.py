@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from torch import Tensor
 
-__all__ = ["Box", "paper_box", "paper_boxes"]
+__all__ = ["Box", "paper_box", "paper_boxes", "wsol_gray", "wsol_levels", "wsol_scoremap"]
 
 Box = tuple[int, int, int, int]
 
@@ -40,3 +40,26 @@ def paper_boxes(maps: Tensor, threshold: float = 0.2) -> list[list[Box | None]]:
     """``paper_box`` of every map in an (N, k, H, W) tensor."""
     arr = maps.detach().float().cpu().numpy()
     return [[paper_box(m, threshold) for m in per_image] for per_image in arr]
+
+
+def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
+    """wsolevaluation's score map: the raw CAM resized bicubically (OpenCV) to ``size`` (w, h), then
+    min-max normalized in float32; a constant or NaN map becomes zeros."""
+    cam = cv2.resize(np.asarray(raw, dtype=np.float32), size, interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def wsol_gray(scoremap: np.ndarray) -> np.ndarray:
+    """The uint8 image wsolevaluation thresholds: ``uint8(map * 255)``, truncating."""
+    return (np.asarray(scoremap, dtype=np.float32) * 255).astype(np.uint8)
+
+
+def wsol_levels(gray: np.ndarray, step: float = 0.01) -> np.ndarray:
+    """Threshold levels ``int(tau * max(gray))`` for tau in ``np.arange(0, 1, step)``; a pixel is
+    kept at a level when it is strictly greater."""
+    top = float(np.max(gray))
+    return np.array([int(t * top) for t in np.arange(0, 1, step)], dtype=np.int64)
