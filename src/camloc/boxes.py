@@ -43,9 +43,9 @@ def paper_boxes(maps: Tensor, threshold: float = 0.2) -> list[list[Box | None]]:
 
 
 def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
-    """wsolevaluation's score map: the raw CAM resized bicubically (OpenCV) to ``size`` (w, h), then
-    min-max normalized in float32; a constant or NaN map becomes zeros."""
-    cam = cv2.resize(np.asarray(raw, dtype=np.float32), size, interpolation=cv2.INTER_CUBIC)
+    """wsolevaluation's score map: the raw CAM as float64 (its ``t2n``), resized bicubically by OpenCV
+    to ``size`` (w, h), then min-max normalized; a constant or NaN map becomes zeros."""
+    cam = cv2.resize(np.asarray(raw, dtype=np.float64), size, interpolation=cv2.INTER_CUBIC)
     if np.isnan(cam).any() or cam.min() == cam.max():
         return np.zeros_like(cam)
     cam -= cam.min()
@@ -55,7 +55,7 @@ def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.nda
 
 def wsol_gray(scoremap: np.ndarray) -> np.ndarray:
     """The uint8 image wsolevaluation thresholds: ``uint8(map * 255)``, truncating."""
-    return (np.asarray(scoremap, dtype=np.float32) * 255).astype(np.uint8)
+    return (np.asarray(scoremap) * 255).astype(np.uint8)
 
 
 def wsol_levels(gray: np.ndarray, step: float = 0.01) -> np.ndarray:
