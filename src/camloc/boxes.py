@@ -58,8 +58,9 @@ def wsol_gray(scoremap: np.ndarray) -> np.ndarray:
     return (np.asarray(scoremap) * 255).astype(np.uint8)
 
 
-def wsol_levels(gray: np.ndarray, step: float = 0.01) -> np.ndarray:
-    """Threshold levels ``int(tau * max(gray))`` for tau in ``np.arange(0, 1, step)``; a pixel is
-    kept at a level when it is strictly greater."""
+def wsol_levels(gray: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
+    """Threshold levels ``int(tau * max(gray))`` for tau in ``thresholds`` (default
+    ``np.arange(0, 1, 0.01)``); a pixel is kept at a level when it is strictly greater."""
+    taus = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     top = float(np.max(gray))
-    return np.array([int(t * top) for t in np.arange(0, 1, step)], dtype=np.int64)
+    return np.array([int(t * top) for t in taus], dtype=np.int64)

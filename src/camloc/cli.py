@@ -70,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--alpha", type=_fraction, default=0.5, help="heat-map opacity (default: %(default)s)")
     _add_model_args(ex)
 
+    ev = sub.add_parser("evaluate", help="weakly-supervised localization metrics on a dataset with boxes (or masks)")
+    ev.add_argument("data", metavar="DATA", help="dataset folder (boxes.csv layout, wsol metadata, CUB-200-2011, or XML annotations)")
+    ev.add_argument("--format", choices=["auto", "csv", "wsol", "cub", "voc"], default="auto")
+    ev.add_argument("--images", metavar="DIR", help="image root for wsol metadata / XML annotations")
+    ev.add_argument("--split", default="test", choices=["train", "test", "all"], help="CUB split (default: %(default)s)")
+    ev.add_argument("--class-map", metavar="FILE", help="XML datasets: class names or synsets, one per line, in index order")
+    ev.add_argument("--one-based", action="store_true", help="XML boxes are 1-based (Pascal VOC)")
+    ev.add_argument("--protocol", choices=["wsol", "paper", "authors"], default="wsol", help="box protocol (default: %(default)s); see docs/protocols.md")
+    ev.add_argument("--threshold", type=_fraction, default=0.2, help="paper rule threshold, fraction of the max (default: %(default)s)")
+    ev.add_argument("--step", type=_fraction, default=0.01, help="CAM threshold step of the wsol sweep (default: %(default)s)")
+    ev.add_argument("--json", metavar="FILE", default="out/evaluate/results.json", help="summary + curves (default: %(default)s)")
+    ev.add_argument("--per-image", metavar="FILE.csv", help="append one row per image as it is computed")
+    ev.add_argument("--resume", action="store_true", help="continue the run recorded in --per-image")
+    ev.add_argument("--batch-size", type=_positive, default=32, metavar="N")
+    ev.add_argument("--workers", type=_positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)")
+    _add_model_args(ev)
+
     demo = sub.add_parser("demo", help="explain scikit-image's sample photos (chelsea, coffee) with the default model")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     _add_model_args(demo)
@@ -81,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         return _explain(args, args.inputs)
     except KeyboardInterrupt:
         print("camloc: interrupted", file=sys.stderr)
@@ -143,6 +162,67 @@ def _explain(args: argparse.Namespace, inputs: list[str]) -> int:
             print(f"  {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .datasets import open_dataset
+    from .evaluate import evaluate
+    from .reports import plot_curves, write_json
+
+    dataset = open_dataset(
+        args.data, args.format, images=args.images, split=args.split, classes=args.class_map, one_based=args.one_based
+    )
+    if args.step <= 0:
+        raise ValueError(f"--step must be above 0, got {args.step}")
+    cam, info = _load(args)
+    config = {"model": info.name, "data": str(Path(args.data).resolve()), "format": dataset.format}
+    result = evaluate(
+        dataset,
+        cam,
+        info.preprocess,
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        step=args.step,
+        threshold=args.threshold,
+        per_image=args.per_image,
+        resume=args.resume,
+        config=config,
+    )
+    json_path = write_json({**config, "protocol": args.protocol, **result.to_json()}, args.json)
+    if result.curves:
+        plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
+    print(format_summary(result.summary, f"{info.name} on {dataset.name} ({args.protocol} protocol)"))
+    print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
+    if result.skipped:
+        print(f"camloc: {len(result.skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
+        for item in result.skipped:
+            print(f"  {item['path']}: {item['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_summary(summary: dict, title: str) -> str:
+    names = {
+        "cls_top1": "classification top-1",
+        "cls_top5": "classification top-5",
+        "top1_loc": "top-1 localization",
+        "top5_loc": "top-5 localization",
+        "gt_known_loc": "GT-known localization",
+        "max_box_acc": "MaxBoxAcc (IoU 0.5)",
+        "max_box_acc_v2": "MaxBoxAccV2 (IoU .3/.5/.7)",
+        "best_threshold": "best CAM threshold",
+        "pxap": "PxAP",
+    }
+    lines = [title, f"  {'images':<28}{summary['images']:>8}"]
+    for key, name in names.items():
+        value = summary.get(key)
+        if value is not None:
+            lines.append(f"  {name:<28}{value:>8.2f}")
+    per_iou = summary.get("max_box_acc_v2_per_iou")
+    if per_iou:
+        lines.append(f"  {'  at IoU 30 / 50 / 70':<28}" + " / ".join(f"{per_iou[k]:.2f}" for k in ("30", "50", "70")))
+    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:

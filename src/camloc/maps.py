@@ -26,6 +26,7 @@ class CamOutput:
     scores: Tensor  # (N, k) softmax probabilities of those classes
     raw: Tensor  # (N, k, h, w) maps at feature resolution
     maps: Tensor | None  # (N, k, H, W) maps upsampled to the input, None when upsample=False
+    features: Tensor  # (N, C, h, w) the feature map, for more classes' maps without another forward
 
 
 class CAM:
@@ -79,18 +80,22 @@ class CAM:
             else:
                 chosen = _class_matrix(classes, logits.shape[0], logits.shape[1], logits.device)
                 scores = probs.gather(1, chosen)
-        weights = self.adapter.weights(features, chosen)  # (N, k, C)
+        raw = self.raw_maps(features, chosen)
         with torch.no_grad():
-            n, c, h, w = features.shape
-            raw = torch.bmm(weights.to(features.dtype), features.reshape(n, c, h * w)).view(n, -1, h, w)
-            if self.relu:
-                raw = raw.relu()
             maps = None
             if upsample:
                 maps = F.interpolate(raw, size=x.shape[-2:], mode=self.upsample_mode, align_corners=False)
                 maps = normalize_maps(maps, self.normalize)
             raw = normalize_maps(raw, self.normalize)
-        return CamOutput(logits, chosen, scores, raw, maps)
+        return CamOutput(logits, chosen, scores, raw, maps, features)
+
+    def raw_maps(self, features: Tensor, classes: Tensor) -> Tensor:
+        """Maps (N, k, h, w) of ``classes`` (N, k) from a feature map, before normalization."""
+        weights = self.adapter.weights(features, classes.to(features.device))  # (N, k, C)
+        with torch.no_grad():
+            n, c, h, w = features.shape
+            raw = torch.bmm(weights.to(features.dtype), features.reshape(n, c, h * w)).view(n, -1, h, w)
+            return raw.relu() if self.relu else raw
 
     def _use_channels_last(self, x: Tensor) -> bool:
         if self.channels_last is None:

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from .boxes import Box
 
-__all__ = ["draw_box", "overlay", "save_image", "topk_grid", "write_json"]
+__all__ = ["draw_box", "overlay", "plot_curves", "save_image", "topk_grid", "write_json"]
 
 
 def overlay(image: Image.Image | np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
@@ -70,6 +70,26 @@ def topk_grid(
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def plot_curves(thresholds: Sequence[float], curves: dict[str, Sequence[float]], path: str | os.PathLike) -> Path:
+    """Localization accuracy against the CAM threshold, one line per curve."""
+    labels = {"v1_50": "MaxBoxAcc curve (largest contour, IoU 0.5)", "v2_30": "all contours, IoU 0.3",
+              "v2_50": "all contours, IoU 0.5", "v2_70": "all contours, IoU 0.7"}  # fmt: skip
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, values in curves.items():
+        ax.plot(thresholds, values, label=labels.get(name, name))
+    ax.set_xlabel("CAM threshold (fraction of the map's max)")
+    ax.set_ylabel("images localized (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
