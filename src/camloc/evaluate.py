@@ -189,7 +189,8 @@ def _authors(row: dict, sample: Sample, gt_raw: np.ndarray, top3_raw: np.ndarray
     from .dtbox import authors_boxes, authors_heatmap, authors_top5
 
     def boxes_of(raw: np.ndarray) -> list:
-        return authors_boxes(authors_heatmap(cv2.resize(raw, original, interpolation=cv2.INTER_CUBIC)))
+        # mergeTenCrop.m sums |CAM| over the crops: the authors' heat map is of the absolute value.
+        return authors_boxes(authors_heatmap(np.abs(cv2.resize(raw, original, interpolation=cv2.INTER_CUBIC))))
 
     truths = list(sample.boxes)
     gt_boxes = boxes_of(gt_raw)

@@ -1,0 +1,116 @@
+"""`camloc evaluate` end to end vs a bare forward pass, and its peak memory against the image count.
+
+    .venv/bin/python benchmarks/bench_evaluate.py [--repeats 3] [--threads 2] [--json FILE]
+
+Steady state, in one process: after a warm-up (model load, compilation, first batches), runs of the
+wsol protocol over the 725 images of ../shared/data/imagenet-val-boxes alternate with bare forward
+passes of the same model over the same number of images (batch 32, channels_last input, freed memory
+kept by the allocator: its best plain configuration here). Reported: images/s of each and their
+ratio (target >= 0.85). Then, in fresh subprocesses, the peak RSS of evaluating the list once and
+repeated ten times (7,250 images), which must stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import camloc
+from camloc.datasets import Dataset, open_dataset
+from camloc.evaluate import evaluate
+from camloc.runtime import keep_freed_memory
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-boxes"
+
+
+def bare_forward(model, images: torch.Tensor, batch: int) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            model(images[i : i + batch].contiguous(memory_format=torch.channels_last))
+    return time.perf_counter() - start
+
+
+def run_evaluate(dataset: Dataset, cam, preprocess, batch: int) -> tuple[float, dict]:
+    start = time.perf_counter()
+    result = evaluate(dataset, cam, preprocess, protocol="wsol", batch_size=batch, workers=2, progress=False)
+    return time.perf_counter() - start, result.summary
+
+
+def peak_memory(repeat: int) -> float:
+    """Peak RSS (MiB) of a fresh process evaluating the dataset ``repeat`` times over."""
+    code = (
+        "import resource, dataclasses, camloc\n"
+        "from camloc.datasets import open_dataset\nfrom camloc.evaluate import evaluate\n"
+        "from camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
+        f"d = open_dataset({str(DATA)!r})\n"
+        f"d = dataclasses.replace(d, samples=[dataclasses.replace(s, image_id=f'{{k}}/{{s.image_id}}') for k in range({repeat}) for s in d.samples])\n"
+        "m = camloc.load_model('mobilenet_v2')\n"
+        "r = evaluate(d, camloc.CAM(m), camloc.model_info(m).preprocess, progress=False)\n"
+        "print(r.summary['images'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+
+    dataset = open_dataset(DATA)
+    model = camloc.load_model("mobilenet_v2")
+    preprocess = camloc.model_info(model).preprocess
+    cam = camloc.CAM(model)
+    squash = camloc.Preprocess(mode="squash")
+    images = camloc.load_batch([s.path for s in dataset.samples], squash).images  # decoded once, outside the timing
+
+    warm = Dataset(dataset.name, dataset.format, dataset.root, dataset.samples[:64], dataset.class_names)
+    run_evaluate(warm, cam, preprocess, args.batch)
+    bare_forward(model, images[:64], args.batch)
+
+    evals, bares, summary = [], [], {}
+    for _ in range(args.repeats):
+        seconds, summary = run_evaluate(dataset, cam, preprocess, args.batch)
+        evals.append(seconds)
+        bares.append(bare_forward(model, images, args.batch))
+    n = len(dataset.samples)
+    eval_rate, bare_rate = n / statistics.median(evals), n / statistics.median(bares)
+    report = {
+        "images": n,
+        "evaluate_images_per_s": eval_rate,
+        "bare_forward_images_per_s": bare_rate,
+        "ratio": eval_rate / bare_rate,
+        "evaluate_s": evals,
+        "bare_s": bares,
+        "max_box_acc": summary["max_box_acc"],
+        "max_box_acc_v2": summary["max_box_acc_v2"],
+    }
+    print(f"evaluate (wsol, decode + forward + sweep): {eval_rate:6.1f} img/s  (median of {args.repeats})")
+    print(f"bare forward (channels_last, batch {args.batch}):   {bare_rate:6.1f} img/s")
+    print(f"ratio {report['ratio']:.2f}  (target >= 0.85: {'PASS' if report['ratio'] >= 0.85 else 'FAIL'})")
+    if not args.skip_memory:
+        once, ten = peak_memory(1), peak_memory(10)
+        report.update(peak_rss_mib_725=once, peak_rss_mib_7250=ten)
+        print(f"peak RSS: {once:.0f} MiB for {n} images, {ten:.0f} MiB for {10 * n} images")
+    print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
