@@ -31,6 +31,7 @@ from .datasets import Dataset, Sample
 from .images import Preprocess, load_batch
 from .maps import CAM
 from .metrics import IOU_THRESHOLDS, ImageOutcome, LocalizationMetrics, PxAP, best_iou, mask_histograms, scale_box
+from .sweep import wsol_best_ious
 
 __all__ = ["PROTOCOLS", "EvalResult", "evaluate"]
 
@@ -130,28 +131,30 @@ def _evaluate_batch(
     if protocol == "authors":
         top3 = cam.raw_maps(out.features, top5[:, :3]).double().cpu().numpy()
     size = (preprocess.size, preprocess.size)
-    results = []
-    for i, sample in enumerate(samples):  # phase 3: boxes
-        geo = batch.geometries[i]
+
+    def boxes(i: int) -> dict:  # phase 3: boxes, one image per task (OpenCV and the sweep release the GIL)
+        sample, geo = samples[i], batch.geometries[i]
         original = sample.size or (geo.width, geo.height)
         label, preds = sample.label, top5[i].tolist()
         row = _row(sample, top5=" ".join(map(str, preds)), cls_top1=int(preds[0] == label), cls_top5=int(label in preds))
         if protocol == "authors":
             _authors(row, sample, raw[i], top3[i], preds, original)
-        else:
-            truths = [scale_box(b, original, size) for b in sample.boxes]
-            scoremap = wsol_scoremap(raw[i], size)
-            box = paper_box(scoremap, threshold)
-            _single_box(row, box, truths)
-            if protocol == "wsol":
-                results.append((row, wsol_gray(scoremap), truths))
-            if sample.mask_paths:
-                fg, bg = mask_histograms(PxAP(cam_thresholds), scoremap, sample.mask_paths, sample.ignore_path)
-                row["pxap_fg"], row["pxap_bg"] = _sparse(fg), _sparse(bg)
-        rows.append(row)
-    if results:
-        _sweep(results, cam_thresholds, pool)
-    return rows
+            return row
+        truths = [scale_box(b, original, size) for b in sample.boxes]
+        scoremap = wsol_scoremap(raw[i], size)
+        _single_box(row, paper_box(scoremap, threshold), truths)
+        if protocol == "wsol" and truths:
+            gray = wsol_gray(scoremap)
+            v1, v2 = wsol_best_ious(gray, wsol_levels(gray, cam_thresholds), np.asarray(truths, dtype=np.int64))
+            row["v1_50"] = _bits(v1 >= 0.5)
+            for t in IOU_THRESHOLDS:
+                row[f"v2_{t}"] = _bits(v2 >= t / 100)
+        if sample.mask_paths:
+            fg, bg = mask_histograms(PxAP(cam_thresholds), scoremap, sample.mask_paths, sample.ignore_path)
+            row["pxap_fg"], row["pxap_bg"] = _sparse(fg), _sparse(bg)
+        return row
+
+    return rows + list(pool.map(boxes, range(len(samples))))
 
 
 def _single_box(row: dict, box, truths) -> None:
@@ -164,22 +167,6 @@ def _single_box(row: dict, box, truths) -> None:
         top1_located=int(located and row["cls_top1"] == 1),
         top5_located=int(located and row["cls_top5"] == 1),
     )
-
-
-def _sweep(results: list[tuple[dict, np.ndarray, list]], cam_thresholds: np.ndarray, pool: ThreadPoolExecutor) -> None:
-    """MaxBoxAcc / V2 curves of every image with boxes, in parallel."""
-    from .sweep import wsol_best_ious
-
-    def one(item: tuple[dict, np.ndarray, list]) -> None:
-        row, gray, truths = item
-        if not truths:
-            return
-        v1, v2 = wsol_best_ious(gray, wsol_levels(gray, cam_thresholds), np.asarray(truths, dtype=np.int64))
-        row["v1_50"] = _bits(v1 >= 0.5)
-        for t in IOU_THRESHOLDS:
-            row[f"v2_{t}"] = _bits(v2 >= t / 100)
-
-    list(pool.map(one, results))
 
 
 def _authors(row: dict, sample: Sample, gt_raw: np.ndarray, top3_raw: np.ndarray, preds: list[int], original) -> None:
