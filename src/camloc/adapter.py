@@ -225,6 +225,27 @@ def _trace(model: nn.Module, fn: Callable) -> fx.Graph:
         model.train(was_training)
 
 
+class _LeafTracer(fx.Tracer):
+    """Traces into every module except standard torch.nn ones and the one named ``leaf``."""
+
+    def __init__(self, leaf: str | None) -> None:
+        super().__init__()
+        self.leaf = leaf
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname == self.leaf or super().is_leaf_module(m, qualname)
+
+
+def _trace_with_leaf(model: nn.Module, leaf: str | None) -> fx.Graph:
+    """Trace ``model.forward`` in eval mode keeping the module ``leaf`` as one call."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _LeafTracer(leaf).trace(model)
+    finally:
+        model.train(was_training)
+
+
 class _MethodAsModule(nn.Module):
     def __init__(self, model: nn.Module, method: str) -> None:
         super().__init__()
