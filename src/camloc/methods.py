@@ -260,5 +260,8 @@ def _default_target(graph: fx.Graph, modules: dict[str, nn.Module]) -> fx.Node |
         ) or (node.op == "call_module" and isinstance(modules.get(node.target), nn.Flatten))
         if _is_gap(node, modules) or flattens:
             source = node.args[0]
+            # VGG-style heads pool to a fixed grid before flattening: explain the map before that pooling.
+            if isinstance(source, fx.Node) and source.op == "call_module" and isinstance(modules.get(source.target), nn.AdaptiveAvgPool2d):
+                source = source.args[0]
             return source if isinstance(source, fx.Node) else None
     return None
