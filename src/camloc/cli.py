@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 
 DEFAULT_MODEL = "mobilenet_v2"
+METHOD_NAMES = ["cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam"]
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -53,6 +54,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=_positive, metavar="S", help="input side in pixels (default: the model's, else 224)")
     g.add_argument("--resize", choices=["crop", "squash"], help="crop: shorter side then centre crop (torchvision eval); squash: resize to SxS (WSOL protocol). Default: crop")
     g.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    g.add_argument("--method", default="cam", choices=METHOD_NAMES, help="map method (default: %(default)s)")
+    g.add_argument("--target-layer", metavar="NAME", help="module whose output the method explains (default: the last feature map)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +135,13 @@ def _load(args: argparse.Namespace):
     if overrides:
         info = replace(info, preprocess=replace(info.preprocess, **overrides))
         with_info(model, info)
-    return CAM(model), info
+    if args.method == "cam":
+        if args.target_layer:
+            raise ValueError("--target-layer: CAM always uses the feature map its GAP head pools; pick another --method")
+        return CAM(model), info
+    from .methods import METHODS
+
+    return METHODS[args.method](model, args.target_layer), info
 
 
 def _explain(args: argparse.Namespace, inputs: list[str]) -> int:
@@ -175,7 +184,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.step <= 0:
         raise ValueError(f"--step must be above 0, got {args.step}")
     cam, info = _load(args)
-    config = {"model": info.name, "data": str(Path(args.data).resolve()), "format": dataset.format}
+    config = {"model": info.name, "method": args.method, "data": str(Path(args.data).resolve()), "format": dataset.format}
     result = evaluate(
         dataset,
         cam,
@@ -192,7 +201,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     json_path = write_json({**config, "protocol": args.protocol, **result.to_json()}, args.json)
     if result.curves:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
-    print(format_summary(result.summary, f"{info.name} on {dataset.name} ({args.protocol} protocol)"))
+    print(format_summary(result.summary, f"{info.name}, {args.method}, on {dataset.name} ({args.protocol} protocol)"))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
     if result.skipped:
         print(f"camloc: {len(result.skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
