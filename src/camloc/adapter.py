@@ -70,8 +70,7 @@ class CamAdapter:
         self._head = head
         self.description = description
         self.fuse_batchnorm = isinstance(run, fx.GraphModule)
-        self._fused: fx.GraphModule | None = None
-        self._fused_key: tuple = ()
+        self._folded = FoldedCopy(run, model) if isinstance(run, fx.GraphModule) else None
 
     @property
     def is_linear(self) -> bool:
@@ -95,18 +94,10 @@ class CamAdapter:
         return features, logits
 
     def _runner(self) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-        """The traced forward with BatchNorm folded into the convolutions, when that is exact.
-
-        Folding is valid only in eval mode; the folded copy is rebuilt whenever any parameter or
-        buffer of the model has been replaced or modified since it was made.
-        """
-        if not self.fuse_batchnorm or self.model.training or not isinstance(self._run, fx.GraphModule):
+        """The traced forward with BatchNorm folded into the convolutions, when that is exact (eval mode)."""
+        if not self.fuse_batchnorm or self.model.training or self._folded is None:
             return self._run
-        key = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
-        if self._fused is None or key != self._fused_key:
-            self._fused = fuse_conv_bn(self._run, inplace=False)
-            self._fused_key = key
-        return self._fused
+        return self._folded()
 
     def weights(self, features: Tensor, classes: Tensor) -> Tensor:
         """Channel weights (N, k, C) of the given classes (N, k) for each image."""
@@ -124,6 +115,28 @@ class CamAdapter:
                 (g,) = torch.autograd.grad(score, f, retain_graph=j + 1 < classes.shape[1])
                 grads.append(g.sum(dim=(2, 3)))  # d score / d GAP(f)_k = sum_xy d score / d f_k(x,y)
         return torch.stack(grads, dim=1).to(features.dtype)
+
+
+class FoldedCopy:
+    """A copy of a traced model with BatchNorm folded into the convolutions, for inference.
+
+    Folding is exact only in eval mode. The copy's parameters are frozen (it is never trained), and
+    it is rebuilt whenever any parameter or buffer of the original model has been replaced or
+    modified in place since it was made, so it never goes stale.
+    """
+
+    def __init__(self, traced: fx.GraphModule, model: nn.Module) -> None:
+        self.traced = traced
+        self.model = model
+        self._copy: fx.GraphModule | None = None
+        self._key: tuple = ()
+
+    def __call__(self) -> fx.GraphModule:
+        key = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
+        if self._copy is None or key != self._key:
+            self._copy = fuse_conv_bn(self.traced, inplace=False).requires_grad_(False)
+            self._key = key
+        return self._copy
 
 
 def adapt(model: nn.Module) -> CamAdapter:

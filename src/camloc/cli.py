@@ -58,6 +58,21 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-layer", metavar="NAME", help="module whose output the method explains (default: the last feature map)")
 
 
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dataset")
+    g.add_argument("--format", choices=["auto", "csv", "wsol", "cub", "voc"], default="auto")
+    g.add_argument("--images", metavar="DIR", help="image root for wsol metadata / XML annotations")
+    g.add_argument("--split", default="test", choices=["train", "test", "all"], help="CUB split (default: %(default)s)")
+    g.add_argument("--class-map", metavar="FILE", help="XML datasets: class names or synsets, one per line, in index order")
+    g.add_argument("--one-based", action="store_true", help="XML boxes are 1-based (Pascal VOC)")
+
+
+def _open_data(args: argparse.Namespace):
+    from .datasets import open_dataset
+
+    return open_dataset(args.data, args.format, images=args.images, split=args.split, classes=args.class_map, one_based=args.one_based)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camloc", description="Class activation maps and weakly-supervised localization for GAP CNNs.")
     parser.add_argument("--version", action="version", version=f"camloc {__version__}")
@@ -75,11 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="weakly-supervised localization metrics on a dataset with boxes (or masks)")
     ev.add_argument("data", metavar="DATA", help="dataset folder (boxes.csv layout, wsol metadata, CUB-200-2011, or XML annotations)")
-    ev.add_argument("--format", choices=["auto", "csv", "wsol", "cub", "voc"], default="auto")
-    ev.add_argument("--images", metavar="DIR", help="image root for wsol metadata / XML annotations")
-    ev.add_argument("--split", default="test", choices=["train", "test", "all"], help="CUB split (default: %(default)s)")
-    ev.add_argument("--class-map", metavar="FILE", help="XML datasets: class names or synsets, one per line, in index order")
-    ev.add_argument("--one-based", action="store_true", help="XML boxes are 1-based (Pascal VOC)")
+    _add_dataset_args(ev)
     ev.add_argument("--protocol", choices=["wsol", "paper", "authors"], default="wsol", help="box protocol (default: %(default)s); see docs/protocols.md")
     ev.add_argument("--threshold", type=_fraction, default=0.2, help="paper rule threshold, fraction of the max (default: %(default)s)")
     ev.add_argument("--step", type=_fraction, default=0.01, help="CAM threshold step of the wsol sweep (default: %(default)s)")
@@ -89,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive, default=32, metavar="N")
     ev.add_argument("--workers", type=_positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)")
     _add_model_args(ev)
+
+    fa = sub.add_parser("faithfulness", help="deletion/insertion AUC, average drop and increase in confidence of map methods on a dataset", conflict_handler="resolve")
+    fa.add_argument("data", metavar="DATA", help="dataset folder (any format evaluate reads; only the images and labels are used)")
+    _add_dataset_args(fa)
+    fa.add_argument("--limit", type=_positive, metavar="N", help="only the first N images")
+    fa.add_argument("--target", choices=["predicted", "label"], default="predicted", help="class to explain and score: the model's top-1 (as RISE and Grad-CAM++) or the dataset label (default: %(default)s)")
+    fa.add_argument("--steps", type=_positive, default=50, help="deletion/insertion steps (default: %(default)s)")
+    fa.add_argument("--deletion-baseline", choices=["zero", "blur", "mean"], default="zero", help="what deleted pixels become (default: %(default)s, as RISE)")
+    fa.add_argument("--insertion-baseline", choices=["zero", "blur", "mean"], default="blur", help="what insertion starts from (default: %(default)s, as RISE)")
+    fa.add_argument("--out", metavar="FILE.md", default="out/faithfulness/results.md", help="markdown table (default: %(default)s)")
+    fa.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
+    fa.add_argument("--batch-size", type=_positive, default=16, metavar="N")
+    fa.add_argument("--chunk", type=_positive, default=64, metavar="N", help="perturbed images per forward pass (default: %(default)s)")
+    fa.add_argument("--workers", type=_positive, default=2, metavar="N", help="threads for decoding (default: %(default)s)")
+    _add_model_args(fa)
+    fa.add_argument("--methods", "--method", type=_method_list, default=list(METHOD_NAMES), metavar="M1,M2,...", help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: all)")
 
     demo = sub.add_parser("demo", help="explain scikit-image's sample photos (chelsea, coffee) with the default model")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
@@ -103,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "faithfulness":
+            return _faithfulness(args)
         return _explain(args, args.inputs)
     except KeyboardInterrupt:
         print("camloc: interrupted", file=sys.stderr)
@@ -174,13 +203,10 @@ def _explain(args: argparse.Namespace, inputs: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .datasets import open_dataset
     from .evaluate import evaluate
     from .reports import plot_curves, write_json
 
-    dataset = open_dataset(
-        args.data, args.format, images=args.images, split=args.split, classes=args.class_map, one_based=args.one_based
-    )
+    dataset = _open_data(args)
     if args.step <= 0:
         raise ValueError(f"--step must be above 0, got {args.step}")
     cam, info = _load(args)
@@ -203,6 +229,62 @@ def _evaluate(args: argparse.Namespace) -> int:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
     print(format_summary(result.summary, f"{info.name}, {args.method}, on {dataset.name} ({args.protocol} protocol)"))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
+    if result.skipped:
+        print(f"camloc: {len(result.skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
+        for item in result.skipped:
+            print(f"  {item['path']}: {item['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _method_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in METHOD_NAMES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected comma-separated methods of {','.join(METHOD_NAMES)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def _faithfulness(args: argparse.Namespace) -> int:
+    from .faithfulness import evaluate_faithfulness
+    from .maps import CAM
+    from .methods import METHODS
+    from .reports import write_json
+
+    dataset = _open_data(args)
+    args.method = args.methods[0]
+    first, info = _load(args)  # the model is loaded once; the other methods share it
+    model = first.model
+    methods = {}
+    for name in args.methods:
+        if name == "cam" and args.target_layer:
+            raise ValueError("--target-layer: CAM always uses the feature map its GAP head pools; leave cam out of --methods")
+        methods[name] = first if name == args.method else CAM(model) if name == "cam" else METHODS[name](model, args.target_layer)
+    samples = dataset.samples[: args.limit] if args.limit else dataset.samples
+    result = evaluate_faithfulness(
+        samples,
+        model,
+        methods,
+        info.preprocess,
+        target=args.target,
+        steps=args.steps,
+        baseline=(args.deletion_baseline, args.insertion_baseline),
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        workers=args.workers,
+    )
+    result.config = {"model": info.name, "data": str(Path(args.data).resolve()), "format": dataset.format, **result.config}
+    title = (
+        f"Faithfulness of {info.name}'s maps on {dataset.name}: {result.config['images']} image(s), "
+        f"{args.target} class, {args.steps} steps, deletion to {args.deletion_baseline}, insertion from {args.insertion_baseline}"
+    )
+    table = result.to_markdown(title)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    json_path = write_json(result.to_json(), Path(args.json) if args.json else out.with_suffix(".json"))
+    print(table, end="")
+    print(f"camloc: table in {out}, results in {json_path}")
     if result.skipped:
         print(f"camloc: {len(result.skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
         for item in result.skipped:

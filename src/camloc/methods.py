@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .adapter import HeadNotFound, _is_gap, _output_node, _trace_with_leaf
+from .adapter import FoldedCopy, HeadNotFound, _is_gap, _output_node, _trace_with_leaf
 from .maps import CamOutput, Classes, Normalize, _class_matrix, normalize_maps
 
 __all__ = [
@@ -73,6 +73,9 @@ class ActivationMethod:
         self.normalize = normalize
         self.upsample_mode = upsample_mode
         self._run, self.target_layer = _split(model, target_layer)
+        self._folded = FoldedCopy(self._run, model)
+        self.fuse_batchnorm = True
+        self.channels_last: bool | None = None  # None: on the CPU
 
     @property
     def device(self) -> torch.device:
@@ -89,9 +92,10 @@ class ActivationMethod:
     ) -> CamOutput:
         """Maps of the top-k classes, of ``classes``, or of ``targets`` (callables on each image's output)."""
         x = images.to(self.device)
-        params = {k: v.detach() for k, v in self.model.named_parameters()}
+        if self.channels_last if self.channels_last is not None else x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
-            activations, logits = functional_call(self._run, params, (x,), strict=False)
+            activations, logits = self._forward(x)
             probs = logits.detach().float().softmax(dim=1)
             if targets is None:
                 if classes is None:
@@ -115,6 +119,13 @@ class ActivationMethod:
         if upsample:
             maps = normalize_maps(F.interpolate(raw, size=x.shape[-2:], mode=self.upsample_mode, align_corners=False), self.normalize)
         return CamOutput(logits.detach(), chosen, scores, normalize_maps(raw, self.normalize), maps, activations.detach())
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(target layer output as a leaf, logits), recording no graph for the parameters."""
+        if self.fuse_batchnorm and not self.model.training:
+            return self._folded()(x)  # a private copy with frozen parameters
+        params = {k: v.detach() for k, v in self.model.named_parameters()}
+        return functional_call(self._run, params, (x,), strict=False)
 
     def maps_for(self, x: Tensor, activations: Tensor, logits: Tensor, targets: list[Target]) -> Tensor:
         """(N, h, w) maps for one target per image."""
@@ -219,7 +230,7 @@ class ScoreCAM(ActivationMethod):
             for i in range(n):
                 for start in range(0, c, self.chunk):
                     m = masks[i, start : start + self.chunk, None]  # (k, 1, H, W)
-                    _, out = self._run(x[i : i + 1] * m)
+                    _, out = self._forward(x[i : i + 1] * m)
                     weights[i, start : start + self.chunk] = torch.stack([targets[i](o) for o in out]).float()
         return _weighted(weights.softmax(dim=1).to(activations.dtype), activations)
 
