@@ -215,8 +215,9 @@ def sanity_check(model: torch.nn.Module, x: torch.Tensor) -> dict:
     torchcam's CAM applies no ReLU (only Grad-CAM-style methods do) and normalizes each map by
     (m - min) / (max - min + 1e-8); camloc's normalize="minmax" is the same without the epsilon.
     """
-    import camloc
     from torchcam.methods import CAM as TorchcamCAM
+
+    import camloc
 
     tc_model = copy.deepcopy(model)
     with TorchcamCAM(tc_model, target_layer="features.18", fc_layer="classifier.1") as extractor:

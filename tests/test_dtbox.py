@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dt_reference import dt_squared
 from scipy import ndimage
 
 from camloc import dtbox
-from dt_reference import dt_squared
 from camloc.dtbox import (
     authors_boxes,
     authors_heatmap,

@@ -7,14 +7,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import VAL_BOXES
 from PIL import Image
+from wsol_oracle import best_ious, levels
 
 import camloc
 from camloc.cli import main
 from camloc.datasets import open_dataset, write_csv_dataset
 from camloc.evaluate import evaluate
-from conftest import VAL_BOXES
-from wsol_oracle import best_ious, levels
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def test_paper_boxes_localize_real_imagenet_images(mobilenet, val_boxes):
         assert not batch.errors
         labels = [val_boxes[p][0] for p in paths[start : start + 32]]
         out = cam(batch.images, classes=labels, upsample=False)
-        for i, path in enumerate(batch.paths):
+        for i in range(len(batch.paths)):
             heat = camloc.normalize_maps(camloc.to_image_frame(out.raw[i], batch.geometries[i]), "minmax")[0]
             box = camloc.paper_box(heat, 0.2)
             hits += camloc.best_iou(box, val_boxes[paths[start + i]][1]) >= 0.5

@@ -2,7 +2,7 @@
 
 from .adapter import CamAdapter, HeadNotFound, adapt
 from .boxes import Box, paper_box, paper_boxes
-from .images import Batch, BadImage, Geometry, Preprocess, load_batch, open_image
+from .images import BadImage, Batch, Geometry, Preprocess, load_batch, open_image
 from .maps import CAM, CamOutput, normalize_maps, to_image_frame
 from .metrics import best_iou, box_iou
 from .zoo import ModelInfo, WeightsNotFound, load_model, model_info
