@@ -4,6 +4,7 @@ from .adapter import CamAdapter, HeadNotFound, adapt
 from .boxes import Box, paper_box, paper_boxes
 from .images import BadImage, Batch, Geometry, Preprocess, load_batch, open_image
 from .maps import CAM, CamOutput, normalize_maps, to_image_frame
+from .methods import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 from .metrics import best_iou, box_iou
 from .zoo import ModelInfo, WeightsNotFound, load_model, model_info
 
@@ -16,6 +17,13 @@ __all__ = [
     "Box",
     "CamAdapter",
     "CamOutput",
+    "EigenCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "ScoreCAM",
+    "XGradCAM",
     "Geometry",
     "HeadNotFound",
     "ModelInfo",
