@@ -46,16 +46,20 @@ def run_evaluate(dataset: Dataset, cam, preprocess, batch: int) -> tuple[float, 
 
 
 def peak_memory(repeat: int) -> float:
-    """Peak RSS (MiB) of a fresh process evaluating the dataset ``repeat`` times over."""
+    """Peak RSS (MiB) of a fresh process evaluating the dataset ``repeat`` times over.
+
+    Read from /proc/self/status (VmHWM): ru_maxrss would include this parent's peak, which a child
+    inherits across fork + exec on Linux."""
     code = (
-        "import resource, dataclasses, camloc\n"
+        "import dataclasses, camloc\n"
         "from camloc.datasets import open_dataset\nfrom camloc.evaluate import evaluate\n"
         "from camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
         f"d = open_dataset({str(DATA)!r})\n"
         f"d = dataclasses.replace(d, samples=[dataclasses.replace(s, image_id=f'{{k}}/{{s.image_id}}') for k in range({repeat}) for s in d.samples])\n"
         "m = camloc.load_model('mobilenet_v2')\n"
         "r = evaluate(d, camloc.CAM(m), camloc.model_info(m).preprocess, progress=False)\n"
-        "print(r.summary['images'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
+        "print(r.summary['images'], int(hwm.split()[1]) / 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[1])

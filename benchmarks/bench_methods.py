@@ -82,9 +82,10 @@ def peak_rss(method: str, library: str, batch: int, size: int) -> float:
         "import bench_methods as b, camloc\nfrom camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
         "m = camloc.load_model('mobilenet_v2')\ntorch.manual_seed(0)\n"
         f"x = torch.randn({batch}, 3, {size}, {size})\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "def hwm():\n    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024\n"
+        "base = hwm()\n"
         f"b.variants(m, {size})[{method!r}][{library!r}](x)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+        "print(hwm() - base)\n"
     )
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
 
