@@ -229,12 +229,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
     print(format_summary(result.summary, f"{info.name}, {args.method}, on {dataset.name} ({args.protocol} protocol)"))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
-    if result.skipped:
-        print(f"camloc: {len(result.skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
-        for item in result.skipped:
-            print(f"  {item['path']}: {item['error']}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_skipped(result.skipped)
 
 
 def _method_list(text: str) -> list[str]:
@@ -285,12 +280,17 @@ def _faithfulness(args: argparse.Namespace) -> int:
     json_path = write_json(result.to_json(), Path(args.json) if args.json else out.with_suffix(".json"))
     print(table, end="")
     print(f"camloc: table in {out}, results in {json_path}")
-    if result.skipped:
-        print(f"camloc: {len(result.skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
-        for item in result.skipped:
-            print(f"  {item['path']}: {item['error']}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_skipped(result.skipped)
+
+
+def _report_skipped(skipped: list[dict]) -> int:
+    """List the images that could not be read; exit status 1 if there were any."""
+    if not skipped:
+        return 0
+    print(f"camloc: {len(skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
+    for item in skipped:
+        print(f"  {item['path']}: {item['error']}", file=sys.stderr)
+    return 1
 
 
 def format_summary(summary: dict, title: str) -> str:
