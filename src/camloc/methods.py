@@ -221,16 +221,16 @@ class ScoreCAM(ActivationMethod):
 
     def combine(self, activations, grads, x, targets):
         n, c = activations.shape[:2]
-        up = F.interpolate(activations, size=x.shape[-2:], mode="bilinear", align_corners=True)
-        flat = up.flatten(2)
-        lo, hi = flat.amin(-1)[..., None, None], flat.amax(-1)[..., None, None]
-        masks = (up - lo) / (hi - lo + 1e-8)
         weights = torch.empty(n, c, device=x.device)
         with torch.no_grad():
             for i in range(n):
                 for start in range(0, c, self.chunk):
-                    m = masks[i, start : start + self.chunk, None]  # (k, 1, H, W)
-                    _, out = self._forward(x[i : i + 1] * m)
+                    # Upsample and normalize one chunk of channels at a time: memory stays at chunk size.
+                    up = F.interpolate(activations[i : i + 1, start : start + self.chunk], size=x.shape[-2:], mode="bilinear", align_corners=True)[0]
+                    flat = up.flatten(1)
+                    lo, hi = flat.amin(-1)[:, None, None], flat.amax(-1)[:, None, None]
+                    masks = ((up - lo) / (hi - lo + 1e-8))[:, None]  # (k, 1, H, W)
+                    _, out = self._forward(x[i : i + 1] * masks)
                     weights[i, start : start + self.chunk] = torch.stack([targets[i](o) for o in out]).float()
         return _weighted(weights.softmax(dim=1).to(activations.dtype), activations)
 
