@@ -57,8 +57,7 @@ class CAM:
 
     @property
     def device(self) -> torch.device:
-        p = next(self.model.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        return model_device(self.model)
 
     def __call__(self, images: Tensor, topk: int = 1, classes: Classes | None = None, upsample: bool = True) -> CamOutput:
         """Maps of the ``topk`` best classes of each image, or of ``classes``.
@@ -66,27 +65,12 @@ class CAM:
         ``classes`` is one index for every image, one index per image, or a list of indices per
         image (all lists of equal length).
         """
-        x = images.to(self.device, non_blocking=True)
-        if self._use_channels_last(x):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = prepare_input(images, self.device, self.channels_last)
         with torch.no_grad():
             features, logits = self.adapter(x)
-            probs = logits.float().softmax(dim=1)
-            if classes is None:
-                if not 1 <= topk <= logits.shape[1]:
-                    raise ValueError(f"topk must be between 1 and {logits.shape[1]}, not {topk}")
-                chosen = logits.topk(topk, dim=1).indices  # ranking logits avoids ties where softmax underflows
-                scores = probs.gather(1, chosen)
-            else:
-                chosen = _class_matrix(classes, logits.shape[0], logits.shape[1], logits.device)
-                scores = probs.gather(1, chosen)
+            chosen, scores = choose_classes(logits, topk, classes)
         raw = self.raw_maps(features, chosen)
-        with torch.no_grad():
-            maps = None
-            if upsample:
-                maps = F.interpolate(raw, size=x.shape[-2:], mode=self.upsample_mode, align_corners=False)
-                maps = normalize_maps(maps, self.normalize)
-            raw = normalize_maps(raw, self.normalize)
+        raw, maps = finish_maps(raw, x.shape[-2:] if upsample else None, self.upsample_mode, self.normalize)
         return CamOutput(logits, chosen, scores, raw, maps, features)
 
     def raw_maps(self, features: Tensor, classes: Tensor) -> Tensor:
@@ -97,10 +81,40 @@ class CAM:
             raw = torch.bmm(weights.to(features.dtype), features.reshape(n, c, h * w)).view(n, -1, h, w)
             return raw.relu() if self.relu else raw
 
-    def _use_channels_last(self, x: Tensor) -> bool:
-        if self.channels_last is None:
-            return x.device.type == "cpu"
-        return self.channels_last
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def prepare_input(images: Tensor, device: torch.device, channels_last: bool | None) -> Tensor:
+    """Images on the model's device; channels_last when asked, or by default on the CPU (faster convolutions)."""
+    x = images.to(device, non_blocking=True)
+    if channels_last if channels_last is not None else x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def choose_classes(logits: Tensor, topk: int, classes: Classes | None) -> tuple[Tensor, Tensor]:
+    """(classes (N, k), their softmax scores): the ``topk`` best, or the ones the caller names."""
+    logits = logits.detach()
+    if classes is None:
+        if not 1 <= topk <= logits.shape[1]:
+            raise ValueError(f"topk must be between 1 and {logits.shape[1]}, not {topk}")
+        chosen = logits.topk(topk, dim=1).indices  # ranking logits avoids ties where softmax underflows
+    else:
+        chosen = _class_matrix(classes, logits.shape[0], logits.shape[1], logits.device)
+    return chosen, logits.float().softmax(dim=1).gather(1, chosen)
+
+
+def finish_maps(raw: Tensor, size: torch.Size | None, mode: str, normalize: Normalize) -> tuple[Tensor, Tensor | None]:
+    """(raw, upsampled) maps, each normalized from its own extremes; no upsampling when ``size`` is None."""
+    with torch.no_grad():
+        maps = None
+        if size is not None:
+            maps = normalize_maps(F.interpolate(raw, size=size, mode=mode, align_corners=False), normalize)
+        return normalize_maps(raw, normalize), maps
 
 
 def _class_matrix(classes: Classes, n: int, num_classes: int, device: torch.device) -> Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .adapter import FoldedCopy, HeadNotFound, _is_gap, _output_node, _trace_with_leaf
-from .maps import CamOutput, Classes, Normalize, _class_matrix, normalize_maps
+from .maps import CamOutput, Classes, Normalize, choose_classes, finish_maps, model_device, prepare_input
 
 __all__ = [
     "ActivationMethod",
@@ -68,7 +68,6 @@ class ActivationMethod:
         upsample_mode: str = "bilinear",
     ) -> None:
         self.model = model
-        self.target_layer = target_layer
         self.relu = relu
         self.normalize = normalize
         self.upsample_mode = upsample_mode
@@ -79,8 +78,7 @@ class ActivationMethod:
 
     @property
     def device(self) -> torch.device:
-        p = next(self.model.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        return model_device(self.model)
 
     def __call__(
         self,
@@ -91,18 +89,11 @@ class ActivationMethod:
         upsample: bool = True,
     ) -> CamOutput:
         """Maps of the top-k classes, of ``classes``, or of ``targets`` (callables on each image's output)."""
-        x = images.to(self.device)
-        if self.channels_last if self.channels_last is not None else x.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = prepare_input(images, self.device, self.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
             activations, logits = self._forward(x)
-            probs = logits.detach().float().softmax(dim=1)
             if targets is None:
-                if classes is None:
-                    chosen = logits.detach().topk(topk, dim=1).indices
-                else:
-                    chosen = _class_matrix(classes, logits.shape[0], logits.shape[1], logits.device)
-                scores = probs.gather(1, chosen)
+                chosen, scores = choose_classes(logits, topk, classes)
                 target_lists = [[ClassTarget(c) for c in row] for row in chosen.tolist()]
             else:
                 target_lists = [list(t) if isinstance(t, (list, tuple)) else [t] for t in targets]
@@ -112,13 +103,9 @@ class ActivationMethod:
                 [self.maps_for(x, activations, logits, [ts[j] for ts in target_lists]) for j in range(len(target_lists[0]))],
                 dim=1,
             )
-        raw = raw.detach()
-        if self.relu:
-            raw = raw.relu()
-        maps = None
-        if upsample:
-            maps = normalize_maps(F.interpolate(raw, size=x.shape[-2:], mode=self.upsample_mode, align_corners=False), self.normalize)
-        return CamOutput(logits.detach(), chosen, scores, normalize_maps(raw, self.normalize), maps, activations.detach())
+        raw = raw.detach().relu() if self.relu else raw.detach()
+        raw, maps = finish_maps(raw, x.shape[-2:] if upsample else None, self.upsample_mode, self.normalize)
+        return CamOutput(logits.detach(), chosen, scores, raw, maps, activations.detach())
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(target layer output as a leaf, logits), recording no graph for the parameters."""
