@@ -17,6 +17,7 @@ from camloc.datasets import (
     open_dataset,
     read_class_table,
     write_csv_dataset,
+    write_cub_dataset,
 )
 
 VAL_BOXES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-val-boxes"
@@ -428,6 +429,52 @@ def test_cub_missing_file(tmp_path):
     assert "missing metadata file" in _raises("train_test_split.txt", None, open_dataset, root, "cub")
 
 
+def test_cub_writer_round_trip(tmp_path):
+    root = tmp_path / "CUB"
+    _img(root / "images" / "001.a" / "full.png", (40, 30))  # a readable image: its box is checked and clipped
+    train = [
+        Sample("001.a/full.png", Path("ignored"), 0, ((0, 0, 39, 29),), (40, 30)),
+        Sample("002.b/dot.png", Path("ignored"), 1, ((7, 9, 7, 9),), None),  # a one-pixel box
+    ]
+    test = [Sample("002.b/with space.png", Path("ignored"), 1, ((3, 4, 250, 180),), (300, 200))]
+    assert write_cub_dataset({"train": train, "test": test}, root, ["a bird", "b"]) == root
+    boxes = "1 0.0 0.0 39.0 29.0\n2 7.0 9.0 0.0 0.0\n3 3.0 4.0 247.0 176.0\n"  # x y (x1 - x0) (y1 - y0)
+    assert (root / "bounding_boxes.txt").read_text() == boxes
+    assert (root / "images.txt").read_text() == "1 001.a/full.png\n2 002.b/dot.png\n3 002.b/with space.png\n"
+    assert (root / "image_class_labels.txt").read_text() == "1 1\n2 2\n3 2\n"
+    assert (root / "train_test_split.txt").read_text() == "1 1\n2 1\n3 0\n"
+    assert (root / "classes.txt").read_text() == "1 a bird\n2 b\n"
+    for split, samples in (("train", train), ("test", test), ("all", train + test)):
+        back = open_dataset(root, split=split)  # auto-detected
+        assert (back.format, back.class_names) == ("cub", ["a bird", "b"])
+        assert [(t.image_id, t.path, t.label, t.boxes, t.size) for t in back] == [
+            (s.image_id, root / "images" / s.image_id, s.label, s.boxes, None) for s in samples
+        ]
+    # no class names: no classes.txt; only a test split
+    write_cub_dataset({"test": test}, tmp_path / "bare")
+    assert not (tmp_path / "bare" / "classes.txt").exists()
+    assert open_dataset(tmp_path / "bare", "cub")[0].boxes == test[0].boxes
+
+
+def test_cub_writer_rejects_what_cannot_round_trip(tmp_path):
+    one = Sample("a.png", Path("a.png"), 0, ((0, 0, 1, 1),), (4, 4))
+    cases = [
+        ({"train": [one], "test": [one]}, None, "duplicate image_id 'a.png'"),
+        ({"val": [one]}, None, "split 'val'"),
+        ({"train": [Sample("a.png", Path("a.png"), 0, (), None)]}, None, "one box per image, this sample has 0"),
+        ({"train": [Sample("a.png", Path("a.png"), 0, ((0, 0, 1, 1),) * 2, None)]}, None, "has 2"),
+        ({"train": [Sample("a.png", Path("a.png"), 2, ((0, 0, 1, 1),), None)]}, ["x", "y"], "label 2 outside"),
+        ({"train": [Sample(" a.png", Path("a.png"), 0, ((0, 0, 1, 1),), None)]}, None, "cannot be written"),
+        ({"train": [one]}, ["padded "], "class name 'padded '"),
+    ]
+    for by_split, names, words in cases:
+        with pytest.raises(ValueError, match=words):
+            write_cub_dataset(by_split, tmp_path / "c", names)
+    with pytest.raises(DatasetError, match="outside the 4x4 image"):
+        write_cub_dataset({"train": [Sample("a.png", Path("a.png"), 0, ((0, 0, 4, 1),), (4, 4))]}, tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # nothing written before the checks pass
+
+
 # --------------------------------------------------------------------------------------------
 # voc
 
@@ -537,6 +584,73 @@ def test_voc_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# folder (ImageFolder)
+
+
+def _folder_set(root: Path) -> Path:
+    for rel in ("cat/b.jpg", "cat/a.PNG", "dog/y.TIFF", "dog/x.webp", "dog/sub/nested.png", "dog/.hidden.png"):
+        _img(root / rel, (8, 6))
+    _write(root / "cat" / "notes.txt", "not an image")
+    _img(root / ".cache" / "c.png", (4, 4))  # a hidden folder is no class
+    (root / "empty").mkdir()  # a class without images is still a class (its label is kept)
+    return root
+
+
+def test_folder_reads_class_subfolders(tmp_path):
+    root = _folder_set(tmp_path / "pets")
+    ds = open_dataset(root, "folder")
+    assert (ds.name, ds.format, ds.root) == ("pets", "folder", root)
+    assert ds.class_names == ["cat", "dog", "empty"] and ds.class_wnids is None
+    assert ds.samples == [
+        Sample("cat/a.PNG", root / "cat" / "a.PNG", 0, (), None),
+        Sample("cat/b.jpg", root / "cat" / "b.jpg", 0, (), None),
+        Sample("dog/x.webp", root / "dog" / "x.webp", 1, (), None),
+        Sample("dog/y.TIFF", root / "dog" / "y.TIFF", 1, (), None),
+    ]
+    assert open_dataset(root).samples == ds.samples  # auto: the last rule
+    # classes= maps folder names (or WNIDs) to the table's indices
+    table = _write(tmp_path / "table.txt", "0 n00000009 dog\n1 n00000007 cat\n2 n00000008 empty\n")
+    mapped = open_dataset(root, "folder", classes=table)
+    assert [s.label for s in mapped] == [1, 1, 0, 0] and mapped.class_names == ["dog", "cat", "empty"]
+    assert mapped.class_wnids == ["n00000009", "n00000007", "n00000008"]
+    msg = _raises("pets", None, open_dataset, root, classes=["cat", "dog"])
+    assert "class folder 'empty' is not in classes=" in msg
+    with pytest.raises(ValueError, match="images= does not apply"):
+        open_dataset(root, "folder", images=tmp_path)
+
+
+def test_folder_of_wnids(tmp_path):
+    _img(tmp_path / "train" / "n01443537" / "1.JPEG", (5, 5))
+    _img(tmp_path / "train" / "n01440764" / "2.jpeg", (5, 5))
+    ds = open_dataset(tmp_path / "train")
+    assert ds.format == "folder" and ds.class_names == ds.class_wnids == ["n01440764", "n01443537"]
+    assert [(s.image_id, s.label) for s in ds] == [("n01440764/2.jpeg", 0), ("n01443537/1.JPEG", 1)]
+
+
+def test_folder_errors_and_what_auto_detection_does_not_take_for_one(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "no images in class subfolders" in _raises("empty", None, open_dataset, tmp_path / "empty", "folder")
+    (tmp_path / "empty" / "a" / "deeper").mkdir(parents=True)
+    _img(tmp_path / "empty" / "a" / "deeper" / "x.png", (4, 4))  # only nested images: none read
+    assert "no images in class subfolders" in _raises("empty", None, open_dataset, tmp_path / "empty", "folder")
+    msg = _raises("empty", None, open_dataset, tmp_path / "empty")
+    assert "cannot tell the dataset format" in msg and "(folder)" in msg
+    # a csv dataset whose boxes.csv is missing is no ImageFolder with one class 'images'
+    half = _csv_set(tmp_path / "half", classes=None)
+    (half / "boxes.csv").unlink()
+    assert "cannot tell" in _raises("half", None, open_dataset, half)
+    # nor is a folder with a class table beside it, unless asked for
+    root = _folder_set(tmp_path / "pets")
+    _write(root / "classes.txt", "cat\ndog\nempty\n")
+    assert "cannot tell" in _raises("pets", None, open_dataset, root)
+    assert len(open_dataset(root, "folder", classes=root / "classes.txt")) == 4
+    # generate()'s csv layout, train/ and test/ beside each other, holds no images directly in them
+    _csv_set(tmp_path / "gen" / "train")
+    _csv_set(tmp_path / "gen" / "test")
+    assert "cannot tell" in _raises("gen", None, open_dataset, tmp_path / "gen")
+
+
+# --------------------------------------------------------------------------------------------
 # auto detection and arguments
 
 
@@ -549,7 +663,7 @@ def test_auto_detection(tmp_path):
     assert open_dataset(ann, classes=classes).format == "voc"
     (tmp_path / "nothing").mkdir()
     msg = _raises("nothing", None, open_dataset, tmp_path / "nothing")
-    for looked_for in ("boxes.csv", "image_ids.txt", "images.txt + bounding_boxes.txt", "*.xml"):
+    for looked_for in ("boxes.csv", "image_ids.txt", "images.txt + bounding_boxes.txt", "*.xml", "(folder)"):
         assert looked_for in msg
     assert "no such dataset folder" in _raises("absent", None, open_dataset, tmp_path / "absent")
     assert "format of this file" in _raises("synsets.txt", None, open_dataset, classes)

@@ -442,3 +442,48 @@ def test_box_to_original_pixel_edge_landing_exactly_on_original_edge():
     geo = Preprocess(mode="squash").geometry(300, 300)
     assert geo.box_to_original((168, 168, 168, 168)) == (225, 225, 226, 226)
     assert geo.box_to_original((167, 167, 167, 167)) == (223, 223, 224, 224)
+
+
+# --------------------------------------------------------------------------------------------
+# load_batch crops
+
+
+def test_load_batch_crops_cut_before_preprocessing(tmp_path):
+    pre = Preprocess(size=64, resize_size=72)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    _noise(90, 70, seed=4).save(a)
+    _noise(50, 80, seed=5).save(b)
+    box = (10, 5, 59, 44)  # inclusive: 50 x 40 pixels
+    batch = load_batch([a, b, a], pre, keep_originals=True, crops=[box, None, (0, 0, 0, 0)])
+    by_hand = Image.open(a).convert("RGB").crop((10, 5, 60, 45))
+    assert batch.originals[0].size == (50, 40)
+    assert np.array_equal(np.asarray(batch.originals[0]), np.asarray(by_hand))
+    assert torch.equal(batch.images[0], pre(by_hand)[0])
+    assert (batch.geometries[0].width, batch.geometries[0].height) == (50, 40)
+    assert torch.equal(batch.images[1], pre(open_image(b))[0])  # None: the whole image
+    assert batch.originals[2].size == (1, 1)  # a one-pixel box is one pixel, not empty
+    assert np.asarray(batch.originals[2])[0, 0].tolist() == list(Image.open(a).convert("RGB").getpixel((0, 0)))
+
+
+def test_load_batch_crop_is_clipped_to_the_image(tmp_path):
+    p = tmp_path / "a.png"
+    _noise(40, 30, seed=6).save(p)
+    batch = load_batch([p], Preprocess(mode="squash", size=32), keep_originals=True, crops=[(-10, 20, 100, 99)])
+    want = np.asarray(Image.open(p).convert("RGB"))[20:30, 0:40]
+    assert np.array_equal(np.asarray(batch.originals[0]), want)
+
+
+@pytest.mark.parametrize("box", [(50, 0, 60, 10), (0, 30, 10, 40), (10, 10, 5, 20), (-9, -9, -1, -1)])
+def test_load_batch_empty_crop_is_an_error_for_that_file(tmp_path, box):
+    p, q = tmp_path / "a.png", tmp_path / "b.png"
+    _noise(40, 30, seed=7).save(p)
+    _noise(40, 30, seed=8).save(q)
+    batch = load_batch([p, q], Preprocess(size=32, resize_size=36), crops=[box, (0, 0, 39, 29)])
+    assert batch.paths == [str(q)]
+    assert len(batch.errors) == 1 and isinstance(batch.errors[0], BadImage)
+    assert batch.errors[0].path == str(p) and "crop box" in batch.errors[0].reason and "40x30" in batch.errors[0].reason
+
+
+def test_load_batch_crops_must_match_paths(tmp_path):
+    with pytest.raises(ValueError, match="one box or None per path"):
+        load_batch([tmp_path / "a.png", tmp_path / "b.png"], Preprocess(), crops=[None])

@@ -2,6 +2,7 @@
 
 from .adapter import CamAdapter, HeadNotFound, adapt
 from .boxes import Box, paper_box, paper_boxes
+from .checkpoint import build_model, load_checkpoint
 from .images import BadImage, Batch, Geometry, Preprocess, load_batch, open_image
 from .maps import CAM, CamOutput, normalize_maps, to_image_frame
 from .methods import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
@@ -32,6 +33,8 @@ __all__ = [
     "adapt",
     "best_iou",
     "box_iou",
+    "build_model",
+    "load_checkpoint",
     "load_batch",
     "load_model",
     "model_info",

@@ -60,7 +60,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("dataset")
-    g.add_argument("--format", choices=["auto", "csv", "wsol", "cub", "voc"], default="auto")
+    g.add_argument("--format", choices=["auto", "csv", "wsol", "cub", "voc", "folder"], default="auto")
     g.add_argument("--images", metavar="DIR", help="image root for wsol metadata / XML annotations")
     g.add_argument("--split", default="test", choices=["train", "test", "all"], help="CUB split (default: %(default)s)")
     g.add_argument("--class-map", metavar="FILE", help="XML datasets: class names or synsets, one per line, in index order")
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--resume", action="store_true", help="continue the run recorded in --per-image")
     ev.add_argument("--batch-size", type=_positive, default=32, metavar="N")
     ev.add_argument("--workers", type=_positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)")
+    ev.add_argument("--baseline", choices=["center"], help="score fixed centred boxes instead of CAM boxes (MaxBoxAcc = the best fixed centred box)")
     _add_model_args(ev)
 
     fa = sub.add_parser("faithfulness", help="deletion/insertion AUC, average drop and increase in confidence of map methods on a dataset", conflict_handler="resolve")
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(fa)
     fa.add_argument("--methods", "--method", type=_method_list, default=list(METHOD_NAMES), metavar="M1,M2,...", help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: all)")
 
+    from . import cli_train
+
+    cli_train.register(sub)
+
     demo = sub.add_parser("demo", help="explain scikit-image's sample photos (chelsea, coffee) with the default model")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     _add_model_args(demo)
@@ -132,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "faithfulness":
             return _faithfulness(args)
+        if args.command in ("synth", "train", "features", "probe", "finegrained"):
+            from . import cli_train
+
+            return getattr(cli_train, args.command)(args)
         return _explain(args, args.inputs)
     except KeyboardInterrupt:
         print("camloc: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, ImportError, TypeError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, TypeError, RuntimeError) as err:
         print(f"camloc: error: {err}", file=sys.stderr)
         return 2
 
@@ -211,6 +220,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--step must be above 0, got {args.step}")
     cam, info = _load(args)
     config = {"model": info.name, "method": args.method, "data": str(Path(args.data).resolve()), "format": dataset.format}
+    if args.baseline:
+        config["baseline"] = args.baseline
     result = evaluate(
         dataset,
         cam,
@@ -223,11 +234,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         per_image=args.per_image,
         resume=args.resume,
         config=config,
+        baseline=args.baseline,
     )
     json_path = write_json({**config, "protocol": args.protocol, **result.to_json()}, args.json)
     if result.curves:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
-    print(format_summary(result.summary, f"{info.name}, {args.method}, on {dataset.name} ({args.protocol} protocol)"))
+    what = f"{args.baseline} baseline" if args.baseline else args.method
+    print(format_summary(result.summary, f"{info.name}, {what}, on {dataset.name} ({args.protocol} protocol)"))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
     return _report_skipped(result.skipped)
 

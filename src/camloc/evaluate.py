@@ -36,6 +36,7 @@ from .sweep import wsol_best_ious
 __all__ = ["PROTOCOLS", "EvalResult", "evaluate"]
 
 PROTOCOLS = ("wsol", "paper", "authors")
+BASELINES = (None, "center")
 CURVES = ("v1_50",) + tuple(f"v2_{t}" for t in IOU_THRESHOLDS)
 COLUMNS = [
     "image_id", "path", "label", "top5", "cls_top1", "cls_top5", "iou", "box",
@@ -68,6 +69,7 @@ def evaluate(
     resume: bool = False,
     config: dict | None = None,
     progress: bool | None = None,
+    baseline: str | None = None,
 ) -> EvalResult:
     """Evaluate ``cam`` on every sample of ``dataset`` with a box ``protocol``.
 
@@ -75,14 +77,23 @@ def evaluate(
     min-max; MaxBoxAcc, MaxBoxAccV2, PxAP over thresholds ``np.arange(0, 1, step)``) plus the paper's
     rule at ``threshold`` on the same maps for GT-known / top-1 / top-5 localization.
     ``paper``: only the paper's rule. ``authors``: the CAM authors' box generator and top-5 heuristics.
+
+    ``baseline="center"`` scores fixed centred boxes instead of the CAM's: the map is replaced by
+    ``1 - max(|x - cx| / (W/2), |y - cy| / (H/2))``, whose region above threshold ``t`` is the centred
+    box of ``(1 - t)`` times the image's width and height. MaxBoxAcc is then the accuracy of the best
+    fixed centred box, and the curves give every box size (classification still uses the model).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(map(str, BASELINES))}, not {baseline!r}")
+    if baseline is not None and protocol == "authors":
+        raise ValueError("--baseline applies to the wsol and paper protocols")
     preprocess = dataclasses.replace(preprocess, mode="squash")
     cam_thresholds = np.arange(0, 1, step)
     metrics = LocalizationMetrics(cam_thresholds)
     skipped: list[dict] = []
-    header = {"protocol": protocol, "step": step, "threshold": threshold, "size": preprocess.size, **(config or {})}
+    header = {"protocol": protocol, **({"baseline": baseline} if baseline else {}), "step": step, "threshold": threshold, "size": preprocess.size, **(config or {})}
     done = _resume_rows(per_image, header, metrics, skipped) if resume else set()
     if per_image is not None and not resume and Path(per_image).exists() and Path(per_image).stat().st_size:
         raise FileExistsError(f"{per_image}: exists; pass --resume to continue that run, or remove it")
@@ -92,7 +103,7 @@ def evaluate(
     with _RowWriter(per_image, header) as writer, ThreadPoolExecutor(max(1, workers)) as pool:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            rows = _evaluate_batch(chunk, cam, preprocess, protocol, cam_thresholds, threshold, pool)
+            rows = _evaluate_batch(chunk, cam, preprocess, protocol, cam_thresholds, threshold, pool, baseline)
             for row in rows:
                 writer.write(row)
                 _account(row, metrics, skipped)
@@ -117,6 +128,7 @@ def _evaluate_batch(
     cam_thresholds: np.ndarray,
     threshold: float,
     pool: ThreadPoolExecutor,
+    baseline: str | None = None,
 ) -> list[dict]:
     batch = load_batch([s.path for s in chunk], preprocess, executor=pool)  # phase 1: decode
     by_path = {str(s.path): s for s in chunk}
@@ -145,7 +157,7 @@ def _evaluate_batch(
             _authors(row, sample, raw[i], top3[i], preds, original)
             return row
         truths = [scale_box(b, original, size) for b in sample.boxes]
-        scoremap = wsol_scoremap(raw[i], size)
+        scoremap = center_scoremap(size) if baseline == "center" else wsol_scoremap(raw[i], size)
         _single_box(row, paper_box(scoremap, threshold), truths)
         if protocol == "wsol" and truths:
             gray = wsol_gray(scoremap)
@@ -159,6 +171,15 @@ def _evaluate_batch(
         return row
 
     return rows + list(pool.map(boxes, range(len(samples))))
+
+
+def center_scoremap(size: tuple[int, int]) -> np.ndarray:
+    """A map whose level sets are the centred boxes: 1 at the centre, 0 on the border."""
+    w, h = size
+    x = np.abs(np.arange(w) - (w - 1) / 2) / (w / 2)
+    y = np.abs(np.arange(h) - (h - 1) / 2) / (h / 2)
+    m = 1.0 - np.maximum(x[None, :], y[:, None])
+    return (m - m.min()) / (m.max() - m.min())  # min-max, as every CAM score map is
 
 
 def _single_box(row: dict, box, truths) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-__all__ = ["Batch", "BadImage", "Geometry", "Preprocess", "load_batch", "open_image"]
+__all__ = ["Batch", "BadImage", "Geometry", "Preprocess", "crop_to_box", "load_batch", "open_image"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -154,9 +154,21 @@ class Preprocess:
         std = torch.tensor(self.std).view(3, 1, 1)
         return x.sub_(mean).div_(std)
 
+    def to_dict(self) -> dict:
+        """The constructor arguments as JSON values (tuples become lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.init}
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> Preprocess:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
     def __call__(self, im: Image.Image) -> tuple[Tensor, Geometry]:
         resized, geo = self.resize(im)
         return self.to_tensor(resized), geo
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass
@@ -175,21 +187,30 @@ def load_batch(
     preprocess: Preprocess,
     keep_originals: bool = False,
     executor: Executor | None = None,
+    crops: Sequence[Sequence[int] | None] | None = None,
 ) -> Batch:
     """Read and preprocess images; an unreadable file becomes an entry of ``errors``, not an exception.
 
     With an ``executor`` (threads: PIL decodes without holding the GIL) files are read in parallel;
-    the batch keeps the order of ``paths``.
+    the batch keeps the order of ``paths``. ``crops`` gives one box ``(x0, y0, x1, y1)`` (inclusive,
+    in the file's upright pixels) or None per path: the image is cut to that box, clipped to the
+    image, before ``preprocess``; a box with nothing inside the image makes an error for that file.
+    With crops, ``geometries`` and ``originals`` describe the cropped images.
     """
+    if crops is not None and len(crops) != len(paths):
+        raise ValueError(f"crops must give one box or None per path: {len(crops)} crops for {len(paths)} paths")
 
-    def read(p: str | os.PathLike) -> tuple[Image.Image, Tensor, Geometry] | BadImage:
+    def read(p: str | os.PathLike, box: Sequence[int] | None) -> tuple[Image.Image, Tensor, Geometry] | BadImage:
         try:
             im = open_image(p)
+            if box is not None:
+                im = crop_to_box(im, box, p)
             return (im, *preprocess(im))
         except BadImage as err:
             return err
 
-    results = executor.map(read, paths) if executor is not None else map(read, paths)
+    boxes = crops if crops is not None else [None] * len(paths)
+    results = executor.map(read, paths, boxes) if executor is not None else map(read, paths, boxes)
     tensors, good, geometries, errors, originals = [], [], [], [], []
     for p, result in zip(paths, results):
         if isinstance(result, BadImage):
@@ -203,3 +224,16 @@ def load_batch(
             originals.append(im)
     images = torch.stack(tensors) if tensors else torch.empty(0, 3, preprocess.size, preprocess.size)
     return Batch(images, good, geometries, errors, originals if keep_originals else None)
+
+
+def crop_to_box(im: Image.Image, box: Sequence[int], path: str | os.PathLike = "<image>") -> Image.Image:
+    """The part of ``im`` inside the inclusive box ``(x0, y0, x1, y1)``, clipped to the image.
+
+    A box that leaves no pixel inside the image raises :class:`BadImage` naming ``path``.
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    w, h = im.size
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w - 1, x1), min(h - 1, y1)
+    if cx1 < cx0 or cy1 < cy0:
+        raise BadImage(path, f"crop box {(x0, y0, x1, y1)} has no pixel inside the {w}x{h} image")
+    return im.crop((cx0, cy0, cx1 + 1, cy1 + 1))  # PIL's box is exclusive at the right and bottom

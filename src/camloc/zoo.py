@@ -68,11 +68,18 @@ def load_model(
     """A pretrained classifier in eval mode, with its class names and preprocessing attached.
 
     ``name`` is a torchvision model name (``"mobilenet_v2"``, ``"resnet50"``), ``"timm:<name>"``,
-    or a factory ``"path/to/file.py:fn"`` / ``"package.module:fn"`` returning an ``nn.Module``.
-    ``weights`` is a file to load; torchvision and timm weights are otherwise looked up in the torch
+    a factory ``"path/to/file.py:fn"`` / ``"package.module:fn"`` returning an ``nn.Module``, or a
+    camloc model file (``MODEL.pt`` from ``camloc train`` / ``camloc probe``). ``weights`` is a file to load; torchvision and timm weights are otherwise looked up in the torch
     hub cache (and in packages that ship them), never downloaded.
     """
-    if name.startswith("timm:"):
+    from .checkpoint import is_camloc_file, load_checkpoint
+
+    if is_camloc_file(name):
+        if weights is not None:
+            raise ValueError(f"--weights: {name} is a camloc model file and holds its own weights")
+        model = load_checkpoint(name)
+        info = model_info(model)
+    elif name.startswith("timm:"):
         model, info = _load_timm(name[len("timm:") :], weights)
     elif ":" in name:
         model, info = _load_factory(name, weights)

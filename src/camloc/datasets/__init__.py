@@ -1,4 +1,4 @@
-"""Ground truth for localization: four on-disk layouts read into one list of :class:`Sample`.
+"""Ground truth for localization: five on-disk layouts read into one list of :class:`Sample`.
 
 Every box is ``(x0, y0, x1, y1)`` in inclusive, 0-based pixel coordinates of the image file itself
 (see :mod:`camloc.boxes`). Metadata is checked while it is read; a problem raises a one-line
@@ -33,7 +33,7 @@ Formats (``open_dataset(path, format=...)``):
     ``14 112 388 186`` -> ``14,112,402,298``), then ``x1``/``y1`` are clipped to ``W - 1``/``H - 1``
     when the image header can be read. Read as inclusive coordinates this is one pixel wider and
     taller than the annotated rectangle; camloc keeps wsolevaluation's numbers so that scores compare.
-    CUB declares no sizes, so ``Sample.size`` is None.
+    CUB declares no sizes, so ``Sample.size`` is None. :func:`write_cub_dataset` writes this layout.
 ``voc``
     a folder of Pascal VOC / ILSVRC XML annotations (or a root with an ``Annotations/`` folder), a class
     table (``classes=``, or a ``classes.txt`` beside the XML) that maps ``<name>`` (WNID or class name)
@@ -44,9 +44,20 @@ Formats (``open_dataset(path, format=...)``):
     ``one_based=True`` (Pascal VOC), shifted by -1; non-integer coordinates are truncated. ``<size>``
     gives ``Sample.size`` (0 or missing: None). A ``<filename>`` without an extension (ILSVRC) is
     looked up with the usual image extensions (``.JPEG`` when none exists).
+``folder``
+    torchvision's ImageFolder, classification only: ``root/<class>/<image>``, classes the sorted names
+    of the (non-hidden) subfolders, labels in that order, or, with ``classes=``, the class table's
+    index of each subfolder's name (or WNID). Images are the files directly inside a class folder with
+    the suffixes of ``FOLDER_SUFFIXES`` (any case), sorted by name; ``image_id`` is ``class/file``;
+    no boxes, no sizes. When every subfolder is named by a WNID, those are ``class_wnids``.
 ``auto``
     detected from the files present: ``boxes.csv`` -> csv, ``image_ids.txt`` -> wsol,
-    ``images.txt`` + ``bounding_boxes.txt`` -> cub, ``*.xml`` -> voc.
+    ``images.txt`` + ``bounding_boxes.txt`` -> cub, ``*.xml`` -> voc; last, folder, when a subfolder
+    holds images and nothing of the other layouts is there (``classes.txt``, ``images.txt``,
+    ``images/``, ``Annotations/`` ...).
+
+Procedurally drawn datasets with exact boxes (written in the csv or cub layout) come from
+:mod:`camloc.datasets.synthetic`.
 
 Class tables (``classes.txt`` of the csv layout, ``classes=`` of any format) are read by one rule:
 when every line is ``INDEX REST`` the indices must run 0..n-1 and REST is ``WNID NAME`` (WNID like
@@ -60,13 +71,14 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 from xml.parsers import expat
 
-from .boxes import Box
+from ..boxes import Box
 
 __all__ = [
     "CSV_COLUMNS",
+    "FOLDER_SUFFIXES",
     "FORMATS",
     "Dataset",
     "DatasetError",
@@ -74,15 +86,30 @@ __all__ = [
     "open_dataset",
     "read_class_table",
     "write_csv_dataset",
+    "write_cub_dataset",
 ]
 
 CSV_COLUMNS = ("image", "width", "height", "label_index", "label_name", "x0", "y0", "x1", "y1")
-FORMATS = ("csv", "wsol", "cub", "voc")
+FORMATS = ("csv", "wsol", "cub", "voc", "folder")
 CUB_SPLITS = ("train", "test", "all")
 
 _WNID = re.compile(r"n\d{8}")
 _INDEXED = re.compile(r"(\d+)\s+(\S.*)")
 _IMAGE_SUFFIXES = (".JPEG", ".jpg", ".jpeg", ".JPG", ".png", ".PNG", ".bmp", ".webp")
+FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # matched case-insensitively
+# files or folders of the other layouts: where one is present, auto-detection does not guess "folder"
+_NOT_A_FOLDER_DATASET = (
+    "boxes.csv",
+    "classes.txt",
+    "image_ids.txt",
+    "images.txt",
+    "image_class_labels.txt",
+    "bounding_boxes.txt",
+    "train_test_split.txt",
+    "images",
+    "Annotations",
+    "JPEGImages",
+)
 
 
 @dataclass(frozen=True)
@@ -671,6 +698,105 @@ def _read_cub(root: Path, images: Path | None, split: str, classes) -> Dataset:
     )
 
 
+def write_cub_dataset(
+    samples_by_split: Mapping[str, Iterable[Sample]],
+    root: str | Path,
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """Write the CUB-200-2011 metadata files for samples whose images are already under
+    ``root/images/<image_id>``: ``images.txt``, ``image_class_labels.txt`` (labels + 1),
+    ``train_test_split.txt``, ``bounding_boxes.txt`` and, with ``class_names``, ``classes.txt``
+    (``1 name`` ...). ``samples_by_split`` maps ``"train"`` and/or ``"test"`` to samples, numbered
+    1, 2, ... in that order; each sample needs exactly one box. Returns ``root``.
+
+    Boxes are written ``x0 y0 (x1 - x0) (y1 - y0)`` as floats, so that the reader's rule ``x1 =
+    int(x + width)`` gives the inclusive box back exactly: :func:`open_dataset` with ``split=``
+    returns the same image ids, paths, labels and boxes (sizes become None: CUB declares none)."""
+    root = Path(root)
+    names = None if class_names is None else [str(c) for c in class_names]
+    for c in names or ():
+        if not c.strip() or c != c.strip() or "\n" in c or "\r" in c:
+            raise ValueError(f"class name {c!r} cannot be written to classes.txt (empty, padded or multi-line)")
+    unknown = set(samples_by_split) - {"train", "test"}
+    if unknown:
+        raise ValueError(f"split {sorted(unknown)[0]!r}: CUB has only train and test")
+    images, labels, splits, boxes = [], [], [], []
+    seen: set[str] = set()
+    for split, samples in samples_by_split.items():
+        for s in samples:
+            no = len(images) + 1
+            if s.image_id in seen:
+                raise ValueError(f"duplicate image_id {s.image_id!r}")
+            seen.add(s.image_id)
+            if not s.image_id or s.image_id != s.image_id.strip() or "\n" in s.image_id or "\r" in s.image_id:
+                raise ValueError(f"image_id {s.image_id!r} cannot be written to images.txt")
+            if s.label < 0 or (names is not None and s.label >= len(names)):
+                raise ValueError(f"{s.image_id}: label {s.label} outside the class list")
+            if len(s.boxes) != 1:
+                raise ValueError(f"{s.image_id}: CUB holds one box per image, this sample has {len(s.boxes)}")
+            x0, y0, x1, y1 = (int(c) for c in s.boxes[0])
+            _check_box((x0, y0, x1, y1), s.size, Path(s.image_id), None)
+            images.append(f"{no} {s.image_id}\n")
+            labels.append(f"{no} {s.label + 1}\n")
+            splits.append(f"{no} {int(split == 'train')}\n")
+            boxes.append(f"{no} {float(x0)} {float(y0)} {float(x1 - x0)} {float(y1 - y0)}\n")
+    root.mkdir(parents=True, exist_ok=True)
+    files = {
+        "images.txt": images,
+        "image_class_labels.txt": labels,
+        "train_test_split.txt": splits,
+        "bounding_boxes.txt": boxes,
+    }
+    if names is not None:
+        files["classes.txt"] = [f"{i + 1} {c}\n" for i, c in enumerate(names)]
+    for name, lines in files.items():
+        (root / name).write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# folder (ImageFolder)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder`` (not below it), sorted by name; hidden files skipped."""
+    images = [p for p in folder.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES and not p.name.startswith(".")]
+    return sorted((p for p in images if p.is_file()), key=lambda p: p.name)
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _read_folder(root: Path, classes) -> Dataset:
+    """root/<class>/<image>: the rules are in the module docstring."""
+    folders = _class_folders(root)
+    if classes is not None:
+        table = _load_classes(classes)
+        index = table.index()
+        labels = []
+        for folder in folders:
+            k = index.get(folder.name)
+            if k is None or k < 0:
+                why = "is not in" if k is None else "is ambiguous in"
+                raise DatasetError(f"class folder {folder.name!r} {why} {table.source}", root)
+            labels.append(k)
+    else:
+        names = [f.name for f in folders]
+        table = _Classes(names, [n if _WNID.fullmatch(n) else None for n in names], str(root))
+        labels = list(range(len(folders)))
+    samples = [
+        Sample(f"{folder.name}/{image.name}", image, label, (), None)
+        for folder, label in zip(folders, labels)
+        for image in _folder_images(folder)
+    ]
+    if not samples:
+        raise DatasetError(
+            f"no images in class subfolders (folder format: <class>/<image> with {', '.join(FOLDER_SUFFIXES)})", root
+        )
+    return Dataset(root.name, "folder", root, samples, list(table.names), table.all_wnids)
+
+
 # --------------------------------------------------------------------------------------------
 # voc
 
@@ -822,9 +948,14 @@ def _detect(path: Path, split: str) -> tuple[str, Path]:
         return "cub", path
     if any(path.glob("*.xml")) or any((path / "Annotations").glob("*.xml")):
         return "voc", path
+    if not any((path / marker).exists() for marker in _NOT_A_FOLDER_DATASET) and any(
+        _folder_images(folder) for folder in _class_folders(path)
+    ):
+        return "folder", path
     raise DatasetError(
         "cannot tell the dataset format: looked for boxes.csv (csv), image_ids.txt or "
-        f"{split}/image_ids.txt (wsol), images.txt + bounding_boxes.txt (cub), *.xml or Annotations/*.xml (voc)",
+        f"{split}/image_ids.txt (wsol), images.txt + bounding_boxes.txt (cub), *.xml or Annotations/*.xml (voc), "
+        "<class>/<image> subfolders and no other layout's files (folder)",
         path,
     )
 
@@ -842,10 +973,11 @@ def open_dataset(
     """Read a dataset's metadata into a :class:`Dataset` (see the module docstring for the layouts).
 
     ``images``: the image folder (csv: default ``images/``; wsol: required; cub: default ``images/``;
-    voc: default the sibling ``JPEGImages/`` or the annotation folder). ``split``: cub ``"train" |
+    voc: default the sibling ``JPEGImages/`` or the annotation folder; folder: not allowed). ``split``: cub ``"train" |
     "test" | "all"``; wsol: the subfolder to use when ``path`` holds ``train/ val/ test/``.
     ``classes``: a class file or a list of names; voc needs it (or a ``classes.txt`` beside the XML)
-    to map ``<name>`` to an index; for the other formats it supplies or overrides the class names.
+    to map ``<name>`` to an index; for folder it maps each subfolder's name to its label; for the other
+    formats it supplies or overrides the class names.
     ``one_based``: voc only, subtract 1 from every coordinate (Pascal VOC). ``masks``: wsol
     OpenImages mask root (default: ``images``).
     """
@@ -868,4 +1000,8 @@ def open_dataset(
         return _read_wsol(path, None if images is None else Path(images), masks, classes)
     if format == "cub":
         return _read_cub(path, None if images is None else Path(images), split, classes)
+    if format == "folder":
+        if images is not None:
+            raise ValueError("images= does not apply to the folder format (the images are the dataset)")
+        return _read_folder(path, classes)
     return _read_voc(path, None if images is None else Path(images), classes, one_based)

@@ -1,0 +1,326 @@
+"""`camloc train`: fit a GAP classifier on image labels alone, then measure how well its CAM localizes.
+
+Reproducible and resumable by construction: the shuffling order and every augmentation draw of
+epoch ``e`` come from a generator seeded with ``(seed, e)``, the learning rate is a pure function
+of the step, and the model file written after each epoch holds the optimizer state and torch's RNG
+state. Resuming after epoch ``e`` therefore continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import build_model, read_record, save_checkpoint
+from .datasets import Dataset, Sample
+from .images import IMAGENET_MEAN, IMAGENET_STD, BadImage, Preprocess, open_image
+from .nets import ARCHS
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "gapnet"
+    pretrained: bool = False  # start from the architecture's pretrained weights (all but the classifier)
+    weights: str | None = None  # or from this weight file
+    convert_gap: dict | None = None  # camloc.gap.convert arguments: train the paper's "-GAP" variant
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float | None = None  # default: 0.1 for SGD from scratch, 0.01 SGD fine-tuning, 1e-3 AdamW
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine: to zero; step: x0.1 at 1/2 and 3/4 of the run
+    warmup_epochs: float = 1.0  # linear warm-up from lr/10, so a large from-scratch lr does not diverge
+    size: int | None = None  # input side (images are squashed, as the WSOL protocol evaluates them);
+    # default: 64 for camloc's own nets, 224 for torchvision / timm ones
+    min_scale: float = 0.35  # random-resized-crop area range [min_scale, 1]
+    hflip: bool = True
+    seed: int = 0
+    workers: int = 2
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.size is None:
+            self.size = 64 if self.arch in ARCHS else 224
+        if self.epochs < 1 or self.batch_size < 2 or self.size < 16:
+            raise ValueError("--epochs must be >= 1, --batch-size >= 2 and --size >= 16")
+        if not 0.0 < self.min_scale <= 1.0:
+            raise ValueError(f"--min-scale must be in (0, 1], got {self.min_scale}")
+        self.mean, self.std = tuple(self.mean), tuple(self.std)  # lists after a JSON / checkpoint round trip
+
+    @property
+    def base_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        if self.optimizer == "adamw":
+            return 1e-3
+        return 0.01 if (self.pretrained or self.weights) else 0.1
+
+    def preprocess(self) -> Preprocess:
+        return Preprocess(size=self.size, resize_size=self.size, mode="squash", mean=self.mean, std=self.std)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    path: Path
+    history: list[dict]  # one entry per epoch: loss, accuracy, lr, images/s, seconds
+    skipped: list[dict] = field(default_factory=list)  # unreadable training images
+    seconds: float = 0.0  # wall time of the epochs run in this call
+
+
+def train(
+    config: TrainConfig,
+    train_set: Dataset,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
+    device: str | torch.device = "cpu",
+) -> TrainResult:
+    """Train on ``train_set`` and write the model file ``out`` after every epoch.
+
+    ``resume``: continue the run recorded in ``out`` (same data and configuration). ``stop_after``:
+    end after that many epochs in total, as if interrupted (the file is then resumable).
+    """
+    out = Path(out)
+    log = log or (lambda text: print(text, file=sys.stderr))
+    class_names = train_set.class_names
+    num_classes = len(class_names) if class_names else 1 + max(s.label for s in train_set.samples)
+    samples = list(train_set.samples)
+    if len(samples) < 2:
+        raise ValueError(f"{train_set.root}: a training set needs at least 2 images, found {len(samples)}")
+    torch.manual_seed(config.seed)
+    model = build_model(
+        config.arch, num_classes, pretrained=config.pretrained, weights=config.weights, convert_gap=config.convert_gap
+    )
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = _optimizer(model, config)
+    history: list[dict] = []
+    bad: dict[str, dict] = {}
+    start_epoch = 0
+    if resume:
+        start_epoch, history, bad = _restore(out, config, model, optimizer, num_classes)
+        log(f"camloc: resuming {out} after epoch {start_epoch}/{config.epochs}")
+    elif out.exists():
+        raise FileExistsError(f"{out}: exists; pass --resume to continue that run, or remove it")
+
+    steps_per_epoch = _batches(len(samples), config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    show = sys.stderr.isatty() if progress is None else progress
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max(1, config.workers)) as pool:
+        for epoch in range(start_epoch, end_epoch):
+            stats = _train_epoch(model, optimizer, samples, config, epoch, steps_per_epoch, total_steps, pool, bad, show)
+            history.append(stats)
+            log(
+                f"epoch {epoch + 1}/{config.epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2f} %, "
+                f"lr {stats['lr']:.4g}, {stats['images_per_s']:.0f} img/s, {stats['seconds']:.1f} s"
+            )
+            _save(out, model, config, num_classes, class_names, optimizer, epoch + 1, history, bad)
+    model.eval()
+    return TrainResult(model, out, history, list(bad.values()), time.perf_counter() - began)
+
+
+def _batches(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 else 0)  # a 1-image batch would break BatchNorm's training statistics
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and BatchNorm parameters (standard practice; they set scale, not capacity).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.base_lr)
+    return torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum, nesterov=config.momentum > 0)
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return config.base_lr * (0.1 + 0.9 * step / warmup)
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if config.schedule == "cosine":
+        return config.base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if config.schedule == "step":
+        return config.base_lr * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
+    return config.base_lr
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    samples: Sequence[Sample],
+    config: TrainConfig,
+    epoch: int,
+    steps_per_epoch: int,
+    total_steps: int,
+    pool: ThreadPoolExecutor,
+    bad: dict[str, dict],
+    show: bool,
+) -> dict:
+    model.train()
+    rng = np.random.default_rng([config.seed, epoch])
+    order = rng.permutation(len(samples))
+    # Every augmentation draw is made here, up front, so it does not depend on thread timing.
+    crops = rng.random((len(samples), 4))
+    flips = rng.random(len(samples)) < 0.5 if config.hflip else np.zeros(len(samples), bool)
+    preprocess = config.preprocess()
+    seen = correct = 0
+    loss_sum = 0.0
+    began = time.perf_counter()
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show, file=sys.stderr, leave=False)
+    for b in range(steps_per_epoch):
+        idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+        loaded = pool.map(lambda i: _augmented(samples[i], crops[i], flips[i], config, preprocess), idx)
+        images, labels = [], []
+        for i, item in zip(idx, loaded):
+            if isinstance(item, BadImage):
+                bad.setdefault(samples[i].image_id, {"image_id": samples[i].image_id, "path": str(samples[i].path), "error": item.reason})
+                continue
+            images.append(item)
+            labels.append(samples[i].label)
+        if len(images) < 2:
+            bar.update()
+            continue
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, epoch * steps_per_epoch + b, total_steps, steps_per_epoch)
+        x = torch.stack(images).to(_device(model)).contiguous(memory_format=torch.channels_last)
+        y = torch.tensor(labels, device=x.device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(labels)
+        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += loss.item() * len(labels)
+        bar.update()
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+    bar.close()
+    seconds = time.perf_counter() - began
+    return {
+        "epoch": epoch + 1,
+        "loss": loss_sum / max(1, seen),
+        "accuracy": 100.0 * correct / max(1, seen),
+        "lr": optimizer.param_groups[0]["lr"],
+        "images": seen,
+        "seconds": seconds,
+        "images_per_s": seen / seconds if seconds else 0.0,
+    }
+
+
+def _augmented(sample: Sample, draw: np.ndarray, flip: bool, config: TrainConfig, preprocess: Preprocess) -> torch.Tensor | BadImage:
+    """A random crop (area in [min_scale, 1], aspect in [3/4, 4/3]) squashed to size, maybe mirrored."""
+    try:
+        im = open_image(sample.path)
+    except BadImage as err:
+        return err
+    w, h = im.size
+    area = w * h * (config.min_scale + (1.0 - config.min_scale) * draw[0])
+    aspect = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draw[1])
+    cw = min(w, max(1, round(math.sqrt(area * aspect))))
+    ch = min(h, max(1, round(math.sqrt(area / aspect))))
+    left = int(draw[2] * (w - cw + 1))
+    top = int(draw[3] * (h - ch + 1))
+    im = im.resize((config.size, config.size), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+    if flip:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return preprocess.to_tensor(im)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _save(out, model, config, num_classes, class_names, optimizer, epoch, history, bad) -> None:
+    save_checkpoint(
+        out,
+        model,
+        arch=config.arch,
+        num_classes=num_classes,
+        class_names=class_names,
+        preprocess=config.preprocess(),
+        convert_gap=_gap_spec(model, config),
+        extra={
+            "train": {
+                "config": dataclasses.asdict(config),
+                "epoch": epoch,
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "skipped": list(bad.values()),
+            }
+        },
+    )
+
+
+def _gap_spec(model: nn.Module, config: TrainConfig) -> dict | None:
+    if config.convert_gap is None:
+        return None
+    return dict(getattr(model, "camloc_gap", config.convert_gap))
+
+
+def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, num_classes: int) -> tuple[int, list, dict]:
+    record = read_record(out)
+    state = record.get("train")
+    if state is None:
+        raise ValueError(f"{out}: holds no training state to resume")
+    saved = dict(state["config"])
+    mine = dataclasses.asdict(config)
+    differ = [k for k in mine if k not in ("workers",) and _normal(saved.get(k)) != _normal(mine[k])]
+    if differ:
+        k = differ[0]
+        raise ValueError(f"{out}: was trained with {k}={saved.get(k)!r}, not {mine[k]!r}; resume with the same settings")
+    if record["num_classes"] != num_classes:
+        raise ValueError(f"{out}: has {record['num_classes']} classes, the dataset {num_classes}")
+    model.load_state_dict(record["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["epoch"]), list(state["history"]), {s["image_id"]: s for s in state.get("skipped", [])}
+
+
+def _normal(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def assess(model: nn.Module, test_set: Dataset, preprocess: Preprocess, *, batch_size: int = 64, workers: int = 2) -> dict:
+    """Classification and localization of a trained model on ``test_set`` (wsol protocol), next to
+    the best fixed centred box: ``{"cam": summary, "center": summary}``."""
+    from .evaluate import evaluate
+    from .maps import CAM
+
+    cam = CAM(model)
+    kwargs = dict(protocol="wsol", batch_size=batch_size, workers=workers, progress=False)
+    return {
+        "cam": evaluate(test_set, cam, preprocess, **kwargs).summary,
+        "center": evaluate(test_set, cam, preprocess, baseline="center", **kwargs).summary,
+    }
