@@ -201,8 +201,8 @@ def features(args: argparse.Namespace) -> int:
         cam.model, dataset, info.preprocess, crops=crops, batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty()
     )
     result.meta.update(model=args.model, weights=args.weights, data=str(Path(args.data).resolve()), crop=args.crop)
-    path = save_features(result, args.out)
-    print(f"camloc: {len(result.labels)} feature vectors of {result.values.shape[1]} values in {path}")
+    save_features(result, args.out)
+    print(f"camloc: {len(result.labels)} feature vectors of {result.values.shape[1]} values in {args.out}")
     return _report_skipped(result.skipped)
 
 
