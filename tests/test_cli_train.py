@@ -31,6 +31,8 @@ def test_synth_train_then_every_command_loads_the_model_file(synth, capsys):
     report = json.loads(model.with_suffix(".json").read_text())
     assert report["train_images"] == 32 and len(report["history"]) == 1 and report["cam"]["images"] == 12
     assert report["center"]["cls_top1"] == report["cam"]["cls_top1"]  # same model, same classes
+    side = 1.0 - report["center"]["best_threshold"]  # threshold t keeps the centred box of (1 - t) of the sides
+    assert f"best box side (of the image){side:>8.2f}" in out
 
     ev = synth / "ev.json"
     assert main(["evaluate", str(data / "test"), "--model", str(model), "--baseline", "center", "--json", str(ev)]) == 0
@@ -124,3 +126,24 @@ def test_finegrained_train_mode_crops_to_the_boxes_it_reports(synth, tmp_path):
     assert main(args) == 0
     assert json.loads(out.read_text())["full"] == result["full"]
     assert (work / "full.pt").stat().st_mtime_ns == before
+
+
+def test_finegrained_boxes_use_the_probe_rows_when_a_class_has_no_training_images(synth, mobilenet):
+    """The probe scores only the classes it saw; its CAM rows must be looked up by class, not by label."""
+    import dataclasses
+
+    from camloc.finegrained import finegrained
+    from camloc.probe import attach_probe, extract_features, fit_probe
+
+    train = open_dataset(synth / "data" / "train")
+    train = dataclasses.replace(train, samples=[s for s in train if s.label != 1])
+    test = open_dataset(synth / "data" / "test")
+    pre = camloc.Preprocess(size=64, mode="squash")
+    result = finegrained(mobilenet, train, test, pre, kind="logistic", progress=False, log=lambda _: None)
+
+    probe = fit_probe(extract_features(mobilenet, train, pre, progress=False), kind="logistic")
+    assert 1 not in probe.labels and len(probe.labels) == 7
+    f_test = extract_features(mobilenet, test, pre, progress=False)
+    rows = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist()))
+    want = cam_boxes(attach_probe(mobilenet, probe), test, pre, rows, 0.2, progress=False)
+    assert result.test_boxes == want

@@ -240,7 +240,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if result.curves:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
     what = f"{args.baseline} baseline" if args.baseline else args.method
-    print(format_summary(result.summary, f"{info.name}, {what}, on {dataset.name} ({args.protocol} protocol)"))
+    print(format_summary(result.summary, f"{info.name}, {what}, on {dataset.name} ({args.protocol} protocol)", baseline=bool(args.baseline)))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
     return _report_skipped(result.skipped)
 
@@ -306,7 +306,9 @@ def _report_skipped(skipped: list[dict]) -> int:
     return 1
 
 
-def format_summary(summary: dict, title: str) -> str:
+def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
+    """``baseline``: the summary of ``--baseline center``, whose best threshold t is the centred box
+    of (1 - t) times the image's sides, shown as that fraction."""
     names = {
         "cls_top1": "classification top-1",
         "cls_top5": "classification top-5",
@@ -318,9 +320,13 @@ def format_summary(summary: dict, title: str) -> str:
         "best_threshold": "best CAM threshold",
         "pxap": "PxAP",
     }
+    if baseline:
+        names["best_threshold"] = "best box side (of the image)"
     lines = [title, f"  {'images':<28}{summary['images']:>8}"]
     for key, name in names.items():
         value = summary.get(key)
+        if baseline and key == "best_threshold" and value is not None:
+            value = 1.0 - value
         if value is not None:
             lines.append(f"  {name:<28}{value:>8.2f}")
     per_iou = summary.get("max_box_acc_v2_per_iou")

@@ -88,8 +88,11 @@ def finegrained(
     full, probe, f_test = probe_accuracy(None, None, "full images")
     if localizer is None:
         cam_model = attach_probe(model, probe)
-        predicted = dict(zip(f_test.image_ids, probe.predict(f_test.values).tolist()))
-        train_boxes = cam_boxes(cam_model, train_set, preprocess, {s.image_id: s.label for s in train_set}, threshold, **options)
+        # The probe's rows score its own classes (those present in training), not dataset labels.
+        row = {label: i for i, label in enumerate(probe.labels)}
+        predicted = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist()))
+        labelled = {s.image_id: row[s.label] for s in train_set if s.label in row}
+        train_boxes = cam_boxes(cam_model, train_set, preprocess, labelled, threshold, **options)
         test_boxes = cam_boxes(cam_model, test_set, preprocess, predicted, threshold, **options)
     else:
         pre = dataclasses.replace(localizer_preprocess or preprocess, mode="squash")
