@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from model_helpers import randomize_batchnorm
 from torch import nn
 
 import camloc
@@ -47,15 +48,6 @@ ARCHS = {
 }
 
 
-def _randomize_batchnorm(model):
-    """Non-trivial running statistics, so that folding BatchNorm into convs is really exercised."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 def _close(actual, expected, rel=1e-5):
     scale = expected.abs().max().clamp_min(1e-30)
     return ((actual - expected).abs().max() / scale).item() <= rel
@@ -65,7 +57,7 @@ def _close(actual, expected, rel=1e-5):
 def test_cam_equals_einsum_of_classifier_weights(name):
     kwargs, features_of, weight_of = ARCHS[name]
     model = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs).eval()
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     x = torch.randn(2, 3, 96, 96)
     cam = camloc.CAM(model)
     out = cam(x, topk=3)
@@ -114,7 +106,7 @@ def test_nonlinear_head_weights_are_the_head_gradient(name):
 
 def test_batchnorm_folding_is_exact_and_follows_weight_updates():
     model = torchvision.models.resnet18(num_classes=5).eval()
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     x = torch.randn(2, 3, 64, 64)
     fused, plain = camloc.CAM(model), camloc.CAM(model)
     plain.adapter.fuse_batchnorm = False

@@ -147,3 +147,30 @@ def test_finegrained_boxes_use_the_probe_rows_when_a_class_has_no_training_image
     rows = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist()))
     want = cam_boxes(attach_probe(mobilenet, probe), test, pre, rows, 0.2, progress=False)
     assert result.test_boxes == want
+
+
+def test_train_and_finegrained_read_cub_and_class_folders(tmp_path):
+    """CUB-200-2011 as distributed (its train/test split file) and an ImageFolder tree of class subfolders."""
+    import shutil
+
+    cub = tmp_path / "cub"
+    assert main(["synth", str(cub), "--kind", "finegrained", "--layout", "cub", "--train", "12", "--test", "6", "--size", "64"]) == 0
+    model, fg = tmp_path / "cub.pt", tmp_path / "fg.json"
+    assert main(["train", str(cub), "--out", str(model), "--epochs", "1", "--size", "32", "--batch-size", "4"]) == 0
+    report = json.loads(model.with_suffix(".json").read_text())
+    assert report["train_images"] == 12 and report["cam"]["images"] == 6  # the split file's halves
+    assert main(["finegrained", str(cub), "--size", "64", "--kind", "logistic", "--json", str(fg)]) == 0
+    result = json.loads(fg.read_text())
+    assert (result["train_images"], result["test_images"]) == (12, 6)
+
+    folder = tmp_path / "folder"
+    train = open_dataset(cub, "cub", split="train")
+    for s in train:
+        target = folder / train.class_names[s.label] / s.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(s.path, target)
+    out = tmp_path / "folder.pt"
+    assert main(["train", str(folder), "--format", "folder", "--out", str(out), "--epochs", "1", "--size", "32", "--batch-size", "4"]) == 0
+    loaded = camloc.model_info(camloc.load_model(str(out)))
+    assert set(loaded.class_names) == {train.class_names[s.label] for s in train}
+    assert json.loads(out.with_suffix(".json").read_text())["train_images"] == 12

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from model_helpers import randomize_batchnorm
 from torch import nn
 
 import camloc
@@ -52,19 +53,11 @@ def _model(name, vgg16):
     return torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs).eval()
 
 
-def _randomize_batchnorm(model):
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_cam_of_converted_model_equals_einsum_of_the_new_conv(name, vgg16):
     _, layer, kept_by_hand, size, map_size = CASES[name]
     model = _model(name, vgg16)
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     torch.manual_seed(2)
     gap = convert(model, layer=layer, width=48).eval()
     with torch.no_grad():
@@ -125,7 +118,7 @@ def test_vgg16_default_is_conv5_3_and_keeps_exactly_the_features_before_pool5(vg
 
 def test_kept_weights_are_copies_and_buffers_come_along():
     model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     gap = convert(model, layer="layer3", width=16)
     assert torch.equal(gap.backbone.get_submodule("layer3.1.bn2").running_var, model.layer3[1].bn2.running_var)
     assert "backbone.layer4.0.conv1.weight" not in gap.state_dict() and "backbone.fc.weight" not in gap.state_dict()
@@ -144,7 +137,7 @@ def test_modes_follow_the_original_and_survive_deepcopy():
     assert gap.backbone.get_submodule("layer2.0.bn1").training
     assert model.training and not model.layer1[0].bn1.training and model.layer2[0].bn1.training  # untouched
 
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     gap = convert(model.eval(), layer="layer3", width=16)
     assert not any(m.training for m in gap.modules())
     x = torch.randn(2, 3, 64, 64)

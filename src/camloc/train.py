@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from .nets import ARCHS
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 OPTIMIZERS = ("sgd", "adamw")
+DECODED_CACHE_BYTES = 2 << 30  # decoded training images kept in memory (the generated shapes: 98 MB)
 SCHEDULES = ("cosine", "step", "constant")
 
 
@@ -135,9 +137,10 @@ def train(
     show = sys.stderr.isatty() if progress is None else progress
     end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
     began = time.perf_counter()
+    decoded = _Decoded(DECODED_CACHE_BYTES)
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         for epoch in range(start_epoch, end_epoch):
-            stats = _train_epoch(model, optimizer, samples, config, epoch, steps_per_epoch, total_steps, pool, bad, show)
+            stats = _train_epoch(model, optimizer, samples, config, epoch, steps_per_epoch, total_steps, pool, decoded, bad, show)
             history.append(stats)
             log(
                 f"epoch {epoch + 1}/{config.epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2f} %, "
@@ -184,6 +187,7 @@ def _train_epoch(
     steps_per_epoch: int,
     total_steps: int,
     pool: ThreadPoolExecutor,
+    decoded: _Decoded,
     bad: dict[str, dict],
     show: bool,
 ) -> dict:
@@ -200,7 +204,7 @@ def _train_epoch(
     bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show, file=sys.stderr, leave=False)
     def load(b: int) -> tuple[np.ndarray, list]:
         idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-        return idx, [pool.submit(_augmented, samples[i], crops[i], flips[i], config, preprocess) for i in idx]
+        return idx, [pool.submit(_augmented, decoded, samples[i], crops[i], flips[i], config, preprocess) for i in idx]
 
     pending = load(0)
     for b in range(steps_per_epoch):
@@ -244,12 +248,38 @@ def _train_epoch(
     }
 
 
-def _augmented(sample: Sample, draw: np.ndarray, flip: bool, config: TrainConfig, preprocess: Preprocess) -> torch.Tensor | BadImage:
+class _Decoded:
+    """Training images decoded once and kept while they fit in ``budget`` bytes (as RGB pixels): a
+    training set that fits is read from disk once, not once per epoch."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.images: dict[str, Image.Image | BadImage] = {}
+        self.lock = threading.Lock()
+
+    def get(self, path: Path) -> Image.Image | BadImage:
+        key = str(path)
+        item = self.images.get(key)
+        if item is None:
+            try:
+                item = open_image(path)
+            except BadImage as err:
+                item = err
+            size = 0 if isinstance(item, BadImage) else 3 * item.width * item.height
+            with self.lock:
+                if key not in self.images and self.used + size <= self.budget:
+                    self.images[key] = item
+                    self.used += size
+        return item
+
+
+def _augmented(
+    decoded: _Decoded, sample: Sample, draw: np.ndarray, flip: bool, config: TrainConfig, preprocess: Preprocess
+) -> torch.Tensor | BadImage:
     """A random crop (area in [min_scale, 1], aspect in [3/4, 4/3]) squashed to size, maybe mirrored."""
-    try:
-        im = open_image(sample.path)
-    except BadImage as err:
-        return err
+    im = decoded.get(sample.path)
+    if isinstance(im, BadImage):
+        return im
     w, h = im.size
     area = w * h * (config.min_scale + (1.0 - config.min_scale) * draw[0])
     aspect = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draw[1])

@@ -1,0 +1,98 @@
+"""`camloc train`'s throughput vs a bare training step on tensors already in memory.
+
+    .venv/bin/python benchmarks/bench_train.py [--images 640] [--rounds 5] [--threads 2] [--json FILE]
+
+Both train gapnet (camloc's default architecture) at its default 64² input, batch 64, SGD with
+momentum, channels_last. The bare step is forward + cross-entropy + backward + optimizer step on one
+random batch, over and over: no decoding, no augmentation, no checkpoint. camloc's is the second
+epoch of a two-epoch `camloc.train.train` run over generated shapes images (images decoded once and
+kept, random crop, flip and normalization in two threads while the previous batch trains), its
+rate read off the run's own history (writing the model file after the epoch is not in it). The two
+alternate, round after round, in one process; reported are the medians and their ratio, i.e. how
+much of the bare speed the data pipeline leaves; a third variant turns the decoded-image cache off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import camloc.train
+from camloc.datasets.synthetic import generate
+from camloc.nets import gapnet
+from camloc.runtime import keep_freed_memory
+from camloc.train import TrainConfig, train
+
+
+def bare_rate(config: TrainConfig, num_classes: int, steps: int) -> float:
+    torch.manual_seed(0)
+    model = gapnet(num_classes).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.randn(config.batch_size, 3, config.size, config.size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (config.batch_size,))
+    for i in range(steps + 2):
+        if i == 2:  # two warm-up steps
+            start = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * config.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=640, help="generated training images (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the CLI does
+    config = TrainConfig(epochs=2)
+    bare, camloc_rates, uncached = [], [], []
+    cache = camloc.train.DECODED_CACHE_BYTES
+    with tempfile.TemporaryDirectory() as tmp:
+        train_set, _ = generate(Path(tmp) / "data", "shapes", train=args.images, test=1, seed=0)
+        classes = len(train_set.class_names)
+        steps = args.images // config.batch_size
+        for r in range(args.rounds + 1):  # round 0 warms both up
+            rate = bare_rate(config, classes, steps)
+            result = train(config, train_set, Path(tmp) / f"m{r}.pt", progress=False, log=lambda _: None)
+            camloc.train.DECODED_CACHE_BYTES = 0
+            plain = train(config, train_set, Path(tmp) / f"u{r}.pt", progress=False, log=lambda _: None)
+            camloc.train.DECODED_CACHE_BYTES = cache
+            if r:
+                bare.append(rate)
+                camloc_rates.append(result.history[1]["images_per_s"])  # the second epoch: steady state
+                uncached.append(plain.history[1]["images_per_s"])
+                print(f"round {r}: bare {rate:.1f} img/s, camloc train {camloc_rates[-1]:.1f}, without the decoded-image cache {uncached[-1]:.1f}")
+    results = {
+        "threads": args.threads,
+        "images": args.images,
+        "batch_size": config.batch_size,
+        "size": config.size,
+        "bare_images_per_s": statistics.median(bare),
+        "camloc_images_per_s": statistics.median(camloc_rates),
+        "uncached_images_per_s": statistics.median(uncached),
+        "rounds": {"bare": bare, "camloc": camloc_rates, "uncached": uncached},
+    }
+    results["ratio"] = results["camloc_images_per_s"] / results["bare_images_per_s"]
+    results["uncached_ratio"] = results["uncached_images_per_s"] / results["bare_images_per_s"]
+    print(
+        f"median: bare step {results['bare_images_per_s']:.1f} img/s, camloc train {results['camloc_images_per_s']:.1f} img/s "
+        f"(ratio {results['ratio']:.2f}), without the cache {results['uncached_images_per_s']:.1f} img/s (ratio {results['uncached_ratio']:.2f})"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
