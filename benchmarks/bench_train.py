@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import camloc.train
 from camloc.datasets.synthetic import generate
 from camloc.nets import gapnet
 from camloc.runtime import keep_freed_memory
@@ -58,7 +57,6 @@ def main() -> None:
     keep_freed_memory()  # as the CLI does
     config = TrainConfig(epochs=2)
     bare, camloc_rates, uncached = [], [], []
-    cache = camloc.train.DECODED_CACHE_BYTES
     with tempfile.TemporaryDirectory() as tmp:
         train_set, _ = generate(Path(tmp) / "data", "shapes", train=args.images, test=1, seed=0)
         classes = len(train_set.class_names)
@@ -66,9 +64,7 @@ def main() -> None:
         for r in range(args.rounds + 1):  # round 0 warms both up
             rate = bare_rate(config, classes, steps)
             result = train(config, train_set, Path(tmp) / f"m{r}.pt", progress=False, log=lambda _: None)
-            camloc.train.DECODED_CACHE_BYTES = 0
-            plain = train(config, train_set, Path(tmp) / f"u{r}.pt", progress=False, log=lambda _: None)
-            camloc.train.DECODED_CACHE_BYTES = cache
+            plain = train(config, train_set, Path(tmp) / f"u{r}.pt", progress=False, log=lambda _: None, cache_bytes=0)
             if r:
                 bare.append(rate)
                 camloc_rates.append(result.history[1]["images_per_s"])  # the second epoch: steady state

@@ -320,13 +320,12 @@ def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
         "best_threshold": "best CAM threshold",
         "pxap": "PxAP",
     }
-    if baseline:
+    if baseline and summary.get("best_threshold") is not None:
         names["best_threshold"] = "best box side (of the image)"
+        summary = {**summary, "best_threshold": 1.0 - summary["best_threshold"]}
     lines = [title, f"  {'images':<28}{summary['images']:>8}"]
     for key, name in names.items():
         value = summary.get(key)
-        if baseline and key == "best_threshold" and value is not None:
-            value = 1.0 - value
         if value is not None:
             lines.append(f"  {name:<28}{value:>8.2f}")
     per_iou = summary.get("max_box_acc_v2_per_iou")

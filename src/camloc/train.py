@@ -33,8 +33,8 @@ from .nets import ARCHS
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 OPTIMIZERS = ("sgd", "adamw")
-DECODED_CACHE_BYTES = 2 << 30  # decoded training images kept in memory (the generated shapes: 98 MB)
 SCHEDULES = ("cosine", "step", "constant")
+DECODED_CACHE_BYTES = 2 << 30  # decoded training images kept in memory (the generated shapes: 98 MB)
 
 
 @dataclass
@@ -104,11 +104,13 @@ def train(
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
     device: str | torch.device = "cpu",
+    cache_bytes: int = DECODED_CACHE_BYTES,
 ) -> TrainResult:
     """Train on ``train_set`` and write the model file ``out`` after every epoch.
 
     ``resume``: continue the run recorded in ``out`` (same data and configuration). ``stop_after``:
     end after that many epochs in total, as if interrupted (the file is then resumable).
+    ``cache_bytes``: decoded training images are kept in memory up to this many bytes of pixels.
     """
     out = Path(out)
     log = log or (lambda text: print(text, file=sys.stderr))
@@ -137,7 +139,7 @@ def train(
     show = sys.stderr.isatty() if progress is None else progress
     end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
     began = time.perf_counter()
-    decoded = _Decoded(DECODED_CACHE_BYTES)
+    decoded = _Decoded(cache_bytes)
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         for epoch in range(start_epoch, end_epoch):
             stats = _train_epoch(model, optimizer, samples, config, epoch, steps_per_epoch, total_steps, pool, decoded, bad, show)
@@ -202,6 +204,7 @@ def _train_epoch(
     loss_sum = 0.0
     began = time.perf_counter()
     bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show, file=sys.stderr, leave=False)
+
     def load(b: int) -> tuple[np.ndarray, list]:
         idx = order[b * config.batch_size : (b + 1) * config.batch_size]
         return idx, [pool.submit(_augmented, decoded, samples[i], crops[i], flips[i], config, preprocess) for i in idx]
@@ -210,7 +213,7 @@ def _train_epoch(
     for b in range(steps_per_epoch):
         idx, loading = pending
         if b + 1 < steps_per_epoch:
-            pending = load(b + 1)  # decoded while this batch trains
+            pending = load(b + 1)  # prepared while this batch trains
         images, labels = [], []
         for i, item in zip(idx, (f.result() for f in loading)):
             if isinstance(item, BadImage):
