@@ -71,7 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=None, help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--no-keep-memory", action="store_true", help="do not call camloc.runtime.keep_freed_memory()")
     p.add_argument("--no-allocator-check", action="store_true", help="skip the two fresh-subprocess runs")
-    p.add_argument("--quiet", action="store_true", help="print nothing but the --json output (used for the subprocess runs)")
+    p.add_argument(
+        "--quiet", action="store_true", help="print nothing but the --json output (used for the subprocess runs)"
+    )
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
@@ -202,7 +204,9 @@ def time_round_robin(
                 times[name].append(dt)
         wall, other = time.perf_counter() - t_round, foreign_cpu_s(j0, cpu_jiffies())
         if r > 0:
-            rounds.append({"wall_s": wall, "other_cpu_s": other[0] if other else None, "steal_s": other[1] if other else None})
+            rounds.append(
+                {"wall_s": wall, "other_cpu_s": other[0] if other else None, "steal_s": other[1] if other else None}
+            )
         label = "warm-up" if r == 0 else f"round {r}/{repeats}"
         load = f"  [other processes {other[0]:.1f} CPU-s, steal {other[1]:.1f} s in {wall:.1f} s]" if other else ""
         log(f"  {label}: " + "  ".join(f"{n}={times[n][-1]:.3f}s" if r else n for n in fns) + load)
@@ -239,9 +243,26 @@ def allocator_runs(args: argparse.Namespace, log: Callable[[str], None]) -> dict
     """Bare NCHW forward in fresh subprocesses, with and without keep_freed_memory()."""
     results = {}
     for keep in (False, True):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "bare_nchw", "--quiet", "--no-allocator-check",
-               "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
-               "--size", str(args.size), "--seed", str(args.seed), "--json", "-"]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--only",
+            "bare_nchw",
+            "--quiet",
+            "--no-allocator-check",
+            "--batch",
+            str(args.batch),
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--size",
+            str(args.size),
+            "--seed",
+            str(args.seed),
+            "--json",
+            "-",
+        ]
         if not keep:
             cmd.append("--no-keep-memory")
         log(f"  fresh subprocess, bare NCHW, keep_freed_memory={'on' if keep else 'off'} ...")
@@ -251,7 +272,10 @@ def allocator_runs(args: argparse.Namespace, log: Callable[[str], None]) -> dict
             continue
         data = json.loads(proc.stdout)
         other = [r["other_cpu_s"] for r in data["rounds"] if r["other_cpu_s"] is not None]
-        results["on" if keep else "off"] = {**data["variants"]["bare_nchw"], "other_cpu_s": sum(other) if other else None}
+        results["on" if keep else "off"] = {
+            **data["variants"]["bare_nchw"],
+            "other_cpu_s": sum(other) if other else None,
+        }
     return results
 
 
@@ -287,11 +311,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import importlib.metadata as md
 
-        env.update({k: md.version(d) for k, d in (("torchvision", "torchvision"), ("torchcam", "torchcam"), ("grad_cam", "grad-cam"))})
+        env.update(
+            {
+                k: md.version(d)
+                for k, d in (("torchvision", "torchvision"), ("torchcam", "torchcam"), ("grad_cam", "grad-cam"))
+            }
+        )
     except Exception:  # noqa: BLE001 - versions are informative only
         pass
-    log(f"CPU: {env['cpu']} ({env['logical_cpus']} logical CPUs), torch {env['torch']}, "
-        f"{env['torch_threads']} threads, keep_freed_memory={'on' if keep_memory else 'off'}")
+    log(
+        f"CPU: {env['cpu']} ({env['logical_cpus']} logical CPUs), torch {env['torch']}, "
+        f"{env['torch_threads']} threads, keep_freed_memory={'on' if keep_memory else 'off'}"
+    )
 
     model = camloc.load_model("mobilenet_v2")
     gen = torch.Generator().manual_seed(args.seed)
@@ -300,8 +331,10 @@ def main(argv: list[str] | None = None) -> None:
     sanity = None
     if any(n.startswith(("camloc", "torchcam")) for n in names):
         sanity = sanity_check(model, x)
-        log(f"sanity: torchcam vs camloc top-1 CAM (min-max normalized): same classes={sanity['same_top1_classes']}, "
-            f"max |diff| raw {sanity['max_abs_diff_raw']:.2e}, upsampled {sanity['max_abs_diff_upsampled']:.2e}")
+        log(
+            f"sanity: torchcam vs camloc top-1 CAM (min-max normalized): same classes={sanity['same_top1_classes']}, "
+            f"max |diff| raw {sanity['max_abs_diff_raw']:.2e}, upsampled {sanity['max_abs_diff_upsampled']:.2e}"
+        )
 
     fns = build_variants(model, x, names)
     log(f"timing {len(fns)} variants, batch {args.batch}, 1 warm-up + {args.repeats} interleaved rounds")
@@ -310,8 +343,14 @@ def main(argv: list[str] | None = None) -> None:
     variants = {}
     for n, ts in times.items():
         med = statistics.median(ts)
-        variants[n] = {"label": LABELS[n], "median_s": med, "min_s": min(ts), "max_s": max(ts),
-                       "images_per_s": args.batch / med, "times_s": ts}
+        variants[n] = {
+            "label": LABELS[n],
+            "median_s": med,
+            "min_s": min(ts),
+            "max_s": max(ts),
+            "images_per_s": args.batch / med,
+            "times_s": ts,
+        }
     bare = [n for n in ("bare_nchw", "bare_channels_last") if n in variants]
     base = min(bare, key=lambda n: variants[n]["median_s"]) if bare else None
     for v in variants.values():
@@ -320,27 +359,49 @@ def main(argv: list[str] | None = None) -> None:
     checks = {}
     if base and "camloc_top1" in variants:
         r = variants[base]["median_s"] / variants["camloc_top1"]["median_s"]
-        checks["a_top1_vs_bare"] = {"value": r, "target": f">= {TARGET_VS_BARE}", "pass": r >= TARGET_VS_BARE,
-                                    "text": f"camloc top-1 throughput / faster bare forward ({base})"}
+        checks["a_top1_vs_bare"] = {
+            "value": r,
+            "target": f">= {TARGET_VS_BARE}",
+            "pass": r >= TARGET_VS_BARE,
+            "text": f"camloc top-1 throughput / faster bare forward ({base})",
+        }
     if "camloc_top1" in variants and "camloc_top5" in variants:
         r = variants["camloc_top5"]["median_s"] / variants["camloc_top1"]["median_s"]
         # Also the median of the per-round ratios: both ran back to back in each round, so this
         # cancels most of the machine's drift (informative; the check uses the ratio of medians).
-        paired = statistics.median(a / b for a, b in zip(variants["camloc_top5"]["times_s"], variants["camloc_top1"]["times_s"]))
-        checks["b_top5_vs_top1"] = {"value": r, "target": f"<= {TARGET_TOPK}", "pass": r <= TARGET_TOPK,
-                                    "text": "camloc top-5 time / top-1 time", "paired_median": paired}
+        paired = statistics.median(
+            a / b for a, b in zip(variants["camloc_top5"]["times_s"], variants["camloc_top1"]["times_s"])
+        )
+        checks["b_top5_vs_top1"] = {
+            "value": r,
+            "target": f"<= {TARGET_TOPK}",
+            "pass": r <= TARGET_TOPK,
+            "text": "camloc top-5 time / top-1 time",
+            "paired_median": paired,
+        }
     if "camloc_top1" in variants and "gradcam" in variants:
         r = variants["gradcam"]["median_s"] / variants["camloc_top1"]["median_s"]
-        checks["c_top1_vs_gradcam"] = {"value": r, "target": f">= {TARGET_VS_GRADCAM}", "pass": r >= TARGET_VS_GRADCAM,
-                                       "text": "camloc top-1 throughput / pytorch-grad-cam GradCAM throughput"}
+        checks["c_top1_vs_gradcam"] = {
+            "value": r,
+            "target": f">= {TARGET_VS_GRADCAM}",
+            "pass": r >= TARGET_VS_GRADCAM,
+            "text": "camloc top-1 throughput / pytorch-grad-cam GradCAM throughput",
+        }
 
     allocator = None
     if not args.no_allocator_check and "bare_nchw" in names:
         log("allocator effect (not interleaved with the above):")
         allocator = allocator_runs(args, log)
 
-    result = {"environment": env, "variants": variants, "baseline": base, "checks": checks,
-              "sanity": sanity, "allocator": allocator, "rounds": rounds}
+    result = {
+        "environment": env,
+        "variants": variants,
+        "baseline": base,
+        "checks": checks,
+        "sanity": sanity,
+        "allocator": allocator,
+        "rounds": rounds,
+    }
 
     if not args.quiet:
         print_report(result, args)
@@ -357,31 +418,41 @@ def main(argv: list[str] | None = None) -> None:
 def print_report(result: dict, args: argparse.Namespace) -> None:
     variants, base = result["variants"], result["baseline"]
     print()
-    print(f"MobileNetV2, batch {args.batch}x3x{args.size}x{args.size}, {result['environment']['torch_threads']} threads, "
-          f"median of {args.repeats} interleaved rounds")
+    print(
+        f"MobileNetV2, batch {args.batch}x3x{args.size}x{args.size}, {result['environment']['torch_threads']} threads, "
+        f"median of {args.repeats} interleaved rounds"
+    )
     w = max(len(v["label"]) for v in variants.values())
     print(f"{'variant':<{w}}  {'s/batch':>8}  {'min-max':>13}  {'img/s':>7}  {'vs bare':>7}")
     for v in variants.values():
         rel = f"{v['throughput_vs_bare']:.2f}x" if v["throughput_vs_bare"] is not None else "-"
-        print(f"{v['label']:<{w}}  {v['median_s']:8.3f}  {v['min_s']:6.3f}-{v['max_s']:<6.3f}  "
-              f"{v['images_per_s']:7.1f}  {rel:>7}")
+        print(
+            f"{v['label']:<{w}}  {v['median_s']:8.3f}  {v['min_s']:6.3f}-{v['max_s']:<6.3f}  "
+            f"{v['images_per_s']:7.1f}  {rel:>7}"
+        )
     if base:
         print(f"('vs bare' = throughput relative to the faster bare forward: {LABELS[base]})")
     other = [r["other_cpu_s"] for r in result["rounds"] if r["other_cpu_s"] is not None]
     wall = sum(r["wall_s"] for r in result["rounds"])
     if other and sum(other) > 0.05 * wall:
-        print(f"WARNING: other processes used {sum(other):.1f} CPU-s during {wall:.1f} s of timed rounds; "
-              "the machine was not idle and these numbers are contended")
+        print(
+            f"WARNING: other processes used {sum(other):.1f} CPU-s during {wall:.1f} s of timed rounds; "
+            "the machine was not idle and these numbers are contended"
+        )
     if result["checks"]:
         print("\ntargets:")
         for key, c in result["checks"].items():
             paired = f" [median of per-round ratios {c['paired_median']:.3f}]" if "paired_median" in c else ""
-            print(f"  ({key[0]}) {c['text']}: {c['value']:.3f} (target {c['target']}) {'PASS' if c['pass'] else 'FAIL'}{paired}")
+            print(
+                f"  ({key[0]}) {c['text']}: {c['value']:.3f} (target {c['target']}) {'PASS' if c['pass'] else 'FAIL'}{paired}"
+            )
     alloc = result["allocator"]
     if alloc and "on" in alloc and "off" in alloc:
         on, off = alloc["on"]["median_s"], alloc["off"]["median_s"]
-        print(f"\nallocator, bare NCHW forward in a fresh process: keep_freed_memory off {off:.3f} s/batch, "
-              f"on {on:.3f} s/batch ({off / on:.2f}x)")
+        print(
+            f"\nallocator, bare NCHW forward in a fresh process: keep_freed_memory off {off:.3f} s/batch, "
+            f"on {on:.3f} s/batch ({off / on:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 
 import camloc
 from camloc.datasets import Dataset, open_dataset
-from camloc.evaluate import evaluate
+from camloc.evaluation import evaluate
 from camloc.runtime import keep_freed_memory
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-boxes"
@@ -52,7 +52,7 @@ def peak_memory(repeat: int) -> float:
     inherits across fork + exec on Linux."""
     code = (
         "import dataclasses, camloc\n"
-        "from camloc.datasets import open_dataset\nfrom camloc.evaluate import evaluate\n"
+        "from camloc.datasets import open_dataset\nfrom camloc.evaluation import evaluate\n"
         "from camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
         f"d = open_dataset({str(DATA)!r})\n"
         f"d = dataclasses.replace(d, samples=[dataclasses.replace(s, image_id=f'{{k}}/{{s.image_id}}') for k in range({repeat}) for s in d.samples])\n"

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import camloc
-from camloc.methods import METHODS
+from camloc.maps import METHODS
 from camloc.runtime import keep_freed_memory
 
 
@@ -57,9 +57,21 @@ def variants(model, size: int) -> dict:
         return run
 
     return {
-        "gradcam": {"camloc": ours("gradcam"), "pytorch-grad-cam": theirs(pgc.GradCAM), "torchcam": torchcam(tc.GradCAM)},
-        "gradcam++": {"camloc": ours("gradcam++"), "pytorch-grad-cam": theirs(pgc.GradCAMPlusPlus), "torchcam": torchcam(tc.GradCAMpp)},
-        "scorecam": {"camloc": ours("scorecam"), "pytorch-grad-cam": theirs(pgc.ScoreCAM), "torchcam": torchcam(tc.ScoreCAM, batch_size=64)},
+        "gradcam": {
+            "camloc": ours("gradcam"),
+            "pytorch-grad-cam": theirs(pgc.GradCAM),
+            "torchcam": torchcam(tc.GradCAM),
+        },
+        "gradcam++": {
+            "camloc": ours("gradcam++"),
+            "pytorch-grad-cam": theirs(pgc.GradCAMPlusPlus),
+            "torchcam": torchcam(tc.GradCAMpp),
+        },
+        "scorecam": {
+            "camloc": ours("scorecam"),
+            "pytorch-grad-cam": theirs(pgc.ScoreCAM),
+            "torchcam": torchcam(tc.ScoreCAM, batch_size=64),
+        },
     }
 
 
@@ -87,7 +99,9 @@ def peak_rss(method: str, library: str, batch: int, size: int) -> float:
         f"b.variants(m, {size})[{method!r}][{library!r}](x)\n"
         "print(hwm() - base)\n"
     )
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
+    )
 
 
 def main() -> None:
@@ -106,7 +120,9 @@ def main() -> None:
     torch.manual_seed(0)
     report = {}
     print(f"MobileNetV2, features.18, top-1 class, {args.size}px, {args.threads} threads; median of {args.repeats}")
-    print(f"{'method':<10} {'library':<17} {'batch':>5} {'s/batch':>9} {'img/s':>8} {'camloc speed-up':>16} {'peak MiB':>9}")
+    print(
+        f"{'method':<10} {'library':<17} {'batch':>5} {'s/batch':>9} {'img/s':>8} {'camloc speed-up':>16} {'peak MiB':>9}"
+    )
     for method, runs in variants(model, args.size).items():
         batch = args.score_batch if method == "scorecam" else args.batch
         x = torch.randn(batch, 3, args.size, args.size)
@@ -114,7 +130,11 @@ def main() -> None:
         for library, seconds in medians.items():
             memory = None if args.skip_memory else peak_rss(method, library, batch, args.size)
             speedup = seconds / medians["camloc"]
-            report.setdefault(method, {})[library] = {"seconds": seconds, "images_per_s": batch / seconds, "peak_mib": memory}
+            report.setdefault(method, {})[library] = {
+                "seconds": seconds,
+                "images_per_s": batch / seconds,
+                "peak_mib": memory,
+            }
             mem = f"{memory:9.0f}" if memory is not None else f"{'-':>9}"
             print(f"{method:<10} {library:<17} {batch:>5} {seconds:9.3f} {batch / seconds:8.1f} {speedup:15.2f}x {mem}")
         faster_peer = min(s for lib, s in medians.items() if lib != "camloc")

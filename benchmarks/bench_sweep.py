@@ -1,4 +1,4 @@
-"""wsolevaluation's threshold sweep: the plain per-level OpenCV loop vs camloc.sweep, on real CAMs.
+"""wsolevaluation's threshold sweep: the plain per-level OpenCV loop vs camloc.boxes.sweep, on real CAMs.
 
     .venv/bin/python benchmarks/bench_sweep.py [--rounds 7] [--images 725] [--json out/bench_sweep.json]
 
@@ -9,8 +9,8 @@ truncation, 100 levels int(tau * max) for tau = 0, 0.01, ..., 0.99.
 
 Variants, each over all maps, interleaved round by round (median of the rounds reported):
 - opencv loop: tests/wsol_oracle.best_ious, one cv2.findContours call per level and image;
-- sweep, 1 thread: camloc.sweep.wsol_best_ious per image in a Python loop;
-- sweep batch, 1 / 2 threads: camloc.sweep.wsol_best_ious_batch(threads=...).
+- sweep, 1 thread: camloc.boxes.sweep.wsol_best_ious per image in a Python loop;
+- sweep batch, 1 / 2 threads: camloc.boxes.sweep.wsol_best_ious_batch(threads=...).
 All variants' results are asserted identical to the OpenCV loop's. First-call compile / cache-load
 time of the numba kernels is measured in a fresh subprocess.
 """
@@ -76,14 +76,14 @@ def real_maps(folder: Path = DATA, limit: int | None = None, batch_size: int = 3
 
 
 COMPILE_PROBE = (
-    "import time, numpy as np; t0 = time.perf_counter(); from camloc.sweep import wsol_best_ious; "
+    "import time, numpy as np; t0 = time.perf_counter(); from camloc.boxes.sweep import wsol_best_ious; "
     "t1 = time.perf_counter(); g = np.arange(64, dtype=np.uint8).reshape(8, 8); "
     "wsol_best_ious(g, np.arange(10), np.array([[0, 0, 3, 3]])); print(t1 - t0, time.perf_counter() - t1)"
 )
 
 
 def first_call_seconds(cache_dir: str) -> tuple[float, float]:
-    """(import camloc.sweep, first call of wsol_best_ious) in a fresh interpreter, numba caching into cache_dir."""
+    """(import camloc.boxes.sweep, first call of wsol_best_ious) in a fresh interpreter, numba caching into cache_dir."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     out = subprocess.run([sys.executable, "-c", COMPILE_PROBE], capture_output=True, text=True, check=True, env=env)
     imported, called = out.stdout.split()
@@ -116,7 +116,7 @@ def main() -> None:
     import torch
     from wsol_oracle import best_ious
 
-    from camloc.sweep import wsol_best_ious, wsol_best_ious_batch
+    from camloc.boxes.sweep import wsol_best_ious, wsol_best_ious_batch
 
     with tempfile.TemporaryDirectory() as cache_dir:  # an empty numba cache: compile, then load
         cache_before = first_call_seconds(cache_dir)
@@ -126,7 +126,7 @@ def main() -> None:
     n, h, w = grays.shape
     print(f"{n} maps of {h} x {w}, {levels.shape[1]} levels; OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads")
     print(
-        f"fresh process: import camloc.sweep {cache_warm[0]:.2f} s; first call {cache_before[1]:.2f} s with an "
+        f"fresh process: import camloc.boxes.sweep {cache_warm[0]:.2f} s; first call {cache_before[1]:.2f} s with an "
         f"empty numba cache (compiles), {cache_warm[1]:.2f} s with it filled (loads)"
     )
 

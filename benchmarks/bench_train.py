@@ -5,7 +5,7 @@
 Both train gapnet (camloc's default architecture) at its default 64² input, batch 64, SGD with
 momentum, channels_last. The bare step is forward + cross-entropy + backward + optimizer step on one
 random batch, over and over: no decoding, no augmentation, no checkpoint. camloc's is the second
-epoch of a two-epoch `camloc.train.train` run over generated shapes images (images decoded once and
+epoch of a two-epoch `camloc.training.train` run over generated shapes images (images decoded once and
 kept, random crop, flip and normalization in two threads while the previous batch trains), its
 rate read off the run's own history (writing the model file after the epoch is not in it). The two
 alternate, round after round, in one process; reported are the medians and their ratio, i.e. how
@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from camloc.datasets.synthetic import generate
-from camloc.nets import gapnet
+from camloc.models.nets import gapnet
 from camloc.runtime import keep_freed_memory
-from camloc.train import TrainConfig, train
+from camloc.training import TrainConfig, train
 
 
 def bare_rate(config: TrainConfig, num_classes: int, steps: int) -> float:
@@ -63,13 +63,15 @@ def main() -> None:
         steps = args.images // config.batch_size
         for r in range(args.rounds + 1):  # round 0 warms both up
             rate = bare_rate(config, classes, steps)
-            result = train(config, train_set, Path(tmp) / f"m{r}.pt", progress=False, log=lambda _: None)
-            plain = train(config, train_set, Path(tmp) / f"u{r}.pt", progress=False, log=lambda _: None, cache_bytes=0)
+            result = train(config, train_set, Path(tmp) / f"m{r}.pt", progress=False)
+            plain = train(config, train_set, Path(tmp) / f"u{r}.pt", progress=False, cache_bytes=0)
             if r:
                 bare.append(rate)
                 camloc_rates.append(result.history[1]["images_per_s"])  # the second epoch: steady state
                 uncached.append(plain.history[1]["images_per_s"])
-                print(f"round {r}: bare {rate:.1f} img/s, camloc train {camloc_rates[-1]:.1f}, without the decoded-image cache {uncached[-1]:.1f}")
+                print(
+                    f"round {r}: bare {rate:.1f} img/s, camloc train {camloc_rates[-1]:.1f}, without the decoded-image cache {uncached[-1]:.1f}"
+                )
     results = {
         "threads": args.threads,
         "images": args.images,

@@ -13,21 +13,14 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-__all__ = ["Batch", "BadImage", "Geometry", "Preprocess", "crop_to_box", "load_batch", "open_image"]
+from .errors import BadImage, InvalidArgument
+
+__all__ = ["BadImage", "Batch", "Geometry", "Preprocess", "crop_to_box", "load_batch", "open_image", "to_rgb"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ResizeMode = Literal["crop", "squash"]
-
-
-class BadImage(ValueError):
-    """A file that could not be read as an image; the message names the file."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -121,10 +114,12 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.mode not in ("crop", "squash"):
-            raise ValueError(f"resize mode must be 'crop' or 'squash', not {self.mode!r}")
+            raise InvalidArgument("mode", f"resize mode must be 'crop' or 'squash', not {self.mode!r}")
         names = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
         if self.interpolation not in names:
-            raise ValueError(f"interpolation must be one of {sorted(names)}, not {self.interpolation!r}")
+            raise InvalidArgument(
+                "interpolation", f"interpolation must be one of {sorted(names)}, not {self.interpolation!r}"
+            )
         object.__setattr__(self, "_resample", names[self.interpolation])
 
     def geometry(self, width: int, height: int) -> Geometry:
@@ -198,7 +193,9 @@ def load_batch(
     With crops, ``geometries`` and ``originals`` describe the cropped images.
     """
     if crops is not None and len(crops) != len(paths):
-        raise ValueError(f"crops must give one box or None per path: {len(crops)} crops for {len(paths)} paths")
+        raise InvalidArgument(
+            "crops", f"crops must give one box or None per path: {len(crops)} crops for {len(paths)} paths"
+        )
 
     def read(p: str | os.PathLike, box: Sequence[int] | None) -> tuple[Image.Image, Tensor, Geometry] | BadImage:
         try:

@@ -32,8 +32,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..boxes import Box
-from . import Dataset, Sample, open_dataset, write_csv_dataset, write_cub_dataset
+from ..boxes.box import Box
+from ..errors import InvalidArgument, OutputExists
+from .base import Dataset, Sample
+from .boxes_csv import write_csv_dataset
+from .cub import write_cub_dataset
+from .registry import open_dataset
 
 __all__ = ["DEFAULT_SIZE", "KINDS", "LAYOUTS", "MARKS", "SHAPES", "TEXTURES", "class_names", "draw", "generate"]
 
@@ -73,7 +77,7 @@ def draw(
     if label is None:
         label = int(rng.integers(n_classes))
     elif not 0 <= label < n_classes:
-        raise ValueError(f"label {label} is outside 0..{n_classes - 1} for kind {kind!r}")
+        raise InvalidArgument("label", f"label {label} is outside 0..{n_classes - 1} for kind {kind!r}")
 
     image = _background(rng, size)
     if kind == "shapes":
@@ -110,12 +114,12 @@ def generate(
     size = DEFAULT_SIZE[kind] if size is None else _check_size(size)
     for name, count in (("train", train), ("test", test)):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"{name} must be a positive number of images, got {count!r}")
+            raise InvalidArgument(name, f"{name} must be a positive number of images, got {count!r}")
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+        raise InvalidArgument("layout", f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out}: exists and is not an empty folder; generate writes into a new one")
+        raise OutputExists(f"{out}: exists and is not an empty folder; generate writes into a new one")
 
     names = class_names(kind)
     train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
@@ -150,12 +154,12 @@ def generate(
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise InvalidArgument("kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
 def _check_size(size: int) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise ValueError(f"size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+        raise InvalidArgument("size", f"size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     return size
 
 
@@ -165,7 +169,8 @@ def _check_size(size: int) -> int:
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth colour noise plus a colour ramp, then thin lines, soft blobs and specks: texture with
-    edges and colour everywhere, but no closed shape a class could be mistaken for."""
+    edges and colour everywhere, but no closed shape a class could be mistaken for.
+    """
     cells = int(rng.integers(2, 6))
     coarse = rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32)
     image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -208,7 +213,8 @@ def _add_noise(image: np.ndarray, rng: np.random.Generator) -> None:
 
 def _shape_masks(label: int, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(object, second tone of its texture) pixel masks of class ``label``'s shape, inside a circle
-    of random diameter (15-40 % of the side), randomly placed wholly inside the image and rotated."""
+    of random diameter (15-40 % of the side), randomly placed wholly inside the image and rotated.
+    """
     shape = SHAPES[label]
     radius = rng.uniform(0.15, 0.40) * size / 2
     centre = rng.uniform(radius + 1, size - 2 - radius, 2)
@@ -296,7 +302,8 @@ _MARK_CENTRE, _MARK_HALF = (-0.05, 0.03), 0.2
 
 def _bird_masks(mark: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(bird, marking) pixel masks of a randomly sized, placed, turned and flipped bird; the
-    marking and the eye lie inside the bird."""
+    marking and the eye lie inside the bird.
+    """
     length = rng.uniform(*_BIRD_SIZE) * size / _BIRD_LENGTH
     centre = rng.uniform(_BIRD_REACH * length + 1, size - 2 - _BIRD_REACH * length, 2)
     angle = rng.uniform(-0.45, 0.45)
@@ -348,7 +355,8 @@ def _paint(
 ) -> np.ndarray:
     """Fill ``mask`` with a random colour that stands out from the background under it (and
     ``second_tone`` with another that stands out from the first), shaded by a gentle ramp; returns
-    the first colour."""
+    the first colour.
+    """
     colour = _contrasting_colour(rng, image[mask].mean(axis=0))
     ys, xs = np.nonzero(mask)
     fill = np.tile(colour, (len(ys), 1))
@@ -364,7 +372,8 @@ def _paint(
 
 def _contrasting_colour(rng: np.random.Generator, against: np.ndarray, distance: float = 110.0) -> np.ndarray:
     """A random colour at least ``distance`` (RGB, Euclidean) from ``against``; a few tries, then the
-    farthest one."""
+    farthest one.
+    """
     best, best_d = None, -1.0
     for _ in range(12):
         colour = rng.uniform(0, 255, 3)
@@ -396,7 +405,8 @@ def _rotation(angle: float) -> np.ndarray:
 
 def _fixed(points: np.ndarray):
     """Coordinates in cv2's fixed point (``shift=_SUBPIXEL_BITS``): a tuple for one point, an int32
-    array for several."""
+    array for several.
+    """
     fixed = np.round(np.asarray(points, dtype=np.float64) * _SCALE).astype(np.int32)
     return tuple(int(v) for v in fixed) if fixed.ndim == 1 else fixed
 

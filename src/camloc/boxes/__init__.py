@@ -1,0 +1,44 @@
+"""Boxes from maps: the paper's rule, wsolevaluation's threshold sweep, and the CAM authors' generator.
+
+Boxes are ``(x0, y0, x1, y1)`` with inclusive, 0-based pixel coordinates (:mod:`camloc.boxes.box`).
+:func:`paper_box` is the paper's rule; :mod:`camloc.boxes.wsol` and :mod:`camloc.boxes.sweep` are
+wsolevaluation's protocol (every threshold of a map in one pass); :mod:`camloc.boxes.authors` is the
+box generator the CAM authors released.
+"""
+
+from typing import TYPE_CHECKING
+
+from ..utils import lazy_exports
+
+_EXPORTS = {
+    "Box": ".box",
+    "enclosing_box": ".box",
+    "scale_box": ".box",
+    "paper_box": ".paper",
+    "paper_boxes": ".paper",
+    "wsol_gray": ".wsol",
+    "wsol_levels": ".wsol",
+    "wsol_scoremap": ".wsol",
+    "wsol_best_ious": ".sweep",
+    "wsol_best_ious_batch": ".sweep",
+    "authors_boxes": ".authors",
+    "authors_heatmap": ".authors",
+    "authors_top5": ".authors",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .authors import authors_boxes as authors_boxes
+    from .authors import authors_heatmap as authors_heatmap
+    from .authors import authors_top5 as authors_top5
+    from .box import Box as Box
+    from .box import enclosing_box as enclosing_box
+    from .box import scale_box as scale_box
+    from .paper import paper_box as paper_box
+    from .paper import paper_boxes as paper_boxes
+    from .sweep import wsol_best_ious as wsol_best_ious
+    from .sweep import wsol_best_ious_batch as wsol_best_ious_batch
+    from .wsol import wsol_gray as wsol_gray
+    from .wsol import wsol_levels as wsol_levels
+    from .wsol import wsol_scoremap as wsol_scoremap

@@ -1,0 +1,38 @@
+"""wsolevaluation's score maps and threshold levels (Choe et al., CVPR 2020), exactly as its code makes them.
+
+The boxes of every level come from :func:`camloc.boxes.sweep.wsol_best_ious`, which answers all
+levels of one map in one pass.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["wsol_gray", "wsol_levels", "wsol_scoremap"]
+
+
+def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
+    """Wsolevaluation's score map: the raw CAM as float64 (its ``t2n``), resized bicubically by OpenCV
+    to ``size`` (w, h), then min-max normalized; a constant or NaN map becomes zeros.
+    """
+    cam = cv2.resize(np.asarray(raw, dtype=np.float64), size, interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def wsol_gray(scoremap: np.ndarray) -> np.ndarray:
+    """The uint8 image wsolevaluation thresholds: ``uint8(map * 255)``, truncating."""
+    return (np.asarray(scoremap) * 255).astype(np.uint8)
+
+
+def wsol_levels(gray: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
+    """Threshold levels ``int(tau * max(gray))`` for tau in ``thresholds`` (default
+    ``np.arange(0, 1, 0.01)``); a pixel is kept at a level when it is strictly greater.
+    """
+    taus = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    top = float(np.max(gray))
+    return np.array([int(t * top) for t in taus], dtype=np.int64)

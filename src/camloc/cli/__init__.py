@@ -1,0 +1,80 @@
+"""The ``camloc`` command line: a thin layer over the library, one module per command.
+
+Each command module has ``register(parser)`` (its arguments) and ``run(args) -> exit status``.
+Only the command being run is registered, so ``camloc --help`` and ``camloc --version`` import
+neither torch nor the library's heavier stages. Exit status: 0 done, 1 done but some input files
+could not be read (they are listed), 2 a usage or input error (one line on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import CamlocError
+from ..utils import camloc_version
+from .common import show_library_log, user_message
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: command -> (module, one-line help), in the order ``camloc --help`` lists them.
+COMMANDS = {
+    "explain": (".explain", "top-k class activation maps, boxes, grids and JSON for images"),
+    "evaluate": (".evaluate", "weakly-supervised localization metrics on a dataset with boxes (or masks)"),
+    "faithfulness": (
+        ".faithfulness",
+        "deletion/insertion AUC, average drop and increase in confidence of map methods on a dataset",
+    ),
+    "synth": (".synth", "write a procedurally generated WSOL dataset (train/ and test/ in the csv layout)"),
+    "train": (".train", "train a GAP classifier on image labels (camloc's small net, or fine-tune a backbone)"),
+    "features": (".features", "GAP feature vectors of a dataset's images, to a .npz file"),
+    "probe": (
+        ".probe",
+        "fit a linear classifier on GAP features; the result is a model file whose CAMs are the new classes'",
+    ),
+    "finegrained": (
+        ".finegrained",
+        "the paper's fine-grained experiment: probe on full images, on CAM-box crops and on ground-truth crops",
+    ),
+    "demo": (".demo", "explain scikit-image's sample photos (chelsea, coffee) with the default model"),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """The top-level parser, which keeps its commands' parsers in ``commands``."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The argument parser; with ``only``, the other commands are listed but their arguments not built."""
+    parser = Parser(prog="camloc", description="Class activation maps and weakly-supervised localization for GAP CNNs.")
+    parser.commands = {}
+    parser.add_argument("--version", action="version", version=f"camloc {camloc_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, text) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        parser.commands[name] = p
+        if only is None or only == name:
+            importlib.import_module(module, __name__).register(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(only=command if command in COMMANDS else "")
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's own usage, not the top level's
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    show_library_log()
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("camloc: interrupted", file=sys.stderr)
+        return 130
+    except (CamlocError, OSError) as err:
+        print(f"camloc: error: {user_message(err)}", file=sys.stderr)
+        return 2

@@ -1,0 +1,255 @@
+"""What the commands share: argument types and groups, loading the model and method, reporting skipped files.
+
+Library errors name parameters as Python spells them (``weights=``, ``resume=True``); :func:`user_message`
+translates them to this command line's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..datasets.registry import FORMATS
+from ..errors import InvalidArgument
+from ..maps.registry import METHOD_NAMES
+
+if TYPE_CHECKING:
+    from ..datasets.base import Dataset
+    from ..maps.core import MapMethod
+    from ..models.info import ModelInfo
+
+DEFAULT_MODEL = "mobilenet_v2"
+
+# Python parameter -> the flag that sets it, where the two are not simply "--" + the name with dashes.
+_FLAGS = {"classes": "--class-map", "per_image": "--per-image", "resume": "--resume"}
+_PARAMETERS = (
+    "arch", "baseline", "batch_size", "classes", "device", "epochs", "format", "images", "kind", "method",
+    "min_scale", "model", "one_based", "optimizer", "per_image", "protocol", "resume", "schedule", "size",
+    "split", "step", "target_layer", "threshold", "weights",
+)  # fmt: skip
+_MENTION = re.compile(r"\b(" + "|".join(_PARAMETERS) + r")=(True\b)?")
+
+
+def flag_of(parameter: str) -> str:
+    """The command-line flag of a library parameter (``target_layer`` -> ``--target-layer``)."""
+    return _FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def user_message(err: BaseException) -> str:
+    """The one-line message of a camloc error or OSError, with parameters named by their flags."""
+
+    def flag(m: re.Match) -> str:
+        follows = m.string[m.end() : m.end() + 1]
+        spaced = not m.group(2) and follows not in ("", " ", ":", ",", ";", ")")
+        return flag_of(m.group(1)) + (" " if spaced else "")
+
+    text = _MENTION.sub(flag, str(err))
+    return " ".join(text.split("\n"))
+
+
+class _StderrHandler(logging.Handler):
+    """Library log records as ``camloc: message`` lines on the current stderr (so tests can capture them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"camloc: {self.format(record)}", file=sys.stderr)
+
+
+def show_library_log(level: int = logging.INFO) -> None:
+    """Print camloc's log records on stderr (once per process)."""
+    logger = logging.getLogger("camloc")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.propagate = False
+    logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------------------------
+# argument types
+
+
+def triple(text: str) -> tuple[float, float, float]:
+    """``R,G,B`` -> three floats."""
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers R,G,B, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def positive(text: str) -> int:
+    """A whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# argument groups
+
+
+def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True) -> None:
+    """``--model``, ``--weights``, preprocessing overrides, ``--device`` and (with ``methods``) ``--method``."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="torchvision name, timm:<name>, file.py:factory, package.module:factory or a camloc MODEL.pt "
+        "(default: %(default)s)",
+    )
+    g.add_argument("--weights", metavar="PATH", help="weight file to load instead of the cached pretrained one")
+    g.add_argument("--classes", metavar="FILE", help="class names, one per line (default: the model's own, or indices)")
+    g.add_argument(
+        "--mean", type=triple, metavar="R,G,B", help="normalization mean (default: the model's, else ImageNet)"
+    )
+    g.add_argument(
+        "--std", type=triple, metavar="R,G,B", help="normalization std (default: the model's, else ImageNet)"
+    )
+    g.add_argument("--size", type=positive, metavar="S", help="input side in pixels (default: the model's, else 224)")
+    g.add_argument(
+        "--resize",
+        choices=["crop", "squash"],
+        help="crop: shorter side then centre crop (torchvision eval); squash: resize to SxS (WSOL protocol). "
+        "Default: crop",
+    )
+    g.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    if methods:
+        g.add_argument("--method", default="cam", choices=METHOD_NAMES, help="map method (default: %(default)s)")
+        g.add_argument(
+            "--target-layer",
+            metavar="NAME",
+            help="module whose output the method explains (default: the last feature map)",
+        )
+
+
+def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True) -> None:
+    """``--format``, ``--images``, ``--split``, ``--class-map``, ``--one-based``."""
+    g = p.add_argument_group("dataset")
+    g.add_argument(
+        "--format",
+        choices=["auto", *FORMATS],
+        default="auto",
+        help="dataset layout (default: %(default)s, detected from the files): "
+        + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()),
+    )
+    g.add_argument("--images", metavar="DIR", help="image root for wsol metadata / XML annotations")
+    if split:
+        g.add_argument(
+            "--split", default="test", choices=["train", "test", "all"], help="CUB split (default: %(default)s)"
+        )
+    g.add_argument("--class-map", metavar="FILE", help="class names or synsets, one per line, in index order")
+    g.add_argument("--one-based", action="store_true", help="XML boxes are 1-based (Pascal VOC)")
+
+
+def open_data(args: argparse.Namespace) -> Dataset:
+    """The dataset that DATA and the dataset flags name."""
+    from ..datasets.registry import open_dataset
+
+    return open_dataset(
+        args.data, args.format, images=args.images, split=args.split, classes=args.class_map, one_based=args.one_based
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# model and method
+
+
+def resolve_device(name: str | None) -> str:
+    """``--device`` checked: a device torch knows, and a CUDA device only where one is available."""
+    import torch
+
+    from ..utils import default_device
+
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InvalidArgument("device", f"device={name!r}: not a device torch knows (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument("device", f"device={name!r}: no CUDA device is available here; use cpu")
+    return name
+
+
+def load_model_and_info(args: argparse.Namespace):
+    """The model that ``--model`` / ``--weights`` name, on ``--device``, with the preprocessing overrides applied."""
+    from ..models.info import model_info, with_info
+    from ..models.loading import load_model
+    from ..runtime import keep_freed_memory
+
+    keep_freed_memory()
+    device = resolve_device(args.device)
+    names = None
+    if args.classes:
+        path = Path(args.classes)
+        if not path.is_file():
+            raise FileNotFoundError(f"{args.classes}: class names file not found")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    model = load_model(args.model, args.weights, device=device, class_names=names)
+    info = model_info(model)
+    overrides = {k: v for k, v in (("mean", args.mean), ("std", args.std), ("mode", args.resize)) if v is not None}
+    if args.size is not None:
+        overrides.update(
+            size=args.size, resize_size=round(args.size * info.preprocess.resize_size / info.preprocess.size)
+        )
+    if overrides:
+        info = replace(info, preprocess=replace(info.preprocess, **overrides))
+        with_info(model, info)
+    return model, info
+
+
+def load_method(args: argparse.Namespace, name: str | None = None) -> tuple[MapMethod, ModelInfo]:
+    """The map method ``--method`` (or ``name``) of the model the model flags name, and the model's info."""
+    from ..maps.registry import create_method
+
+    model, info = load_model_and_info(args)
+    return create_method(name or args.method, model, args.target_layer), info
+
+
+def report_skipped(skipped: list[dict]) -> int:
+    """List the images that could not be read on stderr; exit status 1 if there were any."""
+    if not skipped:
+        return 0
+    print(f"camloc: {len(skipped)} image(s) could not be read and are not counted:", file=sys.stderr)
+    for item in skipped:
+        print(f"  {item['path']}: {item['error']}", file=sys.stderr)
+    return 1
+
+
+__all__ = [
+    "add_dataset_args",
+    "add_model_args",
+    "flag_of",
+    "fraction",
+    "load_method",
+    "load_model_and_info",
+    "open_data",
+    "positive",
+    "report_skipped",
+    "resolve_device",
+    "show_library_log",
+    "triple",
+    "user_message",
+]

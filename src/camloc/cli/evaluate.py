@@ -1,0 +1,95 @@
+"""``camloc evaluate``: WSOL metrics of a model's maps on a dataset with boxes (or masks), resumable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..evaluation.protocols import BASELINES, PROTOCOLS
+from .common import add_dataset_args, add_model_args, fraction, load_method, open_data, positive, report_skipped
+
+__all__ = ["register", "run"]
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        help="dataset folder (boxes.csv layout, wsol metadata, CUB-200-2011, or XML annotations)",
+    )
+    add_dataset_args(p)
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="wsol",
+        help="box protocol (default: %(default)s); see docs/protocols.md",
+    )
+    p.add_argument(
+        "--threshold",
+        type=fraction,
+        default=0.2,
+        help="paper rule threshold, fraction of the map (default: %(default)s)",
+    )
+    p.add_argument(
+        "--step", type=fraction, default=0.01, help="CAM threshold step of the wsol sweep (default: %(default)s)"
+    )
+    p.add_argument(
+        "--json", metavar="FILE", default="out/evaluate/results.json", help="summary + curves (default: %(default)s)"
+    )
+    p.add_argument("--per-image", metavar="FILE.csv", help="append one row per image as it is computed")
+    p.add_argument("--resume", action="store_true", help="continue the run recorded in --per-image")
+    p.add_argument(
+        "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers", type=positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        help="score fixed centred boxes instead of CAM boxes (MaxBoxAcc = the best fixed centred box)",
+    )
+    add_model_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the summary, write the JSON and the curves' plot."""
+    from ..evaluation.evaluate import evaluate
+    from ..figures import plot_curves
+    from ..reports.summary import format_summary
+    from ..utils import versions, write_json
+
+    dataset = open_data(args)
+    method, info = load_method(args)
+    config = {
+        "model": info.name,
+        "method": args.method,
+        "data": str(Path(args.data).resolve()),
+        "format": dataset.format,
+    }
+    if args.baseline:
+        config["baseline"] = args.baseline
+    result = evaluate(
+        dataset,
+        method,
+        info.preprocess,
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        step=args.step,
+        threshold=args.threshold,
+        per_image=args.per_image,
+        resume=args.resume,
+        config=config,
+        baseline=args.baseline,
+    )
+    json_path = write_json({**config, "protocol": args.protocol, **result.to_json(), "versions": versions()}, args.json)
+    if result.curves:
+        plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
+    what = f"{args.baseline} baseline" if args.baseline else args.method
+    title = f"{info.name}, {what}, on {dataset.name} ({args.protocol} protocol)"
+    print(format_summary(result.summary, title, baseline=bool(args.baseline)))
+    print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
+    return report_skipped(result.skipped)

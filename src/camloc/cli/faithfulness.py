@@ -1,0 +1,125 @@
+"""``camloc faithfulness``: deletion / insertion AUC, average drop and increase of several map methods."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..maps.registry import METHOD_NAMES
+from ..metrics.faithfulness import BASELINES
+from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+
+__all__ = ["register", "run"]
+
+
+def _method_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in METHOD_NAMES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected comma-separated methods of {','.join(METHOD_NAMES)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
+    p.add_argument(
+        "data", metavar="DATA", help="dataset folder (any format evaluate reads; only the images and labels are used)"
+    )
+    add_dataset_args(p)
+    p.add_argument("--limit", type=positive, metavar="N", help="only the first N images")
+    p.add_argument(
+        "--target",
+        choices=["predicted", "label"],
+        default="predicted",
+        help="class to explain and score: the model's top-1 (as RISE and Grad-CAM++) or the dataset label "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--steps", type=positive, default=50, help="deletion/insertion steps (default: %(default)s)")
+    p.add_argument(
+        "--deletion-baseline",
+        choices=BASELINES,
+        default="zero",
+        help="what deleted pixels become (default: %(default)s, as RISE)",
+    )
+    p.add_argument(
+        "--insertion-baseline",
+        choices=BASELINES,
+        default="blur",
+        help="what insertion starts from (default: %(default)s, as RISE)",
+    )
+    p.add_argument(
+        "--out", metavar="FILE.md", default="out/faithfulness/results.md", help="markdown table (default: %(default)s)"
+    )
+    p.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
+    p.add_argument(
+        "--batch-size", type=positive, default=16, metavar="N", help="images per batch (default: %(default)s)"
+    )
+    p.add_argument(
+        "--chunk",
+        type=positive,
+        default=64,
+        metavar="N",
+        help="perturbed images per forward pass (default: %(default)s)",
+    )
+    p.add_argument(
+        "--workers", type=positive, default=2, metavar="N", help="threads for decoding (default: %(default)s)"
+    )
+    add_model_args(p, methods=False)
+    g = p.add_argument_group("methods")
+    g.add_argument(
+        "--methods",
+        "--method",
+        type=_method_list,
+        default=list(METHOD_NAMES),
+        metavar="M1,M2,...",
+        help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: all)",
+    )
+    g.add_argument(
+        "--target-layer", metavar="NAME", help="module whose output the methods explain (default: the last feature map)"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score every method, print and write the table and the JSON."""
+    from ..evaluation.faithfulness import evaluate_faithfulness
+    from ..maps.registry import create_method
+    from ..utils import atomic_path, versions, write_json
+
+    dataset = open_data(args)
+    model, info = load_model_and_info(args)  # loaded once; every method shares it
+    methods = {name: create_method(name, model, args.target_layer) for name in args.methods}
+    samples = dataset.samples[: args.limit] if args.limit else dataset.samples
+    result = evaluate_faithfulness(
+        samples,
+        model,
+        methods,
+        info.preprocess,
+        target=args.target,
+        steps=args.steps,
+        baseline=(args.deletion_baseline, args.insertion_baseline),
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        workers=args.workers,
+    )
+    data = str(Path(args.data).resolve())
+    result.config = {
+        "model": info.name,
+        "data": data,
+        "format": dataset.format,
+        **result.config,
+        "versions": versions(),
+    }
+    title = (
+        f"Faithfulness of {info.name}'s maps on {dataset.name}: {result.config['images']} image(s), "
+        f"{args.target} class, {args.steps} steps, deletion to {args.deletion_baseline}, "
+        f"insertion from {args.insertion_baseline}"
+    )
+    table = result.to_markdown(title)
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(table)
+    json_path = write_json(result.to_json(), Path(args.json) if args.json else out.with_suffix(".json"))
+    print(table, end="")
+    print(f"camloc: table in {out}, results in {json_path}")
+    return report_skipped(result.skipped)

@@ -1,0 +1,156 @@
+"""Which layout a dataset folder has, and ``open_dataset``: one entry point for every reader.
+
+:data:`FORMATS` lists the formats with a one-line summary each (the CLI's ``--format`` choices and
+help come from it); the readers live one per module beside this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import DatasetError, InvalidArgument
+from .base import Dataset
+from .boxes_csv import read_csv_layout
+from .cub import read_cub
+from .folder import class_folders, folder_images, read_folder
+from .voc import read_voc
+from .wsol import read_wsol
+
+__all__ = ["FORMATS", "detect_format", "open_dataset", "open_train_test"]
+
+#: Every format ``open_dataset`` reads, with what marks it (``--format auto`` looks in this order).
+FORMATS: dict[str, str] = {
+    "csv": "boxes.csv + images/ (camloc's own layout; camloc synth writes it)",
+    "wsol": "a wsolevaluation metadata folder: image_ids.txt, class_labels.txt, localization.txt",
+    "cub": "CUB-200-2011 as distributed: images.txt, bounding_boxes.txt, train_test_split.txt",
+    "voc": "Pascal VOC / ILSVRC XML annotations (*.xml or Annotations/*.xml)",
+    "folder": "class subfolders of images (torchvision's ImageFolder), labels only",
+}
+
+# Files or folders of the other layouts: where one is present, auto-detection does not guess "folder".
+_NOT_A_FOLDER_DATASET = (
+    "boxes.csv",
+    "classes.txt",
+    "image_ids.txt",
+    "images.txt",
+    "image_class_labels.txt",
+    "bounding_boxes.txt",
+    "train_test_split.txt",
+    "images",
+    "Annotations",
+    "JPEGImages",
+)
+
+
+def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
+    """``(format, folder)`` of the dataset at ``path`` (a folder, or its boxes.csv / image_ids.txt); rules in :data:`FORMATS`."""
+    if path.is_file():
+        if path.name == "boxes.csv":
+            return "csv", path.parent
+        if path.name == "image_ids.txt":
+            return "wsol", path.parent
+        raise DatasetError("cannot tell the dataset format of this file (give the dataset's folder)", path)
+    if not path.is_dir():
+        raise DatasetError("no such dataset folder", path)
+    if (path / "boxes.csv").is_file():
+        return "csv", path
+    if (path / "image_ids.txt").is_file() or (path / split / "image_ids.txt").is_file():
+        return "wsol", path
+    if (path / "images.txt").is_file() and (path / "bounding_boxes.txt").is_file():
+        return "cub", path
+    if any(path.glob("*.xml")) or any((path / "Annotations").glob("*.xml")):
+        return "voc", path
+    if not any((path / marker).exists() for marker in _NOT_A_FOLDER_DATASET) and any(
+        folder_images(folder) for folder in class_folders(path)
+    ):
+        return "folder", path
+    raise DatasetError(
+        "cannot tell the dataset format: looked for boxes.csv (csv), image_ids.txt or "
+        f"{split}/image_ids.txt (wsol), images.txt + bounding_boxes.txt (cub), *.xml or Annotations/*.xml (voc), "
+        "<class>/<image> subfolders and no other layout's files (folder)",
+        path,
+    )
+
+
+def open_dataset(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    images: str | Path | None = None,
+    split: str = "test",
+    classes: str | Path | Sequence[str] | None = None,
+    one_based: bool = False,
+    masks: str | Path | None = None,
+) -> Dataset:
+    """Read a dataset's metadata into a :class:`Dataset` (the layouts are described in :mod:`camloc.datasets`).
+
+    ``images``: the image folder (csv: default ``images/``; wsol: required; cub: default ``images/``;
+    voc: default the sibling ``JPEGImages/`` or the annotation folder; folder: not allowed). ``split``: cub ``"train" |
+    "test" | "all"``; wsol: the subfolder to use when ``path`` holds ``train/ val/ test/``.
+    ``classes``: a class file or a list of names; voc needs it (or a ``classes.txt`` beside the XML)
+    to map ``<name>`` to an index; for folder it maps each subfolder's name to its label; for the other
+    formats it supplies or overrides the class names.
+    ``one_based``: voc only, subtract 1 from every coordinate (Pascal VOC). ``masks``: wsol
+    OpenImages mask root (default: ``images``).
+    """
+    path = Path(path)
+    if format == "auto":
+        format, path = detect_format(path, split)
+    elif format not in FORMATS:
+        raise InvalidArgument(
+            "format", f"unknown dataset format {format!r}; expected one of auto, {', '.join(FORMATS)}"
+        )
+    elif path.is_file() and format in ("csv", "wsol"):
+        path = path.parent
+    if one_based and format != "voc":
+        raise InvalidArgument("one_based", "one_based= applies to the voc format only")
+    if format != "csv" and not path.is_dir():
+        raise DatasetError("no such dataset folder", path)
+    if format == "csv":
+        return read_csv_layout(path, None if images is None else Path(images), classes)
+    if format == "wsol":
+        if not (path / "image_ids.txt").is_file() and (path / split / "image_ids.txt").is_file():
+            path = path / split
+        return read_wsol(path, None if images is None else Path(images), masks, classes)
+    if format == "cub":
+        return read_cub(path, None if images is None else Path(images), split, classes)
+    if format == "folder":
+        if images is not None:
+            raise InvalidArgument("images", "images= does not apply to the folder format (the images are the dataset)")
+        return read_folder(path, classes)
+    return read_voc(path, None if images is None else Path(images), classes, one_based)
+
+
+def open_train_test(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    test: str | Path | None = None,
+    images: str | Path | None = None,
+    classes: str | Path | Sequence[str] | None = None,
+) -> tuple[Dataset, Dataset | None]:
+    """The training set and the test set (or None) of a dataset folder.
+
+    ``path`` is a CUB-200-2011 folder (its train and test splits), a folder holding ``train/`` and
+    ``test/`` (or ``val/``), or one dataset (the training set). ``test`` names the test set instead.
+    """
+    root = Path(path)
+
+    def read(where: Path, split: str = "test") -> Dataset:
+        return open_dataset(where, format, images=images, split=split, classes=classes)
+
+    test_set = read(Path(test)) if test is not None else None
+    if (root / "images.txt").is_file() and format in ("auto", "cub"):
+        return read(root, "train"), test_set or read(root, "test")
+    if (root / "train").is_dir():
+        if test_set is None:
+            for name in ("test", "val"):
+                if (root / name).is_dir():
+                    test_set = read(root / name)
+                    break
+        return read(root / "train"), test_set
+    try:
+        return read(root, "train"), test_set
+    except DatasetError as err:
+        raise DatasetError(f"{err} (or give a folder holding train/ and test/)") from None

@@ -1,0 +1,96 @@
+"""The errors camloc raises on purpose: one base class, one subclass per kind of problem.
+
+Every error here is the user's to fix (a file, an argument, a model camloc cannot explain), and its
+message is one line that names the file or the parameter at fault. Parameters are named as Python
+spells them (``weights=``, ``resume=True``); the command line translates them to its flags. Anything
+else that escapes camloc is a bug and keeps its traceback.
+
+Each class also derives from the built-in exception a caller would expect (``ValueError``,
+``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "BadImage",
+    "CamlocError",
+    "DatasetError",
+    "HeadNotFound",
+    "InvalidArgument",
+    "MissingDependency",
+    "ModelFileError",
+    "OutputExists",
+    "ResumeError",
+    "WeightsNotFound",
+]
+
+
+class CamlocError(Exception):
+    """Base of every error camloc raises on purpose; its message is one line."""
+
+
+class InvalidArgument(CamlocError, ValueError):
+    """A parameter has a value camloc cannot use.
+
+    Args:
+        argument: the parameter's Python name (``"target_layer"``), for callers that translate it.
+        message: the whole message; it names the parameter itself.
+    """
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+class HeadNotFound(CamlocError, ValueError):
+    """The model does not end in global average pooling followed by a linear classifier."""
+
+
+class DatasetError(CamlocError, ValueError):
+    """Bad dataset metadata.
+
+    The message is one line: ``FILE:LINE: what is wrong`` (``FILE: ...`` when no single line is at
+    fault); ``path`` and ``line`` hold the location.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | None = None) -> None:
+        from pathlib import Path
+
+        where = "" if path is None else (f"{path}:{line}: " if line else f"{path}: ")
+        super().__init__((where + message).replace("\r", " ").replace("\n", " "))
+        self.path = None if path is None else Path(path)
+        self.line = line
+
+
+class BadImage(CamlocError, ValueError):
+    """A file that could not be read as an image; the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple:  # picklable, for process pools
+        return (type(self), (self.path, self.reason))
+
+
+class WeightsNotFound(CamlocError, FileNotFoundError):
+    """A pretrained weight file is not on disk; the message names it and where to put it."""
+
+
+class ModelFileError(CamlocError, ValueError):
+    """A model, probe or features file that camloc cannot read: foreign, damaged or too new."""
+
+
+class ResumeError(CamlocError, ValueError):
+    """A run cannot be resumed from what an earlier run left: other settings, or no state."""
+
+
+class OutputExists(CamlocError, FileExistsError):
+    """An output file of an earlier run is in the way of a new one."""
+
+
+class MissingDependency(CamlocError, ImportError):
+    """An optional package is needed for what was asked (the message says which to install)."""

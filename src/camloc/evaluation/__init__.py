@@ -1,0 +1,39 @@
+"""Runs over data: ``evaluate`` (localization metrics), ``explain`` (maps, boxes, grids), ``evaluate_faithfulness``.
+
+Each takes any :class:`~camloc.maps.MapMethod`, reads images in batches, skips and lists unreadable
+files, and writes what it computes as it goes; ``evaluate`` keeps a per-image journal and resumes
+from it (:mod:`camloc.evaluation.journal`). Box protocols are in :mod:`camloc.evaluation.protocols`.
+"""
+
+from typing import TYPE_CHECKING
+
+from ..utils import lazy_exports
+
+_EXPORTS = {
+    "EvalResult": ".evaluate",
+    "evaluate": ".evaluate",
+    "ExplainResult": ".explain",
+    "collect_images": ".explain",
+    "explain": ".explain",
+    "FaithfulnessResult": ".faithfulness",
+    "evaluate_faithfulness": ".faithfulness",
+    "format_table": ".faithfulness",
+    "PROTOCOLS": ".protocols",
+    "ImageResult": ".protocols",
+    "make_protocol": ".protocols",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .evaluate import EvalResult as EvalResult
+    from .evaluate import evaluate as evaluate
+    from .explain import ExplainResult as ExplainResult
+    from .explain import collect_images as collect_images
+    from .explain import explain as explain
+    from .faithfulness import FaithfulnessResult as FaithfulnessResult
+    from .faithfulness import evaluate_faithfulness as evaluate_faithfulness
+    from .faithfulness import format_table as format_table
+    from .protocols import PROTOCOLS as PROTOCOLS
+    from .protocols import ImageResult as ImageResult
+    from .protocols import make_protocol as make_protocol

@@ -1,0 +1,168 @@
+"""The per-image journal of an evaluation: one CSV row per image, appended and synced as the run goes.
+
+The first line records the run's settings (``# camloc evaluate {...}``); a resumed run must have
+the same. Rows hold each image's classes, single box and outcome; per-threshold hit curves are
+packed into hex bits, PxAP histograms into sparse ``i=v`` text. The text form lives here only:
+:func:`encode` turns an :class:`~camloc.evaluation.protocols.ImageResult` into a row and
+:func:`decode` turns a row back into the same result, so a resumed run's metrics equal an
+uninterrupted run's. A row cut off by a kill (no final newline) is dropped from the file and
+computed again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from ..errors import ResumeError
+from ..metrics.localization import ImageOutcome
+from .protocols import CURVES, ImageResult
+
+__all__ = ["COLUMNS", "Journal", "decode", "encode", "read_journal"]
+
+COLUMNS = [
+    "image_id", "path", "label", "top5", "cls_top1", "cls_top5", "iou", "box",
+    "located", "top1_located", "top5_located", *CURVES, "pxap_fg", "pxap_bg", "error",
+]  # fmt: skip
+_PREFIX = "# camloc evaluate "
+
+
+def encode(result: ImageResult) -> dict[str, str]:
+    """The journal row of one image's result."""
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(image_id=result.image_id, path=result.path, label=str(result.label), error=result.error)
+    o = result.outcome
+    if o is None:
+        return row
+    row.update(
+        top5=" ".join(map(str, result.top5)),
+        cls_top1=str(int(o.cls_top1)),
+        cls_top5=str(int(o.cls_top5)),
+        iou="" if result.iou is None else f"{result.iou:.6f}",
+        box="" if result.box is None else " ".join(map(str, result.box)),
+    )
+    for key in ("located", "top1_located", "top5_located"):
+        value = getattr(o, key)
+        row[key] = "" if value is None else str(int(value))
+    for name, hits in o.curves.items():
+        row[name] = np.packbits(np.asarray(hits, dtype=bool)).tobytes().hex()
+    if o.pxap is not None:
+        row["pxap_fg"], row["pxap_bg"] = (_sparse(h) for h in o.pxap)
+    return row
+
+
+def decode(row: dict[str, str], n_thresholds: int) -> ImageResult:
+    """The result a journal row records (``n_thresholds``: the length of its hit curves)."""
+    result = ImageResult(row["image_id"], row["path"], int(row["label"]), error=row.get("error") or "")
+    if result.error:
+        return result
+
+    def flag(key: str) -> bool | None:
+        return None if row[key] in ("", None) else bool(int(row[key]))
+
+    curves = {
+        c: np.unpackbits(np.frombuffer(bytes.fromhex(row[c]), dtype=np.uint8))[:n_thresholds].astype(bool)
+        for c in CURVES
+        if row.get(c)
+    }
+    pxap = (_unsparse(row["pxap_fg"]), _unsparse(row["pxap_bg"])) if row.get("pxap_fg") else None
+    result.top5 = [int(c) for c in row["top5"].split()]
+    result.iou = float(row["iou"]) if row.get("iou") else None
+    result.box = tuple(int(v) for v in row["box"].split()) if row.get("box") else None  # type: ignore[assignment]
+    result.outcome = ImageOutcome(
+        cls_top1=bool(int(row["cls_top1"])),
+        cls_top5=bool(int(row["cls_top5"])),
+        located=flag("located"),
+        top1_located=flag("top1_located"),
+        top5_located=flag("top5_located"),
+        curves=curves,
+        pxap=pxap,
+    )
+    return result
+
+
+def _sparse(hist: np.ndarray) -> str:
+    return f"{len(hist)}:" + " ".join(f"{i}={v}" for i, v in enumerate(hist.tolist()) if v)
+
+
+def _unsparse(text: str) -> np.ndarray:
+    size, _, items = text.partition(":")
+    hist = np.zeros(int(size), dtype=np.int64)
+    for item in items.split():
+        i, v = item.split("=")
+        hist[int(i)] = int(v)
+    return hist
+
+
+class Journal:
+    """Appends per-image rows to a CSV whose first line records the run's settings (``header``).
+
+    With ``path=None`` it writes nothing. Use as a context manager; :meth:`flush` makes the rows
+    written so far durable (fsync), so a kill loses at most the batch in flight.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, header: dict) -> None:
+        self.path, self.header = (Path(path) if path else None), header
+        self.file: TextIO | None = None
+        self.writer: csv.DictWriter | None = None
+
+    def __enter__(self) -> Journal:
+        if self.path is not None:
+            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in __exit__
+            self.writer = csv.DictWriter(self.file, fieldnames=COLUMNS, extrasaction="ignore")
+            if fresh:
+                self.file.write(f"{_PREFIX}{json.dumps(self.header, sort_keys=True)}\n")
+                self.writer.writeheader()
+        return self
+
+    def write(self, result: ImageResult) -> None:
+        """Append one image's row."""
+        if self.writer is not None:
+            self.writer.writerow(encode(result))
+
+    def flush(self) -> None:
+        """Make the rows written so far durable."""
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> Iterator[ImageResult]:
+    """The results an earlier run recorded, in order; a run with other settings is refused.
+
+    A row cut off by an interruption is dropped from the file (so rows stay well-formed) and not
+    returned: the image is computed again.
+    """
+    path = Path(path)
+    with open(path, newline="") as f:
+        first = f.readline()
+        if not first.startswith(_PREFIX):
+            raise ResumeError(f"{path}:1: not a camloc evaluate per-image file")
+        earlier = json.loads(first[len(_PREFIX) :])
+        if earlier != json.loads(json.dumps(header, sort_keys=True)):
+            keys = set(earlier) | set(header)
+            diff = {k: (earlier.get(k), header.get(k)) for k in sorted(keys) if earlier.get(k) != header.get(k)}
+            raise ResumeError(f"{path}:1: written by a run with other settings {diff}; cannot resume it")
+        lines = f.read().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+        with open(path, "r+", newline="") as f:
+            f.seek(0)
+            keep = f.readline() + "".join(lines)
+            f.seek(0)
+            f.write(keep)
+            f.truncate()
+    for row in csv.DictReader(lines):
+        yield decode(row, n_thresholds)

@@ -1,0 +1,124 @@
+"""What every map method shares: the output type, the ``MapMethod`` protocol, class choice and map finishing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InvalidArgument
+from .frames import normalize_maps
+
+__all__ = ["CamOutput", "Classes", "MapMethod", "Normalize", "choose_classes", "finish_maps", "prepare_input"]
+
+Normalize = Literal["none", "minmax", "max"]
+Classes = int | Sequence[int] | Sequence[Sequence[int]] | Tensor
+
+
+@dataclass
+class CamOutput:
+    """The result of one call of a map method on a batch of N images, k maps each.
+
+    Attributes:
+        logits: ``Tensor[N, num_classes]`` the model's output.
+        classes: ``Tensor[N, k]`` the class of each map, best first for top-k (-1 for a custom target).
+        scores: ``Tensor[N, k]`` softmax probabilities of those classes (the target's score for a custom target).
+        raw: ``Tensor[N, k, h, w]`` maps at the resolution of the explained layer.
+        maps: ``Tensor[N, k, H, W]`` maps upsampled to the input, or None when ``upsample=False``.
+        features: ``Tensor[N, C, h, w]`` the explained layer's output, for more classes' maps.
+    """
+
+    logits: Tensor
+    classes: Tensor
+    scores: Tensor
+    raw: Tensor
+    maps: Tensor | None
+    features: Tensor
+
+
+class MapMethod(Protocol):
+    """What CAM and every other method offer, and what runs over data (evaluate, explain, ...) use.
+
+    Attributes:
+        name: the method's name in :data:`camloc.maps.METHODS` (``"cam"``, ``"gradcam"``, ...).
+        model: the explained classifier.
+        target_layer: the module whose output is explained (None: the map the GAP head pools).
+        reuses_forward: whether :meth:`more_maps` is computed from ``output`` alone, without running
+            the model again (CAM: yes; gradient and perturbation methods: no).
+    """
+
+    name: str
+    model: nn.Module
+    target_layer: str | None
+    reuses_forward: bool
+
+    def __call__(
+        self, images: Tensor, topk: int = 1, classes: Classes | None = None, upsample: bool = True
+    ) -> CamOutput:
+        """Maps of the ``topk`` best classes of each image in ``images`` (``Tensor[N, 3, H, W]``), or of ``classes``."""
+        ...
+
+    def more_maps(self, output: CamOutput, images: Tensor, classes: Tensor) -> Tensor:
+        """``Tensor[N, k, h, w]`` raw maps of ``classes`` (``Tensor[N, k]``) for the images of ``output``.
+
+        Maps as ``output.raw`` holds them (same ReLU and normalization); ``images`` is the batch
+        ``output`` came from, for methods that must run the model again.
+        """
+        ...
+
+
+def prepare_input(images: Tensor, device: torch.device, channels_last: bool | None) -> Tensor:
+    """Images on the model's device; channels_last when asked, or by default on the CPU (faster convolutions)."""
+    x = images.to(device, non_blocking=True)
+    if channels_last if channels_last is not None else x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def choose_classes(logits: Tensor, topk: int, classes: Classes | None) -> tuple[Tensor, Tensor]:
+    """``(classes Tensor[N, k], their softmax scores Tensor[N, k])``: the ``topk`` best, or the ones named.
+
+    Args:
+        logits: ``Tensor[N, num_classes]``.
+        topk: how many of the best classes, when ``classes`` is None.
+        classes: one index for every image, one index per image, or an equal-length list per image.
+    """
+    logits = logits.detach()
+    if classes is None:
+        if not 1 <= topk <= logits.shape[1]:
+            raise InvalidArgument("topk", f"topk must be between 1 and {logits.shape[1]}, not {topk}")
+        chosen = logits.topk(topk, dim=1).indices  # ranking logits avoids ties where softmax underflows
+    else:
+        chosen = _class_matrix(classes, logits.shape[0], logits.shape[1], logits.device)
+    return chosen, logits.float().softmax(dim=1).gather(1, chosen)
+
+
+def finish_maps(raw: Tensor, size: torch.Size | None, mode: str, normalize: Normalize) -> tuple[Tensor, Tensor | None]:
+    """``(raw, upsampled)`` maps, each normalized from its own extremes; no upsampling when ``size`` is None."""
+    with torch.no_grad():
+        maps = None
+        if size is not None:
+            maps = normalize_maps(F.interpolate(raw, size=size, mode=mode, align_corners=False), normalize)
+        return normalize_maps(raw, normalize), maps
+
+
+def _class_matrix(classes: Classes, n: int, num_classes: int, device: torch.device) -> Tensor:
+    t = torch.as_tensor(classes, dtype=torch.long)
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.ndim == 1:
+        t = t.unsqueeze(1)
+    if t.ndim != 2 or t.shape[0] != n:
+        raise InvalidArgument(
+            "classes",
+            f"classes must give one index or one list of indices per image ({n} images), got shape {tuple(t.shape)}",
+        )
+    if t.numel() and (t.min() < 0 or t.max() >= num_classes):
+        raise InvalidArgument(
+            "classes", f"classes must lie in [0, {num_classes}), got {t.min().item()}..{t.max().item()}"
+        )
+    return t.to(device)

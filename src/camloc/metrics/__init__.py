@@ -1,0 +1,44 @@
+"""Metrics: IoU, localization accuracies (GT-known, top-1/5, MaxBoxAcc, MaxBoxAccV2), PxAP, faithfulness.
+
+Streaming metrics follow torchmetrics' shape: ``update`` per image or batch, ``compute`` at the
+end, ``reset``, and ``merge`` to add another accumulator's state.
+"""
+
+from typing import TYPE_CHECKING
+
+from ..utils import lazy_exports
+
+_EXPORTS = {
+    "box_iou": ".iou",
+    "best_iou": ".iou",
+    "IOU_THRESHOLDS": ".localization",
+    "ImageOutcome": ".localization",
+    "LocalizationMetrics": ".localization",
+    "PxAP": ".pxap",
+    "mask_histograms": ".pxap",
+    "FaithfulnessMetrics": ".faithfulness",
+    "average_drop_increase": ".faithfulness",
+    "deletion_insertion": ".faithfulness",
+    "deletion_insertion_curves": ".faithfulness",
+    "faithfulness_scores": ".faithfulness",
+    "pixel_ranks": ".faithfulness",
+    "trapezoid_auc": ".faithfulness",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .faithfulness import FaithfulnessMetrics as FaithfulnessMetrics
+    from .faithfulness import average_drop_increase as average_drop_increase
+    from .faithfulness import deletion_insertion as deletion_insertion
+    from .faithfulness import deletion_insertion_curves as deletion_insertion_curves
+    from .faithfulness import faithfulness_scores as faithfulness_scores
+    from .faithfulness import pixel_ranks as pixel_ranks
+    from .faithfulness import trapezoid_auc as trapezoid_auc
+    from .iou import best_iou as best_iou
+    from .iou import box_iou as box_iou
+    from .localization import IOU_THRESHOLDS as IOU_THRESHOLDS
+    from .localization import ImageOutcome as ImageOutcome
+    from .localization import LocalizationMetrics as LocalizationMetrics
+    from .pxap import PxAP as PxAP
+    from .pxap import mask_histograms as mask_histograms

@@ -1,0 +1,201 @@
+"""Model adapter: split a classifier into its last spatial feature map and its GAP head.
+
+The split is found statically (torch.fx symbolic tracing, or timm's ``forward_features`` /
+``forward_head`` contract), so constructing an adapter runs no forward pass and leaves nothing on
+the model. Only models whose ``forward`` cannot be traced fall back to a forward pre-hook on their
+pooling module, and that hook lives only for the duration of one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+from torch.fx.experimental.optimization import fuse as fuse_conv_bn
+
+from ..errors import HeadNotFound
+from .graph import NO_HEAD_ADVICE, GapHead, extract_head, find_gap_head, is_global_size, output_node, trace
+
+__all__ = ["CamAdapter", "FoldedCopy", "adapt"]
+
+
+class CamAdapter:
+    """Runs a classifier once and returns its last spatial feature map with its logits.
+
+    ``weights(features, classes)`` gives the per-class channel weights ``w_k^c`` of CAM: the
+    classifier's rows when the head is GAP + linear (exactly the paper), otherwise the gradient of
+    the class score with respect to the pooled features, taken through the head alone.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        run: Callable[[Tensor], tuple[Tensor, Tensor]],
+        classifier: nn.Module | None,
+        head: Callable[[Tensor], Tensor] | None,
+        description: str,
+    ) -> None:
+        self.model = model
+        self._run = run
+        self.classifier = classifier
+        self._head = head
+        self.description = description
+        self.fuse_batchnorm = isinstance(run, fx.GraphModule)
+        self._folded = FoldedCopy(run, model) if isinstance(run, fx.GraphModule) else None
+
+    @property
+    def is_linear(self) -> bool:
+        return self.classifier is not None
+
+    @property
+    def weight(self) -> Tensor | None:
+        """(classes, channels) classifier weights of a linear head, read live from the model."""
+        if self.classifier is None:
+            return None
+        w = self.classifier.weight
+        return w.reshape(w.shape[0], w.shape[1])
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features, logits = self._runner()(x)
+        if features.ndim != 4:
+            raise HeadNotFound(
+                f"{type(self.model).__name__}: the pooled tensor has shape {tuple(features.shape)}, "
+                f"not a spatial (N, C, H, W) feature map. {NO_HEAD_ADVICE}"
+            )
+        return features, logits
+
+    def _runner(self) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        """The traced forward with BatchNorm folded into the convolutions, when that is exact (eval mode)."""
+        if not self.fuse_batchnorm or self.model.training or self._folded is None:
+            return self._run
+        return self._folded()
+
+    def weights(self, features: Tensor, classes: Tensor) -> Tensor:
+        """Channel weights (N, k, C) of the given classes (N, k) for each image."""
+        if self.classifier is not None:
+            return self.weight.detach()[classes]
+        assert self._head is not None
+        # A nonlinear head after GAP (MobileNetV3's MLP, ConvNeXt's LayerNorm): linearize it at
+        # this image. Only the head is differentiated, never the backbone.
+        with torch.inference_mode(False), torch.enable_grad():
+            f = features.detach().clone().requires_grad_(True)
+            logits = self._head(f)
+            grads = []
+            for j in range(classes.shape[1]):
+                score = logits.gather(1, classes[:, j : j + 1].to(logits.device)).sum()
+                (g,) = torch.autograd.grad(score, f, retain_graph=j + 1 < classes.shape[1])
+                grads.append(g.sum(dim=(2, 3)))  # d score / d GAP(f)_k = sum_xy d score / d f_k(x,y)
+        return torch.stack(grads, dim=1).to(features.dtype)
+
+
+class FoldedCopy:
+    """A copy of a traced model with BatchNorm folded into the convolutions, for inference.
+
+    Folding is exact only in eval mode. The copy's parameters are frozen (it is never trained), and
+    it is rebuilt whenever any parameter or buffer of the original model has been replaced or
+    modified in place since it was made, so it never goes stale.
+    """
+
+    def __init__(self, traced: fx.GraphModule, model: nn.Module) -> None:
+        self.traced = traced
+        self.model = model
+        self._copy: fx.GraphModule | None = None
+        self._key: tuple = ()
+
+    def __call__(self) -> fx.GraphModule:
+        key = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
+        if self._copy is None or key != self._key:
+            self._copy = fuse_conv_bn(self.traced, inplace=False).requires_grad_(False)
+            self._key = key
+        return self._copy
+
+
+def adapt(model: nn.Module) -> CamAdapter:
+    """Find the feature map and the GAP head of ``model`` without running it."""
+    if all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
+        return _adapt_timm(model)
+    try:
+        graph = trace(model, model.forward)
+    except Exception as err:  # noqa: BLE001 - any tracing failure means "use the fallback"
+        return _adapt_by_hook(model, err)
+    head = find_gap_head(graph, model)
+    if head is None:
+        raise HeadNotFound(f"{type(model).__name__} has no global-average-pooling + linear head. {NO_HEAD_ADVICE}")
+    output = output_node(graph)
+    value = output.args[0]
+    if not isinstance(value, fx.Node):
+        raise HeadNotFound(f"{type(model).__name__}.forward must return a single logits tensor")
+    head_fn = None if head.classifier is not None else extract_head(model, graph, head.feature, value)
+    output.args = ((head.feature, value),)
+    run = fx.GraphModule(model, graph)
+    return CamAdapter(model, run, head.classifier, head_fn, _describe(model, head))
+
+
+def _adapt_timm(model: nn.Module) -> CamAdapter:
+    """Timm models: ``forward_features`` gives the map, ``forward_head`` the logits."""
+
+    def run(x: Tensor) -> tuple[Tensor, Tensor]:
+        features = model.forward_features(x)
+        return features, model.forward_head(features)
+
+    classifier = None
+    try:
+        head = find_gap_head(trace(model, model.forward_head), model)
+    except Exception:  # noqa: BLE001 - an untraceable head is linearized by autograd instead
+        head = None
+    if head is not None and head.feature.op != "placeholder":
+        head = None  # pooling found, but not of forward_head's input
+    if head is None:
+        pool = getattr(model, "global_pool", None) or getattr(getattr(model, "head", None), "global_pool", None)
+        pool_type = getattr(pool, "pool_type", "avg")
+        if pool_type not in ("avg", "fast", "fastavg"):
+            raise HeadNotFound(
+                f"timm model {type(model).__name__} pools with {pool_type!r}, not average pooling. "
+                f"Create it with global_pool='avg'. {NO_HEAD_ADVICE}"
+            )
+    else:
+        classifier = head.classifier
+    head_fn = None if classifier is not None else model.forward_head
+    kind = "linear" if classifier is not None else "nonlinear (linearized by autograd)"
+    return CamAdapter(model, run, classifier, head_fn, f"timm forward_features -> forward_head, {kind} head")
+
+
+def _adapt_by_hook(model: nn.Module, trace_error: Exception) -> CamAdapter:
+    """Untraceable models: catch the input of the last GAP module during the real forward."""
+    pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d) and is_global_size(m.output_size)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not pools or not linears:
+        raise HeadNotFound(
+            f"{type(model).__name__} could not be traced by torch.fx ({type(trace_error).__name__}: "
+            f"{trace_error}) and has no nn.AdaptiveAvgPool2d(1) + nn.Linear modules to fall back on. "
+            f"{NO_HEAD_ADVICE}"
+        )
+    pool, linear = pools[-1], linears[-1]
+
+    def run(x: Tensor) -> tuple[Tensor, Tensor]:
+        captured: list[Tensor] = []
+        with _pre_hook(pool, lambda _m, args: captured.append(args[0])):
+            logits = model(x)
+        if not captured:
+            raise HeadNotFound(f"{type(model).__name__}: the pooling module was not called in forward")
+        return captured[-1], logits
+
+    return CamAdapter(model, run, linear, None, "forward pre-hook on the last AdaptiveAvgPool2d(1), last nn.Linear")
+
+
+@contextlib.contextmanager
+def _pre_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _describe(model: nn.Module, head: GapHead) -> str:
+    if head.classifier is None:
+        return f"{type(model).__name__}: features at fx node '{head.feature.name}', nonlinear head (linearized by autograd)"
+    return f"{type(model).__name__}: features at fx node '{head.feature.name}', linear head {head.classifier}"

@@ -1,0 +1,186 @@
+"""Generic localizable deep features (paper section 4): the GAP vector of every image of a dataset.
+
+``extract_features`` gives, for every image, the global-average-pooled feature vector that the
+model's linear head sees (optionally of the image cropped to a box first, for the fine-grained
+pipeline: crop to the CAM box or the GT box, then classify). Feature files are ``.npz`` archives of
+arrays and JSON text, loaded without pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..datasets.base import Dataset, Sample
+from ..errors import BadImage, ModelFileError
+from ..images import Batch, Preprocess, load_batch
+from ..maps.core import prepare_input
+from ..models.adapter import adapt
+from ..models.info import model_info
+from ..utils import atomic_path, model_device
+from ..utils import progress as progress_bar
+
+__all__ = ["Features", "extract_features", "load_features", "save_features"]
+
+FEATURES_FORMAT = "camloc-features"
+
+
+@dataclass
+class Features:
+    """GAP feature vectors of a dataset's images, one row per image that could be read."""
+
+    values: np.ndarray  # (N, K) float32
+    labels: np.ndarray  # (N,) int64
+    image_ids: list[str]
+    class_names: list[str] | None
+    skipped: list[dict] = field(default_factory=list)  # {"image_id", "path", "error"}
+    meta: dict = field(default_factory=dict)  # JSON values only, so that it round-trips through a file
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> Features:
+        """The given rows (indices or a boolean mask), e.g. a train/test split."""
+        rows = np.asarray(rows)
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        return dataclasses.replace(
+            self,
+            values=self.values[index],
+            labels=self.labels[index],
+            image_ids=[self.image_ids[i] for i in index],
+        )
+
+
+def extract_features(
+    model: nn.Module,
+    dataset: Dataset,
+    preprocess: Preprocess,
+    *,
+    batch_size: int = 32,
+    workers: int = 2,
+    crops: Mapping[str, Sequence[int]] | None = None,
+    progress: bool | None = None,
+) -> Features:
+    """The GAP vector (spatial mean of the adapter's feature map) of every sample of ``dataset``.
+
+    ``crops`` maps image_id -> box ``(x0, y0, x1, y1)``, inclusive, in the original image's pixels:
+    the image is cut to that box before ``preprocess``. Unreadable images, empty crops and images
+    without a crop box are skipped and listed in ``skipped``; they never stop the run. The model
+    runs in eval mode (its mode is restored afterwards), without gradients, on its own device.
+    """
+    adapter = adapt(model)
+    device = model_device(model)
+    todo: list[Sample] = []
+    skipped: list[dict] = []
+    for sample in dataset.samples:
+        if crops is not None and sample.image_id not in crops:
+            skipped.append(_skip(sample, "no crop box given for this image"))
+        else:
+            todo.append(sample)
+    vectors: list[torch.Tensor] = []
+    kept: list[Sample] = []
+    was_training = model.training
+    model.eval()  # BatchNorm and dropout in train mode would make the vectors depend on the batch
+    try:
+        bar = progress_bar(len(todo), enabled=progress)
+        with bar, ThreadPoolExecutor(max(1, workers)) as pool, torch.no_grad():
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                boxes = [crops[s.image_id] for s in chunk] if crops is not None else None
+                batch = load_batch([s.path for s in chunk], preprocess, executor=pool, crops=boxes)
+                good, bad = _pair_with_samples(chunk, batch)
+                skipped += [_skip(s, err.reason) for s, err in bad]
+                if good:
+                    features, _ = adapter(prepare_input(batch.images, device, None))
+                    vectors.append(features.float().mean(dim=(2, 3)).cpu())
+                    kept += good
+                bar.update(len(chunk))
+    finally:
+        model.train(was_training)
+    width = adapter.weight.shape[1] if adapter.is_linear else 0
+    values = torch.cat(vectors).numpy() if vectors else np.zeros((0, width), dtype=np.float32)
+    meta = {
+        "model": model_info(model).name,
+        "dataset": dataset.name,
+        "dataset_format": dataset.format,
+        "preprocess": preprocess.to_dict(),
+        "cropped": crops is not None,
+    }
+    return Features(
+        values=values,
+        labels=np.array([s.label for s in kept], dtype=np.int64),
+        image_ids=[s.image_id for s in kept],
+        class_names=None if dataset.class_names is None else list(dataset.class_names),
+        skipped=skipped,
+        meta=json.loads(json.dumps(meta)),  # the same JSON types a saved file gives back
+    )
+
+
+def _skip(sample: Sample, error: str) -> dict:
+    return {"image_id": sample.image_id, "path": str(sample.path), "error": error}
+
+
+def _pair_with_samples(chunk: list[Sample], batch: Batch) -> tuple[list[Sample], list[tuple[Sample, BadImage]]]:
+    """(samples that loaded, in batch order; (sample, error) of those that did not).
+
+    ``load_batch`` keeps the order of its paths in both lists, so walking the chunk in order pairs
+    them; a sample is loaded when the next loaded path is its path.
+    """
+    good, bad = [], []
+    errors = iter(batch.errors)
+    for sample in chunk:
+        if len(good) < len(batch.paths) and batch.paths[len(good)] == str(sample.path):
+            good.append(sample)
+        else:
+            bad.append((sample, next(errors)))
+    return good, bad
+
+
+def save_features(features: Features, path: str | os.PathLike) -> None:
+    """Write ``features`` to an ``.npz`` file atomically (arrays and JSON text only: no pickle)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object keeps numpy from appending ".npz"
+        np.savez(
+            f,
+            format=np.array(FEATURES_FORMAT),
+            values=np.asarray(features.values, dtype=np.float32),
+            labels=np.asarray(features.labels, dtype=np.int64),
+            image_ids=np.array(features.image_ids, dtype=np.str_),
+            class_names=np.array(json.dumps(features.class_names)),
+            skipped=np.array(json.dumps(features.skipped)),
+            meta=np.array(json.dumps(features.meta)),
+        )
+
+
+def load_features(path: str | os.PathLike) -> Features:
+    """Read a file written by :func:`save_features`."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: features file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != FEATURES_FORMAT:
+                raise ValueError("wrong format marker")  # caught below
+            values, labels = data["values"], data["labels"]
+            image_ids = [str(i) for i in data["image_ids"]]
+            class_names = json.loads(str(data["class_names"]))
+            skipped = json.loads(str(data["skipped"]))
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as err:
+        raise ModelFileError(f"{path}: not a camloc features file ({type(err).__name__}: {_first_line(err)})") from None
+    if values.ndim != 2 or labels.shape != (values.shape[0],) or len(image_ids) != values.shape[0]:
+        raise ModelFileError(f"{path}: inconsistent features file (values {values.shape}, labels {labels.shape})")
+    return Features(values, labels, image_ids, class_names, skipped, meta)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,276 @@
+"""The paper's fine-grained experiment (Table 4): localize with CAM, crop, classify the crop.
+
+``finegrained`` (the paper's setting): three linear probes on a backbone's GAP features, (a) on
+full images, (b) on crops to the box the full-image probe's CAM gives, (c) on crops to the
+ground-truth box (the upper bound). ``finegrained_train``: the same three steps with a network
+trained on each kind of image instead of a probe, for data no pretrained backbone suits.
+
+Boxes follow the paper's text: pixels >= 20 % of the map's max (no min subtraction), largest
+connected component, in the original image's pixels. Training images are boxed with the CAM of
+their labelled class (labels are known when training); test images with the CAM of the predicted
+class (nothing else is known at test time). Every image is squashed to the input size, as the WSOL
+protocol does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..boxes.box import Box, enclosing_box
+from ..boxes.paper import paper_box
+from ..datasets.base import Dataset, Sample
+from ..datasets.boxes_csv import write_csv_dataset
+from ..datasets.registry import open_dataset
+from ..errors import BadImage
+from ..images import Preprocess, crop_to_box, load_batch, open_image
+from ..maps.cam import CAM
+from ..maps.frames import to_image_frame
+from ..metrics.iou import best_iou
+from ..models.probes import attach_probe
+from ..utils import model_device
+from ..utils import progress as progress_bar
+from .features import Features, extract_features
+from .probes import fit_probe
+from .train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FinegrainedResult", "cam_boxes", "crop_dataset", "finegrained", "finegrained_train", "gt_boxes", "predict"]
+
+
+@dataclass
+class FinegrainedResult:
+    full: float  # test accuracy (%) of the probe on full images
+    cam_crop: float  # ... on crops to the CAM box
+    gt_crop: float  # ... on crops to the ground-truth box
+    localized: float  # % of test images whose CAM box has IoU > 0.5 with a ground-truth box
+    train_images: int
+    test_images: int
+    skipped: list[dict] = field(default_factory=list)
+    test_boxes: dict[str, Box | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["test_boxes"] = {k: None if b is None else list(b) for k, b in self.test_boxes.items()}
+        return out
+
+
+def finegrained(
+    model: nn.Module,
+    train_set: Dataset,
+    test_set: Dataset,
+    preprocess: Preprocess,
+    *,
+    kind: str = "svm",
+    C: float = 1.0,
+    threshold: float = 0.2,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool | None = None,
+    localizer: nn.Module | None = None,
+    localizer_preprocess: Preprocess | None = None,
+) -> FinegrainedResult:
+    """``localizer``: box every image with this model's CAM of its own top-1 class instead of the
+    probe's CAM (a class-agnostic object finder, for backbones whose own CAM does not localize
+    on the data).
+    """
+    preprocess = dataclasses.replace(preprocess, mode="squash")
+    options = dict(batch_size=batch_size, workers=workers, progress=progress)
+
+    def probe_accuracy(crops_train: dict | None, crops_test: dict | None, what: str) -> tuple[float, object, Features]:
+        f_train = extract_features(model, train_set, preprocess, crops=crops_train, **options)
+        f_test = extract_features(model, test_set, preprocess, crops=crops_test, **options)
+        probe = fit_probe(f_train, kind=kind, C=C)
+        accuracy = probe.accuracy(f_test)
+        log.info(
+            "%s: %.2f %% test accuracy (%d train / %d test images)",
+            what,
+            accuracy,
+            len(f_train.labels),
+            len(f_test.labels),
+        )
+        skipped.extend(f_train.skipped + f_test.skipped)
+        return accuracy, probe, f_test
+
+    skipped: list[dict] = []
+    full, probe, f_test = probe_accuracy(None, None, "full images")
+    if localizer is None:
+        cam_model = attach_probe(model, probe)
+        # The probe's rows score its own classes (those present in training), not dataset labels.
+        row = {label: i for i, label in enumerate(probe.labels)}
+        predicted = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist()))
+        labelled = {s.image_id: row[s.label] for s in train_set if s.label in row}
+        train_boxes = cam_boxes(cam_model, train_set, preprocess, labelled, threshold, **options)
+        test_boxes = cam_boxes(cam_model, test_set, preprocess, predicted, threshold, **options)
+    else:
+        pre = dataclasses.replace(localizer_preprocess or preprocess, mode="squash")
+        train_boxes = cam_boxes(localizer, train_set, pre, None, threshold, **options)
+        test_boxes = cam_boxes(localizer, test_set, pre, None, threshold, **options)
+    hits = [
+        best_iou(test_boxes.get(s.image_id), list(s.boxes)) > 0.5
+        for s in test_set
+        if s.image_id in test_boxes and s.boxes
+    ]
+    localized = 100.0 * float(np.mean(hits)) if hits else float("nan")
+    log.info("CAM boxes with IoU > 0.5 on %.2f %% of the test images", localized)
+    cam_crop, _, _ = probe_accuracy(_usable(train_boxes), _usable(test_boxes), "crops to the CAM box")
+    gt_crop, _, _ = probe_accuracy(gt_boxes(train_set), gt_boxes(test_set), "crops to the ground-truth box")
+    unique = list({s["image_id"]: s for s in skipped}.values())
+    return FinegrainedResult(full, cam_crop, gt_crop, localized, len(train_set), len(test_set), unique, test_boxes)
+
+
+def _usable(boxes: dict[str, Box | None]) -> dict[str, Box]:
+    """Image id -> crop box; an image whose CAM keeps no pixel (say, a map below zero everywhere)
+    is classified whole: its box is clipped to the image, whatever the image's size.
+    """
+    whole = (0, 0, 2**31 - 1, 2**31 - 1)
+    return {k: whole if b is None else b for k, b in boxes.items()}
+
+
+def gt_boxes(dataset: Dataset) -> dict[str, Box]:
+    """The box around all of an image's ground-truth boxes (CUB has exactly one)."""
+    return {s.image_id: enclosing_box(s.boxes) for s in dataset if s.boxes}  # type: ignore[misc]
+
+
+@torch.no_grad()
+def cam_boxes(
+    model: nn.Module,
+    dataset: Dataset,
+    preprocess: Preprocess,
+    classes: dict[str, int] | None,
+    threshold: float = 0.2,
+    *,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool | None = None,
+) -> dict[str, Box | None]:
+    """The paper box of each image's CAM for ``classes[image_id]`` (``None``: the predicted class),
+    in the original image's pixels (images missing from ``classes`` or unreadable are left out).
+    """
+    cam = CAM(model)
+    samples = [s for s in dataset if classes is None or s.image_id in classes]
+    by_path = {str(s.path): s for s in samples}
+    out: dict[str, Box | None] = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool, progress_bar(len(samples), enabled=progress, leave=False) as bar:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            batch = load_batch([s.path for s in chunk], preprocess, executor=pool)
+            if batch.paths:
+                wanted = (
+                    None if classes is None else torch.tensor([[classes[by_path[p].image_id]] for p in batch.paths])
+                )
+                raw = cam(batch.images, classes=wanted, upsample=False).raw[:, 0].float()
+                for p, geo, m in zip(batch.paths, batch.geometries, raw):
+                    # The paper's rule on the map itself: pixels >= threshold x its max (no min subtraction).
+                    heat = to_image_frame(m[None], geo)[0].cpu().numpy()
+                    out[by_path[p].image_id] = paper_box(heat, threshold)
+            bar.update(len(chunk))
+    return out
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, dataset: Dataset, preprocess: Preprocess, *, batch_size: int = 64, workers: int = 2
+) -> dict[str, int]:
+    """Each readable image's top-1 class."""
+    model.eval()
+    device = model_device(model)
+    by_path = {str(s.path): s for s in dataset}
+    out: dict[str, int] = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for start in range(0, len(dataset), batch_size):
+            batch = load_batch([s.path for s in dataset.samples[start : start + batch_size]], preprocess, executor=pool)
+            if batch.paths:
+                top = model(batch.images.to(device)).argmax(1).tolist()
+                out.update((by_path[p].image_id, c) for p, c in zip(batch.paths, top))
+    return out
+
+
+def crop_dataset(
+    dataset: Dataset, boxes: dict[str, Box], root: str | Path, skipped: list[dict] | None = None
+) -> Dataset:
+    """Write every image cropped to its box (whole when it has none) as a csv-layout dataset in
+    ``root``; unreadable images are left out (and appended to ``skipped``).
+    """
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i, s in enumerate(dataset):
+        try:
+            im = open_image(s.path)
+            if s.image_id in boxes:
+                im = crop_to_box(im, boxes[s.image_id], s.path)
+        except BadImage as err:
+            if skipped is not None:
+                skipped.append({"image_id": s.image_id, "path": str(s.path), "error": err.reason})
+            continue
+        image_id = f"{i:06d}.png"
+        im.save(root / "images" / image_id)
+        samples.append(Sample(image_id, None, s.label, (), im.size))
+    write_csv_dataset(samples, root, dataset.class_names)
+    return open_dataset(root, "csv")
+
+
+def finegrained_train(
+    train_set: Dataset,
+    test_set: Dataset,
+    config: TrainConfig,
+    work: str | Path,
+    *,
+    threshold: float = 0.2,
+    progress: bool | None = None,
+) -> FinegrainedResult:
+    """(a) train ``config`` on full images, (b) box every image with that model's CAM, crop, train
+    on the crops, (c) the same with ground-truth crops. Models and crops go to ``work``; a run
+    that is interrupted resumes from the model files there.
+    """
+    work = Path(work)
+    skipped: list[dict] = []
+    preprocess = config.preprocess()
+
+    def fit(name: str, train_data: Dataset, test_data: Dataset) -> tuple[nn.Module, dict[str, int], float]:
+        path = work / f"{name}.pt"
+        model = train(config, train_data, path, resume=path.exists(), progress=progress).model
+        predicted = predict(model, test_data, preprocess, workers=config.workers)
+        labels = {s.image_id: s.label for s in test_data}
+        accuracy = 100.0 * float(np.mean([predicted[k] == labels[k] for k in predicted]))
+        log.info("%s: %.2f %% test accuracy", name, accuracy)
+        return model, predicted, accuracy
+
+    model, predicted, full = fit("full", train_set, test_set)
+    options = dict(batch_size=64, workers=config.workers, progress=progress)
+    train_boxes = cam_boxes(
+        model, train_set, preprocess, {s.image_id: s.label for s in train_set}, threshold, **options
+    )
+    test_boxes = cam_boxes(model, test_set, preprocess, predicted, threshold, **options)
+    hits = [
+        best_iou(test_boxes.get(s.image_id), list(s.boxes)) > 0.5
+        for s in test_set
+        if s.image_id in test_boxes and s.boxes
+    ]
+    localized = 100.0 * float(np.mean(hits)) if hits else float("nan")
+    log.info("CAM boxes with IoU > 0.5 on %.2f %% of the test images", localized)
+    crops = {}
+    for kind, (tr_boxes, te_boxes) in {
+        "cam": (_usable(train_boxes), _usable(test_boxes)),
+        "gt": (gt_boxes(train_set), gt_boxes(test_set)),
+    }.items():
+        crops[kind] = tuple(
+            open_dataset(d, "csv") if (d / "boxes.csv").is_file() else crop_dataset(data, b, d, skipped)
+            for data, b, d in (
+                (train_set, tr_boxes, work / f"{kind}-crops" / "train"),
+                (test_set, te_boxes, work / f"{kind}-crops" / "test"),
+            )
+        )
+    _, _, cam_crop = fit("cam-crop", *crops["cam"])
+    _, _, gt_crop = fit("gt-crop", *crops["gt"])
+    unique = list({s["image_id"]: s for s in skipped}.values())
+    return FinegrainedResult(full, cam_crop, gt_crop, localized, len(train_set), len(test_set), unique, test_boxes)

@@ -1,0 +1,143 @@
+"""Helpers every stage shares: lazy exports, image suffixes, progress bars, devices, atomic files, versions.
+
+Nothing here imports torch at module level, so the command line can use it before a model loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from tqdm import tqdm
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "atomic_path",
+    "camloc_version",
+    "default_device",
+    "is_image_file",
+    "lazy_exports",
+    "model_device",
+    "progress",
+    "versions",
+    "write_json",
+]
+
+#: File suffixes read as images (matched case-insensitively), in the order a missing one is guessed.
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
+
+
+def lazy_exports(
+    package: str, names: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """``(__getattr__, __dir__, __all__)`` of a package whose public names are imported on first use.
+
+    This keeps ``import camloc`` and ``camloc --help`` free of torch, OpenCV and numba, which take
+    seconds to import.
+
+    Args:
+        package: the package's ``__name__``.
+        names: public name -> the module that defines it, relative to the package (``".cam"``).
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, package), name)
+        vars(sys.modules[package])[name] = value  # later lookups are plain attributes
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(names) | set(vars(sys.modules[package])))
+
+    return __getattr__, __dir__, sorted(names)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has one of :data:`IMAGE_SUFFIXES` (any case)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def progress(
+    total: int,
+    *,
+    desc: str | None = None,
+    unit: str = "img",
+    enabled: bool | None = None,
+    initial: int = 0,
+    leave: bool = True,
+) -> tqdm:
+    """A progress bar on stderr; ``enabled=None`` shows it when stderr is a terminal."""
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not show, file=sys.stderr, leave=leave)
+
+
+def model_device(model: nn.Module | Callable) -> torch.device:
+    """The device of a model's first parameter (the CPU for a model without parameters or a plain callable)."""
+    import torch
+
+    parameters = getattr(model, "parameters", None)
+    first = next(parameters(), None) if callable(parameters) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def default_device() -> str:
+    """``"cuda"`` when a CUDA device is available, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` only if the block succeeds.
+
+    A reader never sees a half-written file, and a crash mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(data: object, path: str | os.PathLike) -> Path:
+    """Write ``data`` as indented JSON, atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)
+
+
+def camloc_version() -> str:
+    """The installed camloc's version (from the package metadata)."""
+    try:
+        return importlib.metadata.version("camloc")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of camloc, torch and torchvision, for results files (read without importing torch)."""
+    out: dict[str, str | None] = {"camloc": camloc_version()}
+    for name in ("torch", "torchvision"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out

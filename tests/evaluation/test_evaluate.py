@@ -1,0 +1,209 @@
+"""`camloc evaluate`: wsolevaluation's numbers on real data, resume, unreadable images, PxAP, the CLI."""
+
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import camloc
+from camloc.cli import main
+from camloc.datasets import open_dataset, write_csv_dataset
+from camloc.evaluation.evaluate import evaluate
+from tests.helpers.data import VAL_BOXES
+from tests.helpers.wsol_oracle import best_ious, levels
+
+
+@pytest.fixture(scope="module")
+def val(val_boxes):
+    return open_dataset(VAL_BOXES)
+
+
+def _subset(dataset, n, start=0):
+    return dataclasses.replace(dataset, samples=dataset.samples[start : start + n])
+
+
+def test_wsol_protocol_reproduces_wsolevaluation_on_real_data(mobilenet, val):
+    """Reference: wsolevaluation's own code on the same 725 images and model (../shared/notes)."""
+    result = evaluate(
+        val, camloc.CAM(mobilenet), camloc.model_info(mobilenet).preprocess, protocol="wsol", progress=False
+    )
+    s = result.summary
+    assert s["images"] == 725 and result.skipped == []
+    assert s["max_box_acc"] == pytest.approx(65.66, abs=0.15)
+    assert s["max_box_acc_v2"] == pytest.approx(62.48, abs=0.15)
+    for iou, ref in (("30", 87.72), ("50", 65.66), ("70", 34.07)):
+        assert s["max_box_acc_v2_per_iou"][iou] == pytest.approx(ref, abs=0.15)
+    assert s["cls_top1"] == pytest.approx(78.34, abs=0.01) and s["cls_top5"] == pytest.approx(93.10, abs=0.01)
+    assert s["gt_known_loc"] == pytest.approx(56.83, abs=0.15) and s["top1_loc"] == pytest.approx(45.93, abs=0.15)
+    assert s["pxap"] is None
+    assert len(result.curves["v1_50"]) == 100 and max(result.curves["v1_50"]) == s["max_box_acc"]
+
+
+def test_curves_equal_the_plain_opencv_loop(mobilenet, val):
+    """Per-threshold accuracies on a slice, against wsolevaluation's rule written out with OpenCV."""
+    part = _subset(val, 48, start=300)
+    result = evaluate(part, camloc.CAM(mobilenet), camloc.model_info(mobilenet).preprocess, step=0.05, progress=False)
+    batch = camloc.load_batch([s.path for s in part.samples], camloc.Preprocess(mode="squash"))
+    with torch.no_grad():
+        out = camloc.CAM(mobilenet)(batch.images, classes=[[s.label] for s in part.samples], upsample=False)
+    v1_hits, v2_hits = np.zeros(20), {t: np.zeros(20) for t in (30, 50, 70)}
+    for i, sample in enumerate(part.samples):
+        cam = cv2.resize(out.raw[i, 0].double().numpy(), (224, 224), interpolation=cv2.INTER_CUBIC)
+        cam = (cam - cam.min()) / (cam.max() - cam.min())
+        gray = (cam * 255).astype(np.uint8)
+        w, h = sample.size
+        truths = [
+            (int(x0 * 224 / w), int(y0 * 224 / h), int(x1 * 224 / w), int(y1 * 224 / h))
+            for x0, y0, x1, y1 in sample.boxes
+        ]
+        v1, v2 = best_ious(gray, levels(gray, 0.05), truths)
+        v1_hits += v1 >= 0.5
+        for t in v2_hits:
+            v2_hits[t] += v2 >= t / 100
+    assert np.allclose(result.curves["v1_50"], v1_hits * 100 / 48)
+    for t in v2_hits:
+        assert np.allclose(result.curves[f"v2_{t}"], v2_hits[t] * 100 / 48)
+
+
+def _with_bad_files(tmp_path, val, n=12):
+    """A CSV dataset of n real images (linked, not copied) plus a missing and a truncated file."""
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    samples = []
+    for s in val.samples[:n]:
+        (images / s.path.name).symlink_to(s.path)
+        samples.append(dataclasses.replace(s, path=images / s.path.name))
+    whole = val.samples[n].path.read_bytes()
+    (images / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    extra = [
+        dataclasses.replace(val.samples[n], image_id="truncated.jpg", path=images / "truncated.jpg"),
+        dataclasses.replace(val.samples[n + 1], image_id="missing.jpg", path=images / "missing.jpg"),
+    ]
+    write_csv_dataset(samples[:5] + extra + samples[5:], tmp_path / "data", val.class_names)
+    return tmp_path / "data"
+
+
+def test_resume_after_an_interruption_gives_the_same_json(tmp_path, mobilenet, val):
+    data = open_dataset(_with_bad_files(tmp_path, val))
+    cam, pre = camloc.CAM(mobilenet), camloc.model_info(mobilenet).preprocess
+    whole = evaluate(data, cam, pre, batch_size=4, per_image=tmp_path / "whole.csv", progress=False)
+    assert whole.summary["images"] == 12
+    assert sorted(s["image_id"] for s in whole.skipped) == ["missing.jpg", "truncated.jpg"]
+
+    rows = tmp_path / "rows.csv"
+    evaluate(_subset(data, 7), cam, pre, batch_size=4, per_image=rows, progress=False)  # "killed" after 7 images
+    lines = rows.read_text().splitlines(keepends=True)
+    rows.write_text("".join(lines[:-1]) + lines[-1][:25])  # and the last row half-written
+    with pytest.raises(FileExistsError, match="rows.csv: exists; pass resume=True"):
+        evaluate(data, cam, pre, per_image=rows, progress=False)
+    resumed = evaluate(data, cam, pre, batch_size=4, per_image=rows, resume=True, progress=False)
+    assert resumed.to_json() == whole.to_json()
+    body = rows.read_text().splitlines()[2:]
+    assert len(body) == 14 and len({line.split(",")[0] for line in body}) == 14
+
+    with pytest.raises(ValueError, match="other settings"):
+        evaluate(data, cam, pre, per_image=rows, resume=True, protocol="paper", progress=False)
+
+
+def test_cli_evaluate_lists_unreadable_images_and_exits_1(tmp_path, val, capsys):
+    data = _with_bad_files(tmp_path, val, n=6)
+    json_path = tmp_path / "r.json"
+    status = main(
+        [
+            "evaluate",
+            str(data),
+            "--json",
+            str(json_path),
+            "--per-image",
+            str(tmp_path / "rows.csv"),
+            "--batch-size",
+            "4",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "2 image(s) could not be read and are not counted" in captured.err
+    assert "missing.jpg" in captured.err and "truncated.jpg" in captured.err
+    result = json.loads(json_path.read_text())
+    expected_keys = {"images", "cls_top1", "cls_top5", "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc",
+                     "max_box_acc_v2", "max_box_acc_v2_per_iou", "best_threshold", "pxap"}  # fmt: skip
+    assert expected_keys <= set(result)
+    assert result["images"] == 6 and len(result["skipped"]) == 2 and result["pxap"] is None
+    assert set(result["max_box_acc_v2_per_iou"]) == {"30", "50", "70"}
+    assert "MaxBoxAccV2" in captured.out
+    with Image.open(json_path.with_suffix(".png")) as plot:
+        assert plot.format == "PNG"
+    assert (
+        main(["evaluate", str(data), "--json", str(json_path), "--per-image", str(tmp_path / "rows.csv"), "--resume"])
+        == 1
+    )
+
+
+def _wsol_openimages(tmp_path, n=6):
+    """A wsolevaluation-style OpenImages split: images with a bright square, its mask and an ignore box."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "oi"
+    (root / "meta").mkdir(parents=True)
+    (root / "images").mkdir()
+    ids, labels, loc = [], [], []
+    for i in range(n):
+        img = (rng.random((160, 200, 3)) * 80).astype(np.uint8)
+        y, x = rng.integers(10, 90), rng.integers(10, 120)
+        img[y : y + 50, x : x + 60] = (230, 200, 40)
+        mask = np.zeros((160, 200), np.uint8)
+        mask[y : y + 50, x : x + 60] = 255
+        ignore = np.zeros((160, 200), np.uint8)
+        ignore[max(0, y - 8) : y + 58, max(0, x - 8) : x + 68] = 255
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask).save(root / "images" / f"{i}_mask.png")
+        Image.fromarray(ignore).save(root / "images" / f"{i}_ignore.png")
+        ids.append(f"{i}.png")
+        labels.append(f"{i}.png,{i % 3}")
+        loc.append(f"{i}.png,{i}_mask.png,{i}_ignore.png")
+    (root / "meta" / "image_ids.txt").write_text("\n".join(ids) + "\n")
+    (root / "meta" / "class_labels.txt").write_text("\n".join(labels) + "\n")
+    (root / "meta" / "localization.txt").write_text("\n".join(loc) + "\n")
+    return root
+
+
+def test_pxap_on_a_mask_dataset_equals_an_independent_computation(tmp_path):
+    root = _wsol_openimages(tmp_path)
+    data = open_dataset(root / "meta", "wsol", images=root / "images")
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 5, stride=4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    ).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randn(4, 3, 5, 5))
+    cam, pre = camloc.CAM(model), camloc.Preprocess()
+    result = evaluate(data, cam, pre, progress=False)
+    assert result.summary["images"] == 6 and result.summary["max_box_acc"] is None
+
+    scores, truth = [], []
+    batch = camloc.load_batch([s.path for s in data.samples], camloc.Preprocess(mode="squash"))
+    out = cam(batch.images, classes=[[s.label] for s in data.samples], upsample=False)
+    for i, s in enumerate(data.samples):
+        m = cv2.resize(out.raw[i, 0].double().numpy(), (224, 224), interpolation=cv2.INTER_CUBIC)
+        m = (m - m.min()) / (m.max() - m.min())
+        fg = cv2.resize(cv2.imread(str(s.mask_paths[0]), 0), (224, 224), interpolation=cv2.INTER_NEAREST) > 127
+        ignore = (
+            cv2.resize(cv2.imread(str(s.ignore_path), 0), (224, 224), interpolation=cv2.INTER_NEAREST) > 127
+        ) & ~fg
+        scores.append(m[~ignore])
+        truth.append(fg[~ignore])
+    scores, truth = np.concatenate(scores), np.concatenate(truth)
+    ap, previous_recall = 0.0, 0.0
+    for t in [2.0, 1.0, *np.arange(0, 1, 0.01)[::-1]]:
+        kept = scores >= t
+        recall = (kept & truth).sum() / truth.sum()
+        if kept.any():
+            ap += (kept & truth).sum() / kept.sum() * (recall - previous_recall)
+        previous_recall = recall
+    assert result.summary["pxap"] == pytest.approx(100 * ap, rel=1e-9)
