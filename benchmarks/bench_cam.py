@@ -179,7 +179,7 @@ def foreign_cpu_s(start: tuple[int, int, int] | None, end: tuple[int, int, int] 
     if start is None or end is None:
         return None
     hz = os.sysconf("SC_CLK_TCK")
-    busy, own, steal = (e - s for s, e in zip(start, end))
+    busy, own, steal = (e - s for s, e in zip(start, end, strict=True))
     return max(busy - own, 0) / hz, steal / hz
 
 
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         # Also the median of the per-round ratios: both ran back to back in each round, so this
         # cancels most of the machine's drift (informative; the check uses the ratio of medians).
         paired = statistics.median(
-            a / b for a, b in zip(variants["camloc_top5"]["times_s"], variants["camloc_top1"]["times_s"])
+            a / b for a, b in zip(variants["camloc_top5"]["times_s"], variants["camloc_top1"]["times_s"], strict=True)
         )
         checks["b_top5_vs_top1"] = {
             "value": r,
@@ -444,7 +444,8 @@ def print_report(result: dict, args: argparse.Namespace) -> None:
         for key, c in result["checks"].items():
             paired = f" [median of per-round ratios {c['paired_median']:.3f}]" if "paired_median" in c else ""
             print(
-                f"  ({key[0]}) {c['text']}: {c['value']:.3f} (target {c['target']}) {'PASS' if c['pass'] else 'FAIL'}{paired}"
+                f"  ({key[0]}) {c['text']}: {c['value']:.3f} (target {c['target']}) "
+                f"{'PASS' if c['pass'] else 'FAIL'}{paired}"
             )
     alloc = result["allocator"]
     if alloc and "on" in alloc and "off" in alloc:

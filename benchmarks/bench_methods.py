@@ -94,7 +94,8 @@ def peak_rss(method: str, library: str, batch: int, size: int) -> float:
         "import bench_methods as b, camloc\nfrom camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
         "m = camloc.load_model('mobilenet_v2')\ntorch.manual_seed(0)\n"
         f"x = torch.randn({batch}, 3, {size}, {size})\n"
-        "def hwm():\n    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024\n"
+        "def hwm():\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024\n"
         "base = hwm()\n"
         f"b.variants(m, {size})[{method!r}][{library!r}](x)\n"
         "print(hwm() - base)\n"
@@ -121,7 +122,8 @@ def main() -> None:
     report = {}
     print(f"MobileNetV2, features.18, top-1 class, {args.size}px, {args.threads} threads; median of {args.repeats}")
     print(
-        f"{'method':<10} {'library':<17} {'batch':>5} {'s/batch':>9} {'img/s':>8} {'camloc speed-up':>16} {'peak MiB':>9}"
+        f"{'method':<10} {'library':<17} {'batch':>5} {'s/batch':>9} {'img/s':>8} "
+        f"{'camloc speed-up':>16} {'peak MiB':>9}"
     )
     for method, runs in variants(model, args.size).items():
         batch = args.score_batch if method == "scorecam" else args.batch

@@ -83,7 +83,10 @@ COMPILE_PROBE = (
 
 
 def first_call_seconds(cache_dir: str) -> tuple[float, float]:
-    """(import camloc.boxes.sweep, first call of wsol_best_ious) in a fresh interpreter, numba caching into cache_dir."""
+    """(import camloc.boxes.sweep, first call of wsol_best_ious) in a fresh interpreter.
+
+    numba caches its compiled code into cache_dir.
+    """
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     out = subprocess.run([sys.executable, "-c", COMPILE_PROBE], capture_output=True, text=True, check=True, env=env)
     imported, called = out.stdout.split()

@@ -70,7 +70,8 @@ def main() -> None:
                 camloc_rates.append(result.history[1]["images_per_s"])  # the second epoch: steady state
                 uncached.append(plain.history[1]["images_per_s"])
                 print(
-                    f"round {r}: bare {rate:.1f} img/s, camloc train {camloc_rates[-1]:.1f}, without the decoded-image cache {uncached[-1]:.1f}"
+                    f"round {r}: bare {rate:.1f} img/s, camloc train {camloc_rates[-1]:.1f}, "
+                    f"without the decoded-image cache {uncached[-1]:.1f}"
                 )
     results = {
         "threads": args.threads,
@@ -85,8 +86,10 @@ def main() -> None:
     results["ratio"] = results["camloc_images_per_s"] / results["bare_images_per_s"]
     results["uncached_ratio"] = results["uncached_images_per_s"] / results["bare_images_per_s"]
     print(
-        f"median: bare step {results['bare_images_per_s']:.1f} img/s, camloc train {results['camloc_images_per_s']:.1f} img/s "
-        f"(ratio {results['ratio']:.2f}), without the cache {results['uncached_images_per_s']:.1f} img/s (ratio {results['uncached_ratio']:.2f})"
+        f"median: bare step {results['bare_images_per_s']:.1f} img/s, "
+        f"camloc train {results['camloc_images_per_s']:.1f} img/s "
+        f"(ratio {results['ratio']:.2f}), without the cache {results['uncached_images_per_s']:.1f} img/s "
+        f"(ratio {results['uncached_ratio']:.2f})"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

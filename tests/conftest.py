@@ -6,8 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-VAL_BOXES = ROOT.parent / "shared" / "data" / "imagenet-val-boxes"
+from tests.helpers.data import VAL_BOXES
+
+# Fixtures that put a test in a marker's group (markers are described in pyproject.toml).
+_FIXTURE_MARKS = {"mobilenet": "pretrained", "val_boxes": "shared_data", "val": "shared_data"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, mark in _FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
 
 
 @pytest.fixture(autouse=True)
@@ -23,13 +32,19 @@ def mobilenet():
     return camloc.load_model("mobilenet_v2")
 
 
+def require_shared(path: Path) -> Path:
+    """``path`` under ../shared/data, or a skip (a failure on CI, where ../shared must be present)."""
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI must have ../shared beside the repository")
+        pytest.skip(f"{path} not found (it lives in ../shared beside the repository)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def val_boxes():
     """The shared ImageNet validation images: {image path: (label, [boxes])}."""
-    if not (VAL_BOXES / "boxes.csv").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{VAL_BOXES} is missing: CI must have ../shared beside the repository")
-        pytest.skip(f"{VAL_BOXES} not found (it lives in ../shared beside the repository)")
+    require_shared(VAL_BOXES / "boxes.csv")
     items: dict[Path, tuple[int, list]] = {}
     boxes = defaultdict(list)
     labels = {}

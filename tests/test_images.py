@@ -432,7 +432,7 @@ def test_load_batch_keep_originals(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     batch = load_batch([paths[0], bad, paths[1]], Preprocess(mode="squash"), keep_originals=True)
     assert batch.originals is not None and len(batch.originals) == 2
-    for im, p in zip(batch.originals, paths):
+    for im, p in zip(batch.originals, paths, strict=True):
         assert im.mode == "RGB"
         assert np.array_equal(np.asarray(im), np.asarray(Image.open(p).convert("RGB")))
     assert [e.path for e in batch.errors] == [str(bad)]
@@ -496,3 +496,42 @@ def test_load_batch_empty_crop_is_an_error_for_that_file(tmp_path, box):
 def test_load_batch_crops_must_match_paths(tmp_path):
     with pytest.raises(ValueError, match="one box or None per path"):
         load_batch([tmp_path / "a.png", tmp_path / "b.png"], Preprocess(), crops=[None])
+
+
+# --------------------------------------------------------------------------------------------
+# full mode: the whole photo at crop's scale
+
+
+@pytest.mark.parametrize(
+    "size, want",
+    [((400, 300), (341, 256)), ((300, 400), (256, 341)), ((256, 256), (256, 256)), ((1000, 10), (25600, 256))],
+)
+def test_full_geometry_keeps_the_whole_image(size, want):
+    geo = Preprocess(mode="full").geometry(*size)
+    assert (geo.resized_width, geo.resized_height) == want  # torchvision's Resize(256): longer side truncated
+    assert (geo.input_width, geo.input_height) == want and (geo.left, geo.top) == (0, 0) and geo.covers_image
+    w, h = size
+    assert geo.box_to_original((0, 0, want[0] - 1, want[1] - 1)) == (0, 0, w - 1, h - 1)
+    crop = Preprocess().geometry(*size)
+    assert (crop.input_width, crop.input_height) == (224, 224) and crop.covers_image == (size == (224, 224))
+
+
+def test_full_mode_batches_one_shape_and_names_the_problem(tmp_path):
+    a, b, c = (tmp_path / n for n in ("a.png", "b.png", "c.png"))
+    Image.new("RGB", (400, 300), (200, 10, 10)).save(a)
+    Image.new("RGB", (400, 300), (10, 200, 10)).save(b)
+    Image.new("RGB", (300, 400), (10, 10, 200)).save(c)
+    pre = Preprocess().with_mode("full")
+    batch = load_batch([a, b], pre)
+    assert batch.images.shape == (2, 3, 256, 341) and pre.mode == "full" and Preprocess().mode == "crop"
+    with pytest.raises(camloc.InvalidArgument, match="2 different shapes"):
+        load_batch([a, c], pre)
+
+
+def test_full_mode_maps_cover_the_photo():
+    geo = Preprocess(mode="full").geometry(400, 300)
+    raw = torch.arange(12.0).view(1, 3, 4)  # a 3x4 map over the 341x256 input
+    frame = camloc.to_image_frame(raw, geo)
+    assert frame.shape == (1, 300, 400) and torch.isfinite(frame).all()
+    direct = torch.nn.functional.interpolate(raw[None], size=(300, 400), mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(frame, direct, atol=1e-5)

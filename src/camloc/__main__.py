@@ -1,3 +1,5 @@
+"""``python -m camloc``: the command-line interface (see :func:`camloc.cli.main`)."""
+
 import sys
 
 from .cli import main

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, fields
-from typing import Literal
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ __all__ = ["BadImage", "Batch", "Geometry", "Preprocess", "crop_to_box", "load_b
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-ResizeMode = Literal["crop", "squash"]
+ResizeMode = Literal["crop", "squash", "full"]
+RESIZE_MODES = ("crop", "squash", "full")
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -32,8 +33,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
+            return to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise BadImage(path, "no such file") from None
     except IsADirectoryError:
@@ -43,6 +43,13 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as an 8-bit RGB image (``im`` itself when it is RGB already).
+
+    Grayscale of more than 8 bits is scaled by its type's range, then rounded and clipped: the
+    16-bit modes by 65535, ``I`` by 255 unless a value exceeds it (then by 65535), ``F`` by 1 when
+    its values are at most 1, else by 255. Transparency (an alpha band, or a palette's transparent
+    colour) is composited on white; any other mode is converted by PIL.
+    """
     if im.mode == "RGB":
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -61,11 +68,12 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where the model's input square lies in the original image.
+    """Where the model's input lies in the original image.
 
     The original image (width x height) is resized to (resized_width x resized_height) and the
-    model sees the size x size window at (left, top) of it: all of it for ``squash``, a centred
-    window for ``crop``. Coordinates are continuous, in pixel edges.
+    model sees the ``input_width`` x ``input_height`` window at (left, top) of it: a ``size`` x
+    ``size`` square for ``squash`` (all of it) and ``crop`` (a centred window), all of the resized
+    image for ``full``. Coordinates are continuous, in pixel edges.
     """
 
     width: int
@@ -75,6 +83,24 @@ class Geometry:
     resized_height: int
     left: int
     top: int
+    full: bool = False  # the window is the whole resized image, of any aspect
+
+    @property
+    def input_width(self) -> int:
+        """Width of the model's input in pixels."""
+        return self.resized_width if self.full else self.size
+
+    @property
+    def input_height(self) -> int:
+        """Height of the model's input in pixels."""
+        return self.resized_height if self.full else self.size
+
+    @property
+    def covers_image(self) -> bool:
+        """Whether the model sees all of the original image."""
+        return self.full or (
+            self.left == 0 and self.top == 0 and self.resized_width == self.resized_height == self.size
+        )
 
     @property
     def scale_x(self) -> float:
@@ -83,6 +109,7 @@ class Geometry:
 
     @property
     def scale_y(self) -> float:
+        """Original pixels per resized pixel, vertically."""
         return self.height / self.resized_height
 
     def box_to_original(self, box: Sequence[int]) -> tuple[int, int, int, int]:
@@ -102,10 +129,15 @@ class Geometry:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize + normalize, as torchvision's eval transform (``crop``) or the WSOL protocol (``squash``)."""
+    """Resize + normalize: torchvision's eval (``crop``), the WSOL protocol (``squash``) or the whole photo (``full``).
+
+    ``full`` resizes the shorter side to ``resize_size`` (the scale ``crop`` works at) and keeps
+    the whole image, at its own aspect: the maps cover the photo, and images of different shapes
+    cannot share a batch.
+    """
 
     size: int = 224
-    resize_size: int = 256  # shorter side before the centre crop (``crop`` mode only)
+    resize_size: int = 256  # shorter side before the centre crop (``crop``), or of the whole input (``full``)
     mode: ResizeMode = "crop"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -113,9 +145,13 @@ class Preprocess:
     _resample: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("crop", "squash"):
-            raise InvalidArgument("mode", f"resize mode must be 'crop' or 'squash', not {self.mode!r}")
-        names = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+        if self.mode not in RESIZE_MODES:
+            raise InvalidArgument("mode", f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {self.mode!r}")
+        names = {
+            "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC,
+            "nearest": Image.Resampling.NEAREST,
+        }
         if self.interpolation not in names:
             raise InvalidArgument(
                 "interpolation", f"interpolation must be one of {sorted(names)}, not {self.interpolation!r}"
@@ -123,6 +159,13 @@ class Preprocess:
         object.__setattr__(self, "_resample", names[self.interpolation])
 
     def geometry(self, width: int, height: int) -> Geometry:
+        """Where the model's input lies in an image of ``width`` x ``height`` pixels.
+
+        ``squash``: the whole image resized to ``size`` x ``size``. ``crop``: the shorter side resized
+        to ``resize_size`` (the longer one truncated, as torchvision's ``Resize(int)``), then the centred
+        ``size`` x ``size`` window (torchvision's ``CenterCrop`` offsets). ``full``: the shorter side
+        resized to ``resize_size`` likewise, nothing cut.
+        """
         s = self.size
         if self.mode == "squash":
             return Geometry(width, height, s, s, s, 0, 0)
@@ -131,14 +174,19 @@ class Preprocess:
             rw, rh = self.resize_size, int(self.resize_size * height / width)
         else:
             rw, rh = int(self.resize_size * width / height), self.resize_size
+        if self.mode == "full":
+            return Geometry(width, height, s, rw, rh, 0, 0, full=True)
         # torchvision's CenterCrop offsets.
         return Geometry(width, height, s, rw, rh, int(round((rw - s) / 2.0)), int(round((rh - s) / 2.0)))
 
     def resize(self, im: Image.Image) -> tuple[Image.Image, Geometry]:
+        """``im`` resized (and, in ``crop`` mode, centre-cropped) as the model sees it, with its geometry."""
         geo = self.geometry(*im.size)
         if self.mode == "squash":
             return im.resize((self.size, self.size), self._resample), geo
         resized = im.resize((geo.resized_width, geo.resized_height), self._resample)
+        if self.mode == "full":
+            return resized, geo
         window = (geo.left, geo.top, geo.left + self.size, geo.top + self.size)
         return resized.crop(window), geo
 
@@ -149,15 +197,22 @@ class Preprocess:
         std = torch.tensor(self.std).view(3, 1, 1)
         return x.sub_(mean).div_(std)
 
+    def with_mode(self, mode: ResizeMode) -> Preprocess:
+        """The same preprocessing with another resize mode (``"crop"``, ``"squash"`` or ``"full"``)."""
+        return replace(self, mode=mode)
+
     def to_dict(self) -> dict:
         """The constructor arguments as JSON values (tuples become lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.init}
 
     @classmethod
     def from_dict(cls, settings: dict) -> Preprocess:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        """The inverse of :meth:`to_dict`: lists become tuples again."""
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        return cls(**values)
 
     def __call__(self, im: Image.Image) -> tuple[Tensor, Geometry]:
+        """``(Tensor[3, size, size], geometry)``: ``im`` resized and normalized for the model."""
         resized, geo = self.resize(im)
         return self.to_tensor(resized), geo
 
@@ -209,7 +264,7 @@ def load_batch(
     boxes = crops if crops is not None else [None] * len(paths)
     results = executor.map(read, paths, boxes) if executor is not None else map(read, paths, boxes)
     tensors, good, geometries, errors, originals = [], [], [], [], []
-    for p, result in zip(paths, results):
+    for p, result in zip(paths, results, strict=True):
         if isinstance(result, BadImage):
             errors.append(result)
             continue
@@ -219,6 +274,13 @@ def load_batch(
         geometries.append(geo)
         if keep_originals:
             originals.append(im)
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise InvalidArgument(
+            "paths",
+            f"the {preprocess.mode} mode gives these images {len(shapes)} different shapes; one batch holds one "
+            "shape (load images of other shapes in batches of their own)",
+        )
     images = torch.stack(tensors) if tensors else torch.empty(0, 3, preprocess.size, preprocess.size)
     return Batch(images, good, geometries, errors, originals if keep_originals else None)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import sys
@@ -53,7 +54,9 @@ def lazy_exports(
     def __getattr__(name: str) -> Any:
         module = names.get(name)
         if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            if name.startswith("_") or importlib.util.find_spec(f"{package}.{name}") is None:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            return importlib.import_module(f"{package}.{name}")  # a submodule: camloc.figures, ...
         value = getattr(importlib.import_module(module, package), name)
         vars(sys.modules[package])[name] = value  # later lookups are plain attributes
         return value
@@ -77,12 +80,22 @@ def progress(
     enabled: bool | None = None,
     initial: int = 0,
     leave: bool = True,
+    position: int | None = None,
 ) -> tqdm:
-    """A progress bar on stderr; ``enabled=None`` shows it when stderr is a terminal."""
+    """A progress bar on stderr with rate and ETA; ``enabled=None`` shows it when stderr is a terminal."""
     from tqdm import tqdm
 
     show = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not show, file=sys.stderr, leave=leave)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        disable=not show,
+        file=sys.stderr,
+        leave=leave,
+        position=position,
+    )
 
 
 def model_device(model: nn.Module | Callable) -> torch.device:

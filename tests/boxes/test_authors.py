@@ -64,7 +64,7 @@ def test_layers_match_scipy_formula_on_random_maps():
     for _ in range(5):
         noise = ndimage.gaussian_filter(rng.random((70, 90)), 6)
         g = authors_heatmap(noise - noise.min())
-        for t, layer in zip((20, 100, 110), authors_layers(g)):
+        for t, layer in zip((20, 100, 110), authors_layers(g), strict=True):
             fg = g > t
             d = ndimage.distance_transform_edt(fg)
             keep = np.floor(d * (255.0 / d.max()) + 0.5) > 10 if (~fg).any() else fg

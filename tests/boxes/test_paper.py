@@ -147,9 +147,9 @@ def _random_maps(rng: np.random.Generator):
             m = (m - m.min()) / (m.max() - m.min())  # normalized, like the paper's maps
         if i % 5 == 1:
             # a crop-mode frame: NaN outside a window
-            t, l = rng.integers(0, max(1, h // 3)), rng.integers(0, max(1, w // 3))
+            t, left = rng.integers(0, max(1, h // 3)), rng.integers(0, max(1, w // 3))
             m[:t] = np.nan
-            m[:, :l] = np.nan
+            m[:, :left] = np.nan
         maps.append(m.astype(np.float32))
     for _ in range(50):  # raw noise: many small components
         h, w = rng.integers(3, 40, size=2)

@@ -50,10 +50,10 @@ def census(gray: np.ndarray, level_list, gt) -> Counter:
                 p = parent[p]
         is_hole = [d % 2 == 1 for d in depth]
         best = [max(iou(_box(c, w, h), g) for g in gt) for c in contours]
-        outer_best = max(b for b, hole in zip(best, is_hole) if not hole)
+        outer_best = max(b for b, hole in zip(best, is_hole, strict=True) if not hole)
         if any(hole for hole in is_hole):
             out["levels with holes"] += 1
-            if max(b for b, hole in zip(best, is_hole) if hole) > outer_best:
+            if max(b for b, hole in zip(best, is_hole, strict=True) if hole) > outer_best:
                 out["hole wins V2"] += 1
             if sum(p < 0 for p in parent) > 1:
                 out["holes and several top-level contours"] += 1
@@ -75,7 +75,7 @@ def census(gray: np.ndarray, level_list, gt) -> Counter:
 def assert_same(gray, level_list, gt):
     expected = best_ious(gray, level_list, gt)
     got = wsol_best_ious(gray, np.asarray(level_list, dtype=np.int64), np.asarray(gt, dtype=np.int64))
-    for name, e, g in zip(("V1", "V2"), expected, got):
+    for name, e, g in zip(("V1", "V2"), expected, got, strict=True):
         if not np.array_equal(e, g):
             bad = np.flatnonzero(e != g)
             raise AssertionError(
@@ -185,6 +185,7 @@ def random_cases(seed=0, n=480):
         yield maker.__name__, gray, random_levels(rng, gray), random_gt(rng, h, w)
 
 
+@pytest.mark.slow
 def test_random_maps_equal_the_opencv_loop_and_contain_the_traps():
     census_total = Counter()
     kinds = Counter()
@@ -246,7 +247,7 @@ def test_batch_equals_single_images():
     grays = np.stack([cv2.resize(g, (31, 23), interpolation=cv2.INTER_NEAREST) for _, g, _, _ in cases])
     levels = np.stack([wsol_levels(g) for g in grays])
     gts = [random_gt(rng, 23, 31) for _ in cases]
-    expected = [wsol_best_ious(g, lv, gt) for g, lv, gt in zip(grays, levels, gts)]
+    expected = [wsol_best_ious(g, lv, gt) for g, lv, gt in zip(grays, levels, gts, strict=True)]
     for threads in (1, 2, None):
         v1, v2 = wsol_best_ious_batch(grays, levels, gts, threads=threads)
         assert v1.shape == v2.shape == levels.shape
@@ -267,6 +268,7 @@ def test_bad_inputs():
 # real CAMs
 
 
+@pytest.mark.slow
 def test_real_cams_equal_the_opencv_loop(mobilenet, val_boxes):
     paths = list(val_boxes)[::11][:64]
     batch = camloc.load_batch(paths, camloc.Preprocess(mode="squash"))

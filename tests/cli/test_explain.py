@@ -29,6 +29,7 @@ def images(tmp_path):
     return folder, good, [missing, text, truncated]
 
 
+@pytest.mark.slow
 def test_explain_writes_grids_and_json_and_reports_bad_files(tmp_path, images, capsys):
     folder, good, bad = images
     out = tmp_path / "out"
@@ -60,6 +61,7 @@ def test_explain_writes_grids_and_json_and_reports_bad_files(tmp_path, images, c
     assert sorted(p.name for p in out.glob("*.png")) == ["chelsea.png", "coffee.png"]
 
 
+@pytest.mark.slow
 def test_explain_all_good_exits_zero_and_honours_json_path(tmp_path, images, capsys):
     _, good, _ = images
     json_path = tmp_path / "r" / "res.json"
@@ -87,7 +89,8 @@ def test_custom_model_with_overrides(tmp_path, images, capsys):
     factory.write_text(
         "from torch import nn\n"
         "def build():\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), "
+        "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
     )
     classes = tmp_path / "classes.txt"
     classes.write_text("left\nright\n")
@@ -144,13 +147,15 @@ def test_bad_arguments_are_named(args, message, capsys):
 def test_errors_before_any_image_are_one_line(tmp_path, capsys):
     assert main(["explain", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no image files found in" in capsys.readouterr().err
-    assert main(["explain", "x.png", "--model", "vgg11", "--weights", str(tmp_path / "none.pth")]) == 2
+    image = save_image(data.chelsea(), tmp_path / "x.png")
+    assert main(["explain", str(image), "--model", "vgg11", "--weights", str(tmp_path / "none.pth")]) == 2
     assert "none.pth: weight file not found" in capsys.readouterr().err
-    assert main(["explain", "x.png", "--model", "resnet9000"]) == 2
+    assert main(["explain", str(image), "--model", "resnet9000"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("camloc: error: unknown model 'resnet9000'") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_demo_through_the_console_script(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "camloc", "demo", "--out", str(tmp_path / "demo")],

@@ -23,6 +23,7 @@ def synth(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_synth_train_then_every_command_loads_the_model_file(synth, capsys):
     data, model = synth / "data", synth / "m.pt"
     assert main(["train", str(data), "--out", str(model), "--epochs", "1", "--size", "32", "--batch-size", "8"]) == 0
@@ -50,6 +51,7 @@ def test_synth_train_then_every_command_loads_the_model_file(synth, capsys):
     assert "none.pt: model file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_features_probe_and_the_probe_as_a_model(synth, mobilenet, capsys, tmp_path):
     data = synth / "data"
     for split in ("train", "test"):
@@ -91,6 +93,7 @@ def test_features_probe_and_the_probe_as_a_model(synth, mobilenet, capsys, tmp_p
     assert main(["evaluate", str(data / "test"), "--model", str(probe_file), "--json", str(tmp_path / "e.json")]) == 0
 
 
+@pytest.mark.slow
 def test_finegrained_reports_three_accuracies_and_its_boxes(synth, tmp_path, capsys):
     data = synth / "data"
     out = tmp_path / "fg.json"
@@ -122,6 +125,7 @@ def test_cam_boxes_are_the_paper_box_of_the_upsampled_map(synth, mobilenet):
     assert gt_boxes(test)[sample.image_id] == sample.boxes[0]
 
 
+@pytest.mark.slow
 def test_finegrained_train_mode_crops_to_the_boxes_it_reports(synth, tmp_path):
     data, work, out = synth / "data", tmp_path / "work", tmp_path / "fg.json"
     args = [
@@ -157,6 +161,7 @@ def test_finegrained_train_mode_crops_to_the_boxes_it_reports(synth, tmp_path):
     assert (work / "full.pt").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_finegrained_boxes_use_the_probe_rows_when_a_class_has_no_training_images(synth, mobilenet):
     """The probe scores only the classes it saw; its CAM rows must be looked up by class, not by label."""
     import dataclasses
@@ -175,11 +180,12 @@ def test_finegrained_boxes_use_the_probe_rows_when_a_class_has_no_training_image
     probe = fit_probe(extract_features(mobilenet, train, pre, progress=False), kind="logistic")
     assert 1 not in probe.labels and len(probe.labels) == 7
     f_test = extract_features(mobilenet, test, pre, progress=False)
-    rows = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist()))
+    rows = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist(), strict=True))
     want = cam_boxes(attach_probe(mobilenet, probe), test, pre, rows, 0.2, progress=False)
     assert result.test_boxes == want
 
 
+@pytest.mark.slow
 def test_train_and_finegrained_read_cub_and_class_folders(tmp_path):
     """CUB-200-2011 as distributed (its train/test split file) and an ImageFolder tree of class subfolders."""
     import shutil

@@ -112,7 +112,7 @@ def test_csv_writer_round_trip(tmp_path):
     back = open_dataset(out)
     assert back.class_names == src.class_names and back.class_wnids == src.class_wnids
     assert [s.image_id for s in back] == ["a.jpg", "sub/b.png", "c.jpg"]
-    for s, t in zip(src, back):
+    for s, t in zip(src, back, strict=True):
         assert t.path == out / "images" / s.image_id
         assert (t.label, t.boxes, t.size) == (s.label, s.boxes, s.size)
 
@@ -488,7 +488,9 @@ def _xml(filename: str | None, size: tuple[int, int] | None, objects: list[tuple
     for name, box in objects:
         parts += ["  <object>", f"    <name>{name}</name>", "    <difficult>0</difficult>"]
         if box is not None:
-            parts += ["    <bndbox>"] + [f"      <{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box)]
+            parts += ["    <bndbox>"] + [
+                f"      <{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)
+            ]
             parts += ["    </bndbox>"]
         parts.append("  </object>")
     parts.append("</annotation>")

@@ -107,7 +107,7 @@ def test_generate_csv_round_trip_against_a_replay(tmp_path):
         assert (ds.format, ds.root, ds.class_names) == ("csv", tmp_path / "s" / split, list(SHAPES))
         assert [s.image_id for s in ds] == [f"{i:05d}.png" for i in range(count)]
         assert (tmp_path / "s" / split / "classes.txt").read_text().splitlines()[1] == "1 ring"
-        for s, (image, label, box, _) in zip(ds, _replay("shapes", 4, split, count, 64)):
+        for s, (image, label, box, _) in zip(ds, _replay("shapes", 4, split, count, 64), strict=True):
             assert s.path == tmp_path / "s" / split / "images" / s.image_id
             assert (s.label, s.boxes, s.size) == (label, (box,), (64, 64))
             assert np.array_equal(np.asarray(Image.open(s.path)), image)  # lossless PNG of the drawn image
@@ -134,7 +134,7 @@ def test_generate_cub_layout_round_trip(tmp_path):
     names = class_names("finegrained")
     for ds, twin, split in ((train, csv_train, "train"), (test, csv_test, "test")):
         assert (ds.format, ds.class_names, len(ds)) == ("cub", names, len(twin))
-        for s, t in zip(ds, twin):
+        for s, t in zip(ds, twin, strict=True):
             assert s.image_id.startswith(f"{s.label + 1:03d}.{names[s.label]}/{split}_")
             assert s.path == root / "images" / s.image_id
             assert (s.label, s.boxes) == (t.label, t.boxes)  # the same draws as the csv layout

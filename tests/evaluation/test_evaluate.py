@@ -26,6 +26,7 @@ def _subset(dataset, n, start=0):
     return dataclasses.replace(dataset, samples=dataset.samples[start : start + n])
 
 
+@pytest.mark.slow
 def test_wsol_protocol_reproduces_wsolevaluation_on_real_data(mobilenet, val):
     """Reference: wsolevaluation's own code on the same 725 images and model (../shared/notes)."""
     result = evaluate(
@@ -43,6 +44,7 @@ def test_wsol_protocol_reproduces_wsolevaluation_on_real_data(mobilenet, val):
     assert len(result.curves["v1_50"]) == 100 and max(result.curves["v1_50"]) == s["max_box_acc"]
 
 
+@pytest.mark.slow
 def test_curves_equal_the_plain_opencv_loop(mobilenet, val):
     """Per-threshold accuracies on a slice, against wsolevaluation's rule written out with OpenCV."""
     part = _subset(val, 48, start=300)
@@ -87,6 +89,7 @@ def _with_bad_files(tmp_path, val, n=12):
     return tmp_path / "data"
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_gives_the_same_json(tmp_path, mobilenet, val):
     data = open_dataset(_with_bad_files(tmp_path, val))
     cam, pre = camloc.CAM(mobilenet), camloc.model_info(mobilenet).preprocess
@@ -109,6 +112,7 @@ def test_resume_after_an_interruption_gives_the_same_json(tmp_path, mobilenet, v
         evaluate(data, cam, pre, per_image=rows, resume=True, protocol="paper", progress=False)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_lists_unreadable_images_and_exits_1(tmp_path, val, capsys):
     data = _with_bad_files(tmp_path, val, n=6)
     json_path = tmp_path / "r.json"

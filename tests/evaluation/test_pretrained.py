@@ -31,6 +31,7 @@ def test_offline_weights_classify_chelsea_as_egyptian_cat(mobilenet, photos):
     assert torch.allclose(out.logits, reference, atol=1e-4)
 
 
+@pytest.mark.peers
 def test_equals_torchcam_cam(mobilenet, photos):
     from torchcam.methods import CAM as TorchcamCAM
 
@@ -43,6 +44,7 @@ def test_equals_torchcam_cam(mobilenet, photos):
     assert not any(m._forward_hooks for m in mobilenet.modules())
 
 
+@pytest.mark.peers
 def test_gradcam_of_pytorch_grad_cam_equals_cam_on_a_gap_net(mobilenet, photos):
     """Grad-CAM's weights on a GAP + linear net are w_k^c / (h w): after ReLU + min-max the maps coincide."""
     from pytorch_grad_cam import GradCAM
@@ -58,6 +60,7 @@ def test_gradcam_of_pytorch_grad_cam_equals_cam_on_a_gap_net(mobilenet, photos):
     assert np.abs(theirs - expected).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_paper_boxes_localize_real_imagenet_images(mobilenet, val_boxes):
     """The paper's rule on the ground-truth class: IoU >= 0.5 with a GT box for most images."""
     preprocess = camloc.Preprocess(mode="squash")  # the WSOL protocol: the whole image, squashed to 224

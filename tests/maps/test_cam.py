@@ -85,6 +85,7 @@ def _close(actual, expected, rel=1e-5):
     return ((actual - expected).abs().max() / scale).item() <= rel
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ARCHS))
 def test_cam_equals_einsum_of_classifier_weights(name):
     kwargs, features_of, weight_of = ARCHS[name]
@@ -116,6 +117,7 @@ def _classifier_name(model):
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "convnext_tiny"])
 def test_nonlinear_head_weights_are_the_head_gradient(name):
     """MobileNetV3's MLP and ConvNeXt's LayerNorm head: w_k^c = d score_c / d GAP(f)_k at this image."""
@@ -166,6 +168,7 @@ def test_top5_is_one_forward_and_equals_five_top1_calls():
         assert torch.allclose(single.raw[:, 0], top5.raw[:, j], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_classes_named_by_caller():
     model = torchvision.models.resnet18(num_classes=10).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -292,6 +295,7 @@ def test_construction_runs_no_forward():
     assert calls == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg11", "alexnet"])
 def test_models_without_gap_head_get_a_clear_error(name):
     model = torchvision.models.get_model(name, weights=None, num_classes=3)
@@ -299,6 +303,7 @@ def test_models_without_gap_head_get_a_clear_error(name):
         camloc.CAM(model)
 
 
+@pytest.mark.slow
 def test_timm_models():
     timm = pytest.importorskip("timm")
     model = timm.create_model("resnet18", pretrained=False, num_classes=6).eval()

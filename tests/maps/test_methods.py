@@ -44,6 +44,8 @@ def _like_pytorch_grad_cam(raw: np.ndarray, size: int) -> np.ndarray:
     return (out - lo) / (hi - lo + 1e-7)
 
 
+@pytest.mark.peers
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PEERS))
 def test_equals_pytorch_grad_cam(name, mobilenet, photos):
     import pytorch_grad_cam
@@ -66,6 +68,8 @@ def test_equals_pytorch_grad_cam(name, mobilenet, photos):
     assert not any(m._forward_hooks or m._backward_hooks for m in mobilenet.modules())
 
 
+@pytest.mark.peers
+@pytest.mark.slow
 def test_scorecam_equals_pytorch_grad_cam():
     from pytorch_grad_cam import ScoreCAM as PeerScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -86,6 +90,7 @@ def test_gradcam_on_a_gap_net_is_cam_up_to_a_constant(mobilenet, photos):
     assert torch.allclose(grad.raw * 49, cam.raw, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_targets_named_layers_and_models_without_gap_head():
     model = torchvision.models.vgg11(num_classes=4).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -118,6 +123,7 @@ def test_two_extractors_on_one_model_and_no_hooks_after_errors():
     assert all(p.grad is None for p in model.parameters())  # no parameter gradients, ever
 
 
+@pytest.mark.slow
 def test_no_memory_growth_over_repeated_calls():
     model = torchvision.models.resnet18(num_classes=10).eval()
     x = torch.randn(4, 3, 64, 64)

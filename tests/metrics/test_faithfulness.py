@@ -271,7 +271,8 @@ def test_cli_writes_a_table_with_one_row_per_method(tmp_path, capsys):
         "from torch import nn\n"
         "def build():\n"
         "    torch.manual_seed(0)\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), "
+        "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()\n"
     )
     out, json_path = tmp_path / "res" / "table.md", tmp_path / "res" / "table.json"
     methods = ["cam", "gradcam", "gradcam++", "eigencam"]

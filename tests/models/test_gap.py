@@ -64,6 +64,7 @@ def _model(name, vgg16):
     return torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_cam_of_converted_model_equals_einsum_of_the_new_conv(name, vgg16):
     _, layer, kept_by_hand, size, map_size = CASES[name]
@@ -173,6 +174,7 @@ def test_googlenet_aux_heads_and_later_blocks_are_dropped():
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "googlenet", "vgg16"])
 def test_rebuild_from_camloc_gap_loads_strictly_and_computes_the_same(name, vgg16):
     layer = CASES[name][1]
@@ -190,6 +192,7 @@ def test_rebuild_from_camloc_gap_loads_strictly_and_computes_the_same(name, vgg1
         assert torch.equal(second(x), first(x))
 
 
+@pytest.mark.slow
 def test_new_layers_init_is_documented_and_follows_the_global_seed():
     model = torchvision.models.resnet18(weights=None)
     torch.manual_seed(5)
@@ -243,6 +246,7 @@ def test_dtype_follows_the_model_and_a_graph_with_its_own_tensors_is_measured_fo
         assert _close(gap(x), gap.fc(f.mean((2, 3))))
 
 
+@pytest.mark.slow
 def test_errors_name_the_argument():
     resnet = torchvision.models.resnet18(weights=None)
     with pytest.raises(ValueError, match=r"no default layer for ResNet: pass layer=.*'layer3', 'layer4'") as err:

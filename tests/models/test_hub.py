@@ -19,6 +19,7 @@ def empty_hub(tmp_path, monkeypatch):
     return tmp_path / "torch-home" / "hub" / "checkpoints"
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_comes_from_the_shipped_file(empty_hub):
     path = find_weight_file("mobilenet_v2-b0353104.pth")
     assert path is not None and path.parts[-3:] == (
@@ -31,7 +32,7 @@ def test_mobilenet_v2_comes_from_the_shipped_file(empty_hub):
     model = camloc.load_model("mobilenet_v2")
     reference = torchvision.models.mobilenet_v2()
     reference.load_state_dict(torch.load(path, weights_only=True))
-    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     info = camloc.model_info(model)
     assert len(info.class_names) == 1000 and info.class_names[0] == "tench"
@@ -53,13 +54,17 @@ def test_torchvision_weights_from_path_and_from_the_hub_cache(empty_hub, tmp_pat
     file = tmp_path / "my-resnet.pth"
     torch.save(source.state_dict(), file)
     from_path = camloc.load_model("resnet18", weights=file)
-    assert all(torch.equal(a, b) for a, b in zip(from_path.state_dict().values(), source.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(from_path.state_dict().values(), source.state_dict().values(), strict=True)
+    )
     assert camloc.model_info(from_path).class_names[1] == "goldfish"
 
     empty_hub.mkdir(parents=True)
     (empty_hub / "resnet18-f37072fd.pth").write_bytes(file.read_bytes())
     from_cache = camloc.load_model("resnet18")
-    assert all(torch.equal(a, b) for a, b in zip(from_cache.state_dict().values(), source.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(from_cache.state_dict().values(), source.state_dict().values(), strict=True)
+    )
 
 
 def test_bad_weight_files_and_names(tmp_path):
@@ -125,7 +130,9 @@ def test_timm_models_load_from_a_file(tmp_path, empty_hub):
     file = tmp_path / "timm-resnet18.pth"
     torch.save(source.state_dict(), file)
     model = camloc.load_model("timm:resnet18", weights=file)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values(), strict=True)
+    )
     info = camloc.model_info(model)
     assert info.preprocess.interpolation == "bicubic" and info.preprocess.resize_size == int(224 / 0.95)
     assert info.class_name(285) == "Egyptian cat"

@@ -91,6 +91,7 @@ TINY = camloc.Preprocess(size=32, resize_size=36)
 # extract_features
 
 
+@pytest.mark.slow
 def test_features_are_the_vector_the_linear_head_sees(mobilenet, mobilenet_adapter, four_class_data, features):
     assert features.values.dtype == np.float32 and features.labels.dtype == np.int64
     assert features.values.shape == (len(four_class_data), 1280)

@@ -53,6 +53,7 @@ def _config(**kw):
     return TrainConfig(epochs=3, batch_size=8, size=32, seed=11, workers=2, **kw)
 
 
+@pytest.mark.slow
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny, tmp_path):
     train_set, _ = tiny
     whole = train(_config(), train_set, tmp_path / "whole.pt", progress=False)
@@ -105,6 +106,7 @@ def test_pretrained_start_keeps_every_tensor_but_the_classifier(mobilenet):
     assert all(torch.equal(mine[k], theirs[k]) for k in same)
 
 
+@pytest.mark.slow
 def test_gap_conversion_is_rebuilt_from_the_model_file(tiny, tmp_path):
     train_set, _ = tiny
     config = dataclasses.replace(_config(), arch="resnet18", convert_gap={"layer": "layer3", "width": 16}, epochs=1)
@@ -137,6 +139,7 @@ def test_center_baseline_scores_centred_boxes(tmp_path):
         evaluate(data, camloc.CAM(model), camloc.Preprocess(size=64), baseline="corner", progress=False)
 
 
+@pytest.mark.slow
 def test_short_training_run_localizes_far_better_than_the_centre_box(tmp_path):
     """From scratch, image labels only, about a minute on 2 cores: CAM boxes vs the best fixed centred box."""
     train_set, test_set = generate(tmp_path / "data", "shapes", train=1000, test=200, seed=1)

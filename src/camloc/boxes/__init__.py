@@ -14,6 +14,7 @@ _EXPORTS = {
     "Box": ".box",
     "enclosing_box": ".box",
     "scale_box": ".box",
+    "minmax_box": ".paper",
     "paper_box": ".paper",
     "paper_boxes": ".paper",
     "wsol_gray": ".wsol",
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .box import Box as Box
     from .box import enclosing_box as enclosing_box
     from .box import scale_box as scale_box
+    from .paper import minmax_box as minmax_box
     from .paper import paper_box as paper_box
     from .paper import paper_boxes as paper_boxes
     from .sweep import wsol_best_ious as wsol_best_ious

@@ -143,7 +143,7 @@ def authors_heatmap(cam: np.ndarray, jpeg_quality: int | None = None) -> np.ndar
         ok, buf = cv2.imencode(".jpg", out, [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
-        out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        out = np.asarray(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
     return out
 
 
@@ -261,8 +261,9 @@ def _rank_and_merge(rects: list[Rect]) -> list[Rect]:
 def authors_rects(
     heatmap_u8: np.ndarray, thresholds: Sequence[int] = AUTHORS_THRESHOLDS, *, zero_border: bool = True
 ) -> list[Rect]:
-    """The ``x y w h`` quadruples ``dt_box`` writes, in its output order (0-based; w, h may be 0 or
-    negative after its clamping). See the module docstring for every rule.
+    """The ``x y w h`` quadruples ``dt_box`` writes, in its output order.
+
+    0-based; w, h may be 0 or negative after its clamping. See the module docstring for every rule.
     """
     layers = authors_layers(heatmap_u8, thresholds)
     return _rank_and_merge(_clamped_rects(layers, zero_border))
@@ -294,8 +295,9 @@ def authors_boxes(
     zero_border: bool = True,
     convention: str = "devkit",
 ) -> list[Box]:
-    """``dt_box``'s boxes, in its output order (largest first, after suppression), as inclusive
-    0-based (x0, y0, x1, y1); see :func:`rect_to_box` for ``convention`` and the module docstring for
+    """``dt_box``'s boxes, in its output order (largest first, after suppression), as inclusive (x0, y0, x1, y1).
+
+    0-based. See :func:`rect_to_box` for ``convention`` and the module docstring for
     the rules. ``heatmap_u8`` is the (H, W) uint8 map (:func:`authors_heatmap`).
     """
     return [rect_to_box(r, convention) for r in authors_rects(heatmap_u8, thresholds, zero_border=zero_border)]
@@ -328,7 +330,12 @@ def authors_top5(boxes_per_class: Sequence[Sequence[Box]], *, missing: Box | Non
         if len(boxes) == 0:
             if missing is None:
                 raise InvalidArgument("missing", f"class rank {c} has no box and no 'missing' box was given")
-            out.append((c, tuple(missing)))
+            out.append((c, _as_box(missing)))
         else:
-            out.append((c, tuple(boxes[min(i, len(boxes) - 1)])))
+            out.append((c, _as_box(boxes[min(i, len(boxes) - 1)])))
     return out
+
+
+def _as_box(b: Sequence[int]) -> Box:
+    x0, y0, x1, y1 = b
+    return x0, y0, x1, y1

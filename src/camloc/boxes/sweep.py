@@ -65,7 +65,7 @@ __all__ = ["wsol_best_ious", "wsol_best_ious_batch"]
 _JIT = {"cache": True, "nogil": True}
 
 
-@nb.njit(**_JIT, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _take(pool, at, n):
     """The next n items of a workspace pool, and the new fill mark."""
     if at + n > pool.size:
@@ -73,11 +73,13 @@ def _take(pool, at, n):
     return pool[at : at + n], at + n
 
 
-@nb.njit(**_JIT, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _merge(root, size, mnext, mtail, a, b):
-    """Join the components of roots a != b. Union-find as "quick-find": every member holds its
+    """Join the components of roots a != b; returns (new root, absorbed root).
+
+    Union-find as "quick-find": every member holds its
     root, so a find is one load, and a union relabels the smaller component's members (listed
-    through mnext, the last one mtail[root]). Returns (new root, absorbed root).
+    through mnext, the last one mtail[root]).
     """
     if size[a] < size[b]:
         a, b = b, a
@@ -91,7 +93,7 @@ def _merge(root, size, mnext, mtail, a, b):
     return a, b
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _best_iou(bx0, by0, bx1, by1, gt):
     """Max over GT boxes of wsolevaluation's pixel-inclusive IoU (the oracle's ``iou``)."""
     best = 0.0
@@ -107,7 +109,7 @@ def _best_iou(bx0, by0, bx1, by1, gt):
     return best
 
 
-@nb.njit(**_JIT, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _remove(act, pos, nact, r):
     """Swap-remove root r from the active list; returns the new length."""
     j = pos[r]
@@ -117,7 +119,7 @@ def _remove(act, pos, nact, r):
     return nact - 1
 
 
-@nb.njit(**_JIT, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _join_box(x0, y0, x1, y1, a, b):
     """Box a grows to cover box b."""
     x0[a] = min(x0[a], x0[b])
@@ -126,9 +128,10 @@ def _join_box(x0, y0, x1, y1, a, b):
     y1[a] = max(y1[a], y1[b])
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _runs(g, H, W, lut, rx0, rx1, rank, rowstart):
     """Maximal runs of equal rank along each row, in raster order; returns their count.
+
     rx0 and rank need H * W + 1 slots (the slot after the last run is written to).
     """
     n = 0
@@ -149,10 +152,11 @@ def _runs(g, H, W, lut, rx0, rx1, rank, rowstart):
     return n
 
 
-@nb.njit(**_JIT, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _corner_window(n0, n1, n2, n3, key, ev, sign):
-    """The two events of a window whose pixels (top-left, top-right, bottom-left, bottom-right)
-    lie in n0..n3: one half-unit to the one of smallest key, one to the second smallest.
+    """The two events of a window of four pixels: one half-unit to the one of smallest key, one to the second smallest.
+
+    The window's pixels (top-left, top-right, bottom-left, bottom-right) lie in n0..n3.
     """
     if key[n1] < key[n0]:
         n0, n1 = n1, n0
@@ -168,9 +172,10 @@ def _corner_window(n0, n1, n2, n3, key, ev, sign):
     ev[second] += sign
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _walk(H, W, R, rx1, rank, rowstart, root, size, mnext, mtail, evr, ra4, rb4, rad, rbd, dcount, ucount, zcount):
-    """One pass over the runs of every two consecutive rows, left to right:
+    """One pass over the runs of every two consecutive rows, left to right.
+
     - joins the runs of equal rank that overlap (4-connected flat zones; quick-find on root);
     - lists the pairs of runs of rows y, y + 1 of different rank holding 4-adjacent pixels
       (ra4, rb4) and the pairs touching only diagonally that 8-connectivity needs (rad, rbd:
@@ -244,7 +249,7 @@ def _walk(H, W, R, rx1, rank, rowstart, root, size, mnext, mtail, evr, ra4, rb4,
     return n4, nd
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _zones(
     H,
     W,
@@ -269,8 +274,9 @@ def _zones(
     zborder,
     ev,
 ):
-    """Numbers the flat zones by rank, and in raster order of their first pixel within a rank:
-    the zones of rank t are zstart[t]:zstart[t + 1] (zstart[t + 1] holds their count on entry,
+    """Numbers the flat zones by rank, and in raster order of their first pixel within a rank.
+
+    The zones of rank t are zstart[t]:zstart[t + 1] (zstart[t + 1] holds their count on entry,
     from _walk); zraster[z] is z's number in raster order. Gathers each zone's rank, box,
     border contact, events (summed over its runs) and zup, the zone of the pixel just above its
     first pixel (-1 on the top row); zid[run] is the run's zone (zid may alias root). Returns
@@ -318,10 +324,11 @@ def _zones(
     return nz
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _bucket_pairs(H, n4, nd, ra4, rb4, rad, rbd, rank, rowstart, zid, K, dstart, dp, ustart, up):
-    """The zone pairs of the run pairs, bucketed by rank (counting sort; _walk counted them), each
-    pair as two consecutive entries:
+    """The zone pairs of the run pairs, bucketed by rank (counting sort; _walk counted them).
+
+    Each pair is stored as two consecutive entries:
     - dp[2 * dstart[t]:2 * dstart[t + 1]]: pairs holding 8-adjacent pixels whose lower rank is t
       (the foreground joins them at rank t, once both are in);
     - up[2 * ustart[t]:2 * ustart[t + 1]]: pairs holding 4-adjacent pixels whose higher rank is t
@@ -366,7 +373,7 @@ def _bucket_pairs(H, n4, nd, ra4, rb4, rad, rbd, rank, rowstart, zid, K, dstart,
             ufill[t] = i + 1
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _window_row(y, W, rx1, rowstart, zid, key, ev, sign):
     """Window events of rows y, y + 1, keyed by key[zone], added to ev[zone] times sign.
 
@@ -396,7 +403,7 @@ def _window_row(y, W, rx1, rowstart, zid, key, ev, sign):
         x = e + 1
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _hole_pass(
     K,
     zstart,
@@ -427,6 +434,7 @@ def _hole_pass(
     ext,
 ):
     """Background, level index k ascending: the zones of rank <= k joined by 4-adjacency.
+
     out[k]: the best IoU of a hole (a component not reaching the image border), boxed one pixel
     wider on each side; -1.0 where there is none. tau[z]: the first k at which zone z is joined
     to the border (K if never).
@@ -485,10 +493,11 @@ def _hole_pass(
         out[k] = best
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _filled_area2(z0, k, tau, ev, dp, adj, astart, mark, stamp, stack):
-    """Twice the contour area of the 8-connected component of the zones of tau > k holding z0:
-    a walk over the zone adjacency (built into adj, astart on first use: astart[0] < 0).
+    """Twice the contour area of the 8-connected component of the zones of tau > k holding z0.
+
+    A walk over the zone adjacency (built into adj, astart on first use: astart[0] < 0).
     """
     nz = tau.size
     if astart[0] < 0:
@@ -525,7 +534,7 @@ def _filled_area2(z0, k, tau, ev, dp, adj, astart, mark, stamp, stack):
     return total
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _outer_pass(
     K,
     zstart,
@@ -565,6 +574,7 @@ def _outer_pass(
     stack,
 ):
     """Foreground, level index k descending: the zones of rank > k joined by 8-adjacency.
+
     out2[k]: the best IoU of a component's box (V2's outer contours); out1[k]: the IoU of the
     box of the component of largest contour area (V1); -1.0 where there is none.
 
@@ -658,7 +668,7 @@ def _pool_sizes(h: int, w: int, t: int) -> tuple[int, int, int, int]:
     return 64 * n + 64, 7 * n + 5 * t + h + 64, n + 3 * t + 8, 4 * n + h + 8
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _sweep_one(gray, levels, gt, v1, v2, wi, wl, wf, wb):
     H, W = gray.shape
     N = H * W
@@ -871,7 +881,7 @@ def _sweep_one(gray, levels, gt, v1, v2, wi, wl, wf, wb):
             v2[i] = max(outer[k], hole[k])
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _sweep_range(grays, levels, gts, offsets, lo, hi, v1, v2, wi, wl, wf, wb):
     for i in range(lo, hi):
         _sweep_one(grays[i], levels[i], gts[offsets[i] : offsets[i + 1]], v1[i], v2[i], wi, wl, wf, wb)
@@ -899,7 +909,8 @@ def wsol_best_ious(gray: np.ndarray, levels: np.ndarray, gt_boxes: np.ndarray) -
     gt = _check_gt(gt_boxes)
     v1 = np.empty(lv.size, np.float64)
     v2 = np.empty(lv.size, np.float64)
-    _sweep_one(np.ascontiguousarray(gray), lv, gt, v1, v2, *_pools(*gray.shape, lv.size))
+    h, w = gray.shape
+    _sweep_one(np.ascontiguousarray(gray), lv, gt, v1, v2, *_pools(h, w, lv.size))
     return v1, v2
 
 
@@ -907,8 +918,9 @@ _local = threading.local()
 
 
 def _pools(h: int, w: int, t: int) -> tuple[np.ndarray, ...]:
-    """A workspace for _sweep_one, reused from call to call by each thread (the last size asked
-    for), so that its memory is faulted in once rather than on every image.
+    """A workspace for _sweep_one, reused from call to call by each thread (the last size asked for).
+
+    Reusing it means its memory is faulted in once rather than on every image.
     """
     sizes = _pool_sizes(h, w, t)
     cached = getattr(_local, "pools", None)

@@ -13,15 +13,15 @@ __all__ = ["wsol_gray", "wsol_levels", "wsol_scoremap"]
 
 
 def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
-    """Wsolevaluation's score map: the raw CAM as float64 (its ``t2n``), resized bicubically by OpenCV
-    to ``size`` (w, h), then min-max normalized; a constant or NaN map becomes zeros.
+    """Wsolevaluation's score map: the raw CAM resized bicubically to ``size`` (w, h), then min-max normalized.
+
+    The raw CAM is taken as float64 (its ``t2n``) and resized by OpenCV; a constant or NaN map becomes zeros.
     """
     cam = cv2.resize(np.asarray(raw, dtype=np.float64), size, interpolation=cv2.INTER_CUBIC)
     if np.isnan(cam).any() or cam.min() == cam.max():
         return np.zeros_like(cam)
-    cam -= cam.min()
-    cam /= cam.max()
-    return cam
+    cam = cam - cam.min()
+    return cam / cam.max()
 
 
 def wsol_gray(scoremap: np.ndarray) -> np.ndarray:
@@ -30,8 +30,9 @@ def wsol_gray(scoremap: np.ndarray) -> np.ndarray:
 
 
 def wsol_levels(gray: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
-    """Threshold levels ``int(tau * max(gray))`` for tau in ``thresholds`` (default
-    ``np.arange(0, 1, 0.01)``); a pixel is kept at a level when it is strictly greater.
+    """Threshold levels ``int(tau * max(gray))`` for tau in ``thresholds``.
+
+    ``thresholds`` defaults to ``np.arange(0, 1, 0.01)``; a pixel is kept at a level when it is strictly greater.
     """
     taus = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     top = float(np.max(gray))

@@ -81,7 +81,7 @@ def triple(text: str) -> tuple[float, float, float]:
         values = ()
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected three comma-separated numbers R,G,B, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def positive(text: str) -> int:
@@ -110,8 +110,11 @@ def fraction(text: str) -> float:
 # argument groups
 
 
-def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True) -> None:
-    """``--model``, ``--weights``, preprocessing overrides, ``--device`` and (with ``methods``) ``--method``."""
+def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_default: str | None = None) -> None:
+    """``--model``, ``--weights``, preprocessing overrides, ``--device`` and (with ``methods``) ``--method``.
+
+    ``resize_default``: the ``--resize`` mode when none is given (None: the model's own, ``crop``).
+    """
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -130,9 +133,11 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True) -> None:
     g.add_argument("--size", type=positive, metavar="S", help="input side in pixels (default: the model's, else 224)")
     g.add_argument(
         "--resize",
-        choices=["crop", "squash"],
-        help="crop: shorter side then centre crop (torchvision eval); squash: resize to SxS (WSOL protocol). "
-        "Default: crop",
+        choices=["full", "crop", "squash"],
+        default=resize_default,
+        help="full: the whole photo, shorter side to the model's resize size (256), any aspect; crop: shorter side "
+        "then the centre square (torchvision's eval); squash: resize to SxS (the WSOL protocol). "
+        f"Default: {resize_default or 'crop'}",
     )
     g.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     if methods:

@@ -29,7 +29,8 @@ def register(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=fraction,
         default=0.2,
-        help="paper rule threshold, fraction of the map (default: %(default)s)",
+        help="single-box rule: keep pixels >= this fraction of the min-max score map (wsol protocol, as "
+        "wsolevaluation) or of the map's max (paper protocol, as the paper's text) (default: %(default)s)",
     )
     p.add_argument(
         "--step", type=fraction, default=0.01, help="CAM threshold step of the wsol sweep (default: %(default)s)"

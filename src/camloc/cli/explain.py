@@ -1,4 +1,4 @@
-"""``camloc explain``: top-k maps, boxes, grids and a JSON for images and folders of images."""
+"""``camloc explain``: maps, boxes, grids and a JSON for images and folders of images."""
 
 from __future__ import annotations
 
@@ -6,17 +6,31 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InvalidArgument
+from ..utils import is_image_file
 from .common import add_model_args, fraction, load_method, positive
 
-__all__ = ["register", "run", "explain_paths"]
+__all__ = ["explain_paths", "register", "resolve_classes", "run"]
 
 
 def register(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--topk", type=positive, default=5, help="classes per image (default: %(default)s)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and folders (searched recursively)")
+    p.add_argument("--topk", type=positive, default=5, help="the best classes of each image (default: %(default)s)")
+    p.add_argument(
+        "--class",
+        dest="classes_wanted",
+        action="append",
+        metavar="NAME|INDEX",
+        help="explain this class in every image instead of the top-k (repeat for more; a name or an index)",
+    )
     p.add_argument("--out", default="out/explain", metavar="DIR", help="where the PNG grids go (default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="results file (default: DIR/results.json)")
+    p.add_argument(
+        "--save-maps",
+        action="store_true",
+        help="also write DIR/maps/<image>.npy: float32 (k, height, width) maps in the image's pixels, not normalized",
+    )
     p.add_argument(
         "--batch-size", type=positive, default=16, metavar="N", help="images per forward pass (default: %(default)s)"
     )
@@ -24,10 +38,10 @@ def register(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=fraction,
         default=0.2,
-        help="paper box threshold, fraction of the map's max (default: %(default)s)",
+        help="paper box rule: keep pixels >= this fraction of the map's max (default: %(default)s)",
     )
     p.add_argument("--alpha", type=fraction, default=0.5, help="heat-map opacity (default: %(default)s)")
-    add_model_args(p)
+    add_model_args(p, resize_default="full")
     p.set_defaults(run=run)
 
 
@@ -40,25 +54,37 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     """Explain ``inputs`` with the settings of ``args``; the exit status."""
     from ..evaluation.explain import collect_images, explain
 
-    method, info = load_method(args)
+    missing = [i for i in inputs if not Path(i).exists()]
+    folders = [i for i in missing if not is_image_file(i)]
+    if folders or len(missing) == len(inputs):
+        what = ", ".join(folders or missing)
+        print(f"camloc: error: no such file or folder: {what}", file=sys.stderr)
+        return 2
     paths = collect_images(inputs)
     if not paths:
         print("camloc: error: no image files found in " + ", ".join(inputs), file=sys.stderr)
         return 2
+    method, info = load_method(args)
+    classes = resolve_classes(args.classes_wanted, info) if getattr(args, "classes_wanted", None) else None
     json_path = Path(args.json) if args.json else Path(args.out) / "results.json"
+    maps_dir = Path(args.out) / "maps" if getattr(args, "save_maps", False) else None
     result = explain(
         paths,
         method,
         info,
         topk=args.topk,
+        classes=classes,
         out_dir=args.out,
         json_path=json_path,
+        maps_dir=maps_dir,
         batch_size=args.batch_size,
         threshold=args.threshold,
         alpha=args.alpha,
     )
+    where = f"grids in {args.out}/" + (f", maps in {maps_dir}/" if maps_dir else "")
     print(
-        f"camloc: explained {len(result.records)} image(s) with {info.name}: grids in {args.out}/, results in {json_path}"
+        f"camloc: explained {len(result.records)} image(s) with {info.name}, {method.name}: {where}, "
+        f"results in {json_path}"
     )
     if result.errors:
         print(f"camloc: {len(result.errors)} file(s) could not be read:", file=sys.stderr)
@@ -66,3 +92,26 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
             print(f"  {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def resolve_classes(wanted: list[str], info) -> list[int]:
+    """Class indices of ``--class`` values: an index, or a class name (exact, then case-insensitive)."""
+    names = list(info.class_names or [])
+    count = len(names) if names else None
+    out = []
+    for text in wanted:
+        if text.strip().lstrip("-").isdigit():
+            index = int(text)
+            if index < 0 or (count is not None and index >= count):
+                raise InvalidArgument("class", f"--class {text}: index outside 0..{(count or 1) - 1}")
+            out.append(index)
+            continue
+        exact = [i for i, n in enumerate(names) if n == text]
+        loose = exact or [i for i, n in enumerate(names) if n.lower() == text.strip().lower()]
+        if len(loose) != 1:
+            near = [n for n in names if text.strip().lower() in n.lower()][:5]
+            hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            why = "is not a class name of this model" if not loose else "names several classes; use an index"
+            raise InvalidArgument("class", f"--class {text!r} {why}{hint}")
+        out.append(loose[0])
+    return out

@@ -16,23 +16,46 @@ __all__ = ["Dataset", "Sample"]
 
 @dataclass(frozen=True)
 class Sample:
-    image_id: str  # the id the format uses (relative path for wsol/csv/cub, file stem for VOC)
-    path: Path  # the image file
-    label: int  # 0-based class index
-    boxes: tuple[Box, ...]  # GT boxes, inclusive, in the image file's own pixels; () when none
-    size: tuple[int, int] | None  # (width, height) declared by the metadata, None if it declares none
-    mask_paths: tuple[Path, ...] = ()  # wsol OpenImages: foreground masks
-    ignore_path: Path | None = None  # wsol OpenImages: ignore mask
+    """One image of a dataset: its file, class label and ground-truth boxes.
+
+    Attributes:
+        image_id: the id the format uses (relative path for wsol/csv/cub, file stem for VOC).
+        path: the image file.
+        label: 0-based class index.
+        boxes: GT boxes ``(x0, y0, x1, y1)``, inclusive, in the image file's own pixels; ``()`` when none.
+        size: ``(width, height)`` declared by the metadata, None if it declares none.
+        mask_paths: wsol OpenImages: foreground masks (``()`` otherwise).
+        ignore_path: wsol OpenImages: ignore mask (None otherwise).
+    """
+
+    image_id: str
+    path: Path
+    label: int
+    boxes: tuple[Box, ...]
+    size: tuple[int, int] | None
+    mask_paths: tuple[Path, ...] = ()
+    ignore_path: Path | None = None
 
 
 @dataclass
 class Dataset:
+    """The samples of one dataset read from disk, with its class names; a sequence of :class:`Sample`.
+
+    Attributes:
+        name: a short name for reports, derived from the folder names (with the split for CUB).
+        format: the layout it was read from (``"csv"``, ``"folder"``, ``"cub"``, ``"voc"``, ``"wsol"``).
+        root: the folder the metadata was read from.
+        samples: the images, in the order the format lists them.
+        class_names: the class names in index order, None when the metadata names no classes.
+        class_wnids: WordNet ids when the class table gives one for every class, else None.
+    """
+
     name: str
     format: str
     root: Path
     samples: list[Sample]
     class_names: list[str] | None
-    class_wnids: list[str] | None = None  # WordNet ids when the class table gives one for every class
+    class_wnids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -45,4 +68,5 @@ class Dataset:
 
     @property
     def num_boxes(self) -> int:
+        """The number of ground-truth boxes over all samples."""
         return sum(len(s.boxes) for s in self.samples)

@@ -27,6 +27,20 @@ CSV_COLUMNS = ("image", "width", "height", "label_index", "label_name", "x0", "y
 
 
 def read_csv_layout(root: Path, images: Path | None, classes) -> Dataset:
+    """Read a folder in the csv layout (the rules are in the module docstring).
+
+    Args:
+        root: the folder holding ``boxes.csv`` (and, optionally, ``classes.txt``).
+        images: the image folder; None: ``root/images``.
+        classes: a class file or a list of names, used instead of ``root/classes.txt``; None: that
+            file when it exists, else no class names.
+
+    Returns:
+        The :class:`Dataset`, one sample per image in the order of its first row.
+
+    Raises:
+        DatasetError: for a missing or malformed ``boxes.csv``, naming the file and line.
+    """
     csv_path = root / "boxes.csv"
     if not csv_path.is_file():
         raise DatasetError("missing metadata file", csv_path)
@@ -83,7 +97,9 @@ def read_csv_layout(root: Path, images: Path | None, classes) -> Dataset:
                     )
                 coords = [v[k] for k in ("x0", "y0", "x1", "y1")]
                 if all(coords):
-                    x0, y0, x1, y1 = (parse_int(c, k, csv_path, n) for c, k in zip(coords, ("x0", "y0", "x1", "y1")))
+                    x0, y0, x1, y1 = (
+                        parse_int(c, k, csv_path, n) for c, k in zip(coords, ("x0", "y0", "x1", "y1"), strict=True)
+                    )
                     box: Box | None = (x0, y0, x1, y1)
                     check_box((x0, y0, x1, y1), size, csv_path, n)
                 elif any(coords):
@@ -139,8 +155,10 @@ def write_csv_dataset(
     *,
     wnids: Sequence[str] | None = None,
 ) -> Path:
-    """Write ``root/boxes.csv`` (and ``root/classes.txt`` when ``class_names`` is given) in the csv
-    layout; returns the path of boxes.csv. The images are assumed to be in ``root/images`` already,
+    """Write samples' metadata in the csv layout; returns the path of boxes.csv.
+
+    Writes ``root/boxes.csv`` (and ``root/classes.txt`` when ``class_names`` is given) in the csv
+    layout. The images are assumed to be in ``root/images`` already,
     under each sample's ``image_id``. A sample without boxes becomes one row with empty box fields;
     a sample without a size gets empty width/height. ``classes.txt`` lines are ``index wnid name``
     when ``wnids`` is given, else ``index name``. Reading the folder back with :func:`open_dataset`

@@ -23,6 +23,14 @@ _INDEXED = re.compile(r"(\d+)\s+(\S.*)")
 
 @dataclass
 class ClassTable:
+    """A class table read by the module's rule.
+
+    Attributes:
+        names: the class names in index order (a class given by a bare WNID is named by it).
+        wnids: each class's WordNet id, or None where the table gives none.
+        source: where the table came from (a file path, or ``"classes="`` for a list of names), for messages.
+    """
+
     names: list[str]
     wnids: list[str | None]
     source: str
@@ -30,13 +38,14 @@ class ClassTable:
     def index(self) -> dict[str, int]:
         """Name or WNID -> index; a key shared by two classes maps to -1 (ambiguous)."""
         out: dict[str, int] = {}
-        for i, (name, wnid) in enumerate(zip(self.names, self.wnids)):
-            for key in {name, wnid} - {None}:
+        for i, (name, wnid) in enumerate(zip(self.names, self.wnids, strict=True)):
+            for key in {k for k in (name, wnid) if k is not None}:
                 out[key] = -1 if key in out and out[key] != i else i
         return out
 
     @property
     def all_wnids(self) -> list[str] | None:
+        """The WordNet ids of all classes, or None when some class has none."""
         return None if any(w is None for w in self.wnids) else list(self.wnids)  # type: ignore[arg-type]
 
 
@@ -50,6 +59,17 @@ def _split_entry(rest: str) -> tuple[str, str | None]:
 
 
 def parse_class_table(lines: list[tuple[int, str]], source: str, path: Path | None) -> ClassTable:
+    """A class table from the lines of a class file, by the module's rule.
+
+    Args:
+        lines: ``(line number, stripped text)`` of each non-blank line, as
+            :func:`~camloc.datasets.parsing.read_lines` gives them.
+        source: the table's origin, kept as :attr:`ClassTable.source`.
+        path: the file, for error messages.
+
+    Raises:
+        DatasetError: for an indexed table whose indices repeat or fall outside 0..n-1.
+    """
     if lines and all(_INDEXED.fullmatch(text) for _, text in lines):
         entries: dict[int, tuple[str, str | None]] = {}
         for n, text in lines:
@@ -68,6 +88,12 @@ def parse_class_table(lines: list[tuple[int, str]], source: str, path: Path | No
 
 
 def load_class_table(classes: str | Path | Sequence[str]) -> ClassTable:
+    """A class table from a class file, or from a list of entries (each ``WNID NAME``, ``WNID`` or ``NAME``).
+
+    Raises:
+        DatasetError: for an unreadable or malformed class file.
+        InvalidArgument: for a list holding an empty name.
+    """
     if isinstance(classes, (str, Path)):
         path = Path(classes)
         return parse_class_table(list(read_lines(path)), str(path), path)
@@ -85,6 +111,7 @@ def read_class_table(path: str | Path) -> tuple[list[str], list[str] | None]:
 
 
 def check_label(label: int, table: ClassTable | None, path: Path, line: int) -> None:
+    """Raise a :class:`DatasetError` (at ``path``, ``line``) for a negative label or one outside ``table``."""
     if label < 0:
         raise DatasetError(f"class label {label} is negative", path, line)
     if table is not None and label >= len(table.names):

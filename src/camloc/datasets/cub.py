@@ -105,7 +105,9 @@ def read_cub(root: Path, images: Path | None, split: str, classes) -> Dataset:
             raise DatasetError(f"class {k}: CUB class ids start at 1", labels_path, n)
         check_label(k - 1, table, labels_path, n)
         values, n = bboxes[image_no]
-        x, y, w, h = (parse_float(v, k2, bbox_path, n) for v, k2 in zip(values, ("x", "y", "width", "height")))
+        x, y, w, h = (
+            parse_float(v, k2, bbox_path, n) for v, k2 in zip(values, ("x", "y", "width", "height"), strict=True)
+        )
         if w < 0 or h < 0:
             raise DatasetError(f"negative box width or height ({w}, {h})", bbox_path, n)
         box = [int(x), int(y), int(x + w), int(y + h)]
@@ -130,7 +132,9 @@ def write_cub_dataset(
     root: str | Path,
     class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Write the CUB-200-2011 metadata files for samples whose images are already under
+    """Write the CUB-200-2011 metadata files of samples; returns ``root``.
+
+    The samples' images are already under
     ``root/images/<image_id>``: ``images.txt``, ``image_class_labels.txt`` (labels + 1),
     ``train_test_split.txt``, ``bounding_boxes.txt`` and, with ``class_names``, ``classes.txt``
     (``1 name`` ...). ``samples_by_split`` maps ``"train"`` and/or ``"test"`` to samples, numbered
@@ -150,7 +154,10 @@ def write_cub_dataset(
     unknown = set(samples_by_split) - {"train", "test"}
     if unknown:
         raise InvalidArgument("samples_by_split", f"split {sorted(unknown)[0]!r}: CUB has only train and test")
-    images, labels, splits, boxes = [], [], [], []
+    images: list[str] = []
+    labels: list[str] = []
+    splits: list[str] = []
+    boxes: list[str] = []
     seen: set[str] = set()
     for split, samples in samples_by_split.items():
         for s in samples:

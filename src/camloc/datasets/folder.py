@@ -26,6 +26,7 @@ def folder_images(folder: Path) -> list[Path]:
 
 
 def class_folders(root: Path) -> list[Path]:
+    """The subfolders of ``root``, sorted by name; hidden ones skipped."""
     return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
@@ -48,7 +49,7 @@ def read_folder(root: Path, classes) -> Dataset:
         labels = list(range(len(folders)))
     samples = [
         Sample(f"{folder.name}/{image.name}", image, label, (), None)
-        for folder, label in zip(folders, labels)
+        for folder, label in zip(folders, labels, strict=True)
         for image in folder_images(folder)
     ]
     if not samples:

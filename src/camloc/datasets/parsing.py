@@ -1,4 +1,7 @@
-"""Checked parsing of metadata files: every problem is a one-line :class:`~camloc.errors.DatasetError` naming the file and line."""
+"""Checked parsing of metadata files.
+
+Every problem is a one-line :class:`~camloc.errors.DatasetError` naming the file and line.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def parse_int(text: str, what: str, path: Path, line: int) -> int:
+    """``int(text)``, or a :class:`DatasetError` naming the field ``what`` at ``path``, ``line``."""
     try:
         return int(text)
     except ValueError:
@@ -35,6 +39,7 @@ def parse_int(text: str, what: str, path: Path, line: int) -> int:
 
 
 def parse_float(text: str, what: str, path: Path, line: int) -> float:
+    """``float(text)`` when finite, or a :class:`DatasetError` naming the field ``what`` at ``path``, ``line``."""
     try:
         value = float(text)
     except ValueError:
@@ -47,8 +52,10 @@ def parse_float(text: str, what: str, path: Path, line: int) -> float:
 def split_fields(
     text: str, sep: str | None, count: int, layout: str, path: Path, line: int, rest: bool = False
 ) -> list[str]:
-    """Split ``text`` into exactly ``count`` fields; with ``rest`` the last field takes the rest of
-    the line (a name or path with spaces).
+    """Split ``text`` into exactly ``count`` stripped fields, or raise a :class:`DatasetError`.
+
+    With ``rest`` the last field takes the rest of the line (a name or path with spaces). ``sep``
+    is the separator (None: runs of whitespace) and ``layout`` describes the expected fields in the message.
     """
     parts = text.split(sep, count - 1) if rest else text.split(sep)
     parts = [p.strip() for p in parts]
@@ -58,6 +65,17 @@ def split_fields(
 
 
 def check_box(box: Box, size: tuple[int, int] | None, path: Path, line: int | None) -> None:
+    """Raise a :class:`DatasetError` for a box that is invalid, or lies outside an image of ``size``.
+
+    A box with a negative coordinate is rejected; so is one with ``x1 < x0`` or ``y1 < y0``, unless
+    its start already lies outside the image of known ``size`` (then it is reported as outside).
+
+    Args:
+        box: ``(x0, y0, x1, y1)``, inclusive.
+        size: the image's ``(width, height)``, or None when unknown (then only the box itself is checked).
+        path: the metadata file, for the message.
+        line: its line, or None.
+    """
     x0, y0, x1, y1 = box
     if x0 < 0 or y0 < 0:
         raise DatasetError(f"box {box} starts outside the image (negative coordinate)", path, line)
@@ -75,6 +93,7 @@ def check_box(box: Box, size: tuple[int, int] | None, path: Path, line: int | No
 
 
 def check_size(w: int, h: int, path: Path, line: int) -> tuple[int, int]:
+    """``(w, h)`` when both are positive, else a :class:`DatasetError` at ``path``, ``line``."""
     if w <= 0 or h <= 0:
         raise DatasetError(f"image size {w}x{h} is not positive", path, line)
     return w, h

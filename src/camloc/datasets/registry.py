@@ -44,7 +44,10 @@ _NOT_A_FOLDER_DATASET = (
 
 
 def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
-    """``(format, folder)`` of the dataset at ``path`` (a folder, or its boxes.csv / image_ids.txt); rules in :data:`FORMATS`."""
+    """``(format, folder)`` of the dataset at ``path``: a folder, or its boxes.csv / image_ids.txt.
+
+    The rules are in :data:`FORMATS`; ``split`` is the wsol subfolder looked for when ``path`` holds no image_ids.txt.
+    """
     if path.is_file():
         if path.name == "boxes.csv":
             return "csv", path.parent
@@ -112,7 +115,9 @@ def open_dataset(
     if format == "wsol":
         if not (path / "image_ids.txt").is_file() and (path / split / "image_ids.txt").is_file():
             path = path / split
-        return read_wsol(path, None if images is None else Path(images), masks, classes)
+        return read_wsol(
+            path, None if images is None else Path(images), None if masks is None else Path(masks), classes
+        )
     if format == "cub":
         return read_cub(path, None if images is None else Path(images), split, classes)
     if format == "folder":

@@ -101,8 +101,10 @@ def generate(
     size: int | None = None,
     layout: str = "csv",
 ) -> tuple[Dataset, Dataset]:
-    """Draw a ``kind`` dataset of ``train`` + ``test`` PNG images, ``size`` pixels square (default
-    :data:`DEFAULT_SIZE`), write it under ``out`` and return ``(train, test)`` read back with
+    """Draw and write a ``kind`` dataset of ``train`` + ``test`` PNG images; returns ``(train, test)``.
+
+    The images are ``size`` pixels square (default
+    :data:`DEFAULT_SIZE`), written under ``out``; ``(train, test)`` are read back with
     :func:`~camloc.datasets.open_dataset`. Classes are balanced (counts differ by at most one).
 
     ``layout="csv"``: ``out/train`` and ``out/test``, each a csv dataset (``boxes.csv``,
@@ -168,19 +170,20 @@ def _check_size(size: int) -> int:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth colour noise plus a colour ramp, then thin lines, soft blobs and specks: texture with
-    edges and colour everywhere, but no closed shape a class could be mistaken for.
+    """A textured background: smooth colour noise plus a colour ramp, then thin lines, soft blobs and specks.
+
+    Texture with edges and colour everywhere, but no closed shape a class could be mistaken for.
     """
     cells = int(rng.integers(2, 6))
     coarse = rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32)
-    image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    image: np.ndarray = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     angle = rng.uniform(0, 2 * math.pi)
     ramp = np.arange(size, dtype=np.float32) / size - 0.5
     ramp = math.cos(angle) * ramp[None, :] + math.sin(angle) * ramp[:, None]
     image += ramp[:, :, None] * rng.uniform(-120, 120, 3).astype(np.float32)
     # soft blobs: small ellipses, blurred so they have no edge to read a shape from
-    blobs = np.zeros_like(image)
-    cover = np.zeros((size, size), np.float32)
+    blobs: np.ndarray = np.zeros_like(image)
+    cover: np.ndarray = np.zeros((size, size), np.float32)
     for _ in range(int(rng.integers(3, 9))):
         centre, axes = _fixed(rng.uniform(0, size, 2)), _fixed(rng.uniform(0.015, 0.05, 2) * size)
         tilt = rng.uniform(0, 180)
@@ -212,8 +215,10 @@ def _add_noise(image: np.ndarray, rng: np.random.Generator) -> None:
 
 
 def _shape_masks(label: int, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(object, second tone of its texture) pixel masks of class ``label``'s shape, inside a circle
-    of random diameter (15-40 % of the side), randomly placed wholly inside the image and rotated.
+    """(object, second tone of its texture) pixel masks of class ``label``'s shape.
+
+    The shape lies inside a circle of random diameter (15-40 % of the side), randomly placed wholly
+    inside the image and rotated.
     """
     shape = SHAPES[label]
     radius = rng.uniform(0.15, 0.40) * size / 2
@@ -221,7 +226,7 @@ def _shape_masks(label: int, rng: np.random.Generator, size: int) -> tuple[np.nd
     angle = rng.uniform(0, 2 * math.pi)
     mask = np.zeros((size, size), np.uint8)
 
-    def polygon(*points_in_radii: tuple[float, float]) -> None:
+    def polygon(*points_in_radii: np.ndarray | tuple[float, float]) -> None:
         points = np.array(points_in_radii) * radius
         rotated = points @ _rotation(angle).T + centre
         cv2.fillPoly(mask, [_fixed(rotated)], 1, cv2.LINE_8, _SUBPIXEL_BITS)
@@ -301,8 +306,9 @@ _MARK_CENTRE, _MARK_HALF = (-0.05, 0.03), 0.2
 
 
 def _bird_masks(mark: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bird, marking) pixel masks of a randomly sized, placed, turned and flipped bird; the
-    marking and the eye lie inside the bird.
+    """(bird, marking) pixel masks of a randomly sized, placed, turned and flipped bird.
+
+    The marking and the eye lie inside the bird.
     """
     length = rng.uniform(*_BIRD_SIZE) * size / _BIRD_LENGTH
     centre = rng.uniform(_BIRD_REACH * length + 1, size - 2 - _BIRD_REACH * length, 2)
@@ -353,9 +359,10 @@ def _bird_masks(mark: str, rng: np.random.Generator, size: int) -> tuple[np.ndar
 def _paint(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, second_tone: np.ndarray | None = None
 ) -> np.ndarray:
-    """Fill ``mask`` with a random colour that stands out from the background under it (and
-    ``second_tone`` with another that stands out from the first), shaded by a gentle ramp; returns
-    the first colour.
+    """Fill ``mask`` with a random colour that stands out from the background under it; returns that colour.
+
+    ``second_tone`` (when given) gets another colour that stands out from the first; both are
+    shaded by a gentle ramp.
     """
     colour = _contrasting_colour(rng, image[mask].mean(axis=0))
     ys, xs = np.nonzero(mask)
@@ -371,8 +378,9 @@ def _paint(
 
 
 def _contrasting_colour(rng: np.random.Generator, against: np.ndarray, distance: float = 110.0) -> np.ndarray:
-    """A random colour at least ``distance`` (RGB, Euclidean) from ``against``; a few tries, then the
-    farthest one.
+    """A random colour at least ``distance`` (RGB, Euclidean) from ``against``.
+
+    After a few tries without one, the farthest colour tried.
     """
     best, best_d = None, -1.0
     for _ in range(12):
@@ -382,6 +390,7 @@ def _contrasting_colour(rng: np.random.Generator, against: np.ndarray, distance:
             return colour
         if d > best_d:
             best, best_d = colour, d
+    assert best is not None  # the first draw already beats -1
     return best
 
 
@@ -404,15 +413,17 @@ def _rotation(angle: float) -> np.ndarray:
 
 
 def _fixed(points: np.ndarray):
-    """Coordinates in cv2's fixed point (``shift=_SUBPIXEL_BITS``): a tuple for one point, an int32
-    array for several.
+    """Coordinates in cv2's fixed point (``shift=_SUBPIXEL_BITS``).
+
+    A tuple for one point, an int32 array for several.
     """
     fixed = np.round(np.asarray(points, dtype=np.float64) * _SCALE).astype(np.int32)
     return tuple(int(v) for v in fixed) if fixed.ndim == 1 else fixed
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 256, 3))
+    r, g, b = (int(v) for v in rng.integers(0, 256, 3))
+    return r, g, b
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

@@ -30,7 +30,8 @@ class _Node:
     __slots__ = ("tag", "line", "text", "children")
 
     def __init__(self, tag: str, line: int):
-        self.tag, self.line, self.text, self.children = tag, line, "", []
+        self.tag, self.line, self.text = tag, line, ""
+        self.children: list[_Node] = []
 
     def find(self, tag: str) -> _Node | None:
         return next((c for c in self.children if c.tag == tag), None)

@@ -23,6 +23,17 @@ __all__ = ["read_wsol"]
 
 
 def read_wsol(meta: Path, images: Path | None, masks: Path | None, classes) -> Dataset:
+    """Read one wsolevaluation metadata folder (the rules are in the module docstring).
+
+    Args:
+        meta: the folder holding ``image_ids.txt`` (one split, already chosen).
+        images: the image root the ids are relative to (required: None raises a :class:`DatasetError`).
+        masks: the mask root for OpenImages masks; None: ``images``.
+        classes: a class file or a list of names supplying the class names (and checking the labels), or None.
+
+    Returns:
+        The :class:`Dataset`, one sample per id in the order of ``image_ids.txt``.
+    """
     if images is None:
         raise DatasetError("the wsol format needs images= (the root the image ids are relative to)", meta)
     images = Path(images)
@@ -94,7 +105,10 @@ def read_wsol(meta: Path, images: Path | None, masks: Path | None, classes) -> D
                     raise DatasetError(f"expected 5 fields (path,x0,y0,x1,y1), got {len(parts)}", loc_path, n)
                 image_id = parts[0].strip()
                 known(image_id, loc_path, n)
-                box = tuple(parse_int(p.strip(), k, loc_path, n) for p, k in zip(parts[1:], ("x0", "y0", "x1", "y1")))
+                box = tuple(
+                    parse_int(p.strip(), k, loc_path, n)
+                    for p, k in zip(parts[1:], ("x0", "y0", "x1", "y1"), strict=True)
+                )
                 check_box(box, sizes.get(image_id), loc_path, n)  # type: ignore[arg-type]
                 boxes.setdefault(image_id, []).append(box)  # type: ignore[arg-type]
             else:

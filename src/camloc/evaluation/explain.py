@@ -1,4 +1,9 @@
-"""``explain``: top-k maps, paper boxes, grids and JSON for a list of images."""
+"""``explain``: maps of the top-k (or chosen) classes, paper boxes, grids and a JSON for a list of images.
+
+Boxes follow the paper's rule on each map in the original image's pixels: pixels >= ``threshold`` x
+the map's maximum, the largest 8-connected component (:func:`camloc.boxes.paper_box`). The grids
+show each map over its maximum, negatives at 0, so what the rule keeps is what lights up.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +12,41 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..boxes.paper import paper_box
 from ..errors import BadImage
-from ..figures import topk_grid
-from ..images import load_batch
+from ..figures import score_text, topk_grid
+from ..images import Preprocess, load_batch
 from ..maps.core import MapMethod
 from ..maps.frames import normalize_maps, to_image_frame
 from ..models.info import ModelInfo
-from ..utils import is_image_file, write_json
+from ..utils import atomic_path, is_image_file, versions, write_json
 from ..utils import progress as progress_bar
 
 __all__ = ["ExplainResult", "collect_images", "explain"]
 
 log = logging.getLogger(__name__)
 
+BOX_RULE = "paper: pixels >= threshold x the map's max, box of the largest 8-connected component"
+
 
 @dataclass
 class ExplainResult:
-    """Per image read, its record (the JSON's ``images`` entries); per file not read, its error; the grids written."""
+    """Per image read, its record (the JSON's ``images`` entries); per file not read, its error; files written."""
 
     records: list[dict] = field(default_factory=list)  # one per image that was read
     errors: list[BadImage] = field(default_factory=list)  # one per file that was not
     grids: list[Path] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # what the maps and boxes were made with
 
 
 def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the image files below each directory (sorted). Missing paths are kept,
-    so that reading them reports them by name.
+    """Files as given, and the image files below each directory (sorted).
+
+    Missing paths are kept, so that reading them reports them by name.
     """
     files: list[Path] = []
     for item in inputs:
@@ -52,70 +64,143 @@ def explain(
     info: ModelInfo,
     *,
     topk: int = 5,
+    classes: Sequence[int] | None = None,
+    preprocess: Preprocess | None = None,
     out_dir: str | os.PathLike | None = None,
     json_path: str | os.PathLike | None = None,
+    maps_dir: str | os.PathLike | None = None,
     batch_size: int = 16,
     threshold: float = 0.2,
     alpha: float = 0.5,
     progress: bool | None = None,
 ) -> ExplainResult:
-    """Explain each image's top-k classes: class, score and paper box in the image's own pixels.
+    """Explain each image: per class its name, score and paper box in the image's own pixels.
 
-    Writes one grid PNG per image into ``out_dir`` (if given) as it goes, and the JSON (if a path
-    is given) after every batch, so an interrupted run keeps what it computed. Unreadable files
-    are collected in ``errors`` and skipped.
+    Args:
+        paths: image files.
+        method: any :class:`~camloc.maps.MapMethod`.
+        info: the model's class names and preprocessing.
+        topk: how many of each image's best classes, when ``classes`` is None.
+        classes: these class indices for every image instead of the top-k.
+        preprocess: instead of ``info.preprocess``; in ``full`` mode each image is its own batch
+            (images of different shapes cannot be stacked).
+        out_dir: one grid PNG per image goes here, as it is computed.
+        json_path: the results JSON, rewritten after every batch (an interrupted run keeps what it computed).
+        maps_dir: one ``.npy`` per image here: ``float32[k, height, width]``, the maps resampled to
+            the image's pixels, not normalized (NaN where the model saw nothing).
+        batch_size: images per forward pass.
+        threshold: the paper rule's fraction of each map's maximum.
+        alpha: heat-map opacity in the grids.
+        progress: show a progress bar (None: when stderr is a terminal).
+
+    Unreadable files are collected in ``errors`` and skipped.
     """
-    result = ExplainResult()
+    pre = preprocess or info.preprocess
+    step = 1 if pre.mode == "full" else batch_size
+    result = ExplainResult(settings=_settings(method, info, pre, topk, classes, threshold))
     names = _unique_stems(paths)
+    headline = _headline(result.settings)
     bar = progress_bar(len(paths), enabled=progress)
     try:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            batch = load_batch(chunk, info.preprocess, keep_originals=out_dir is not None)
+        for start in range(0, len(paths), step):
+            chunk = paths[start : start + step]
+            batch = load_batch(chunk, pre, keep_originals=out_dir is not None)
             for err in batch.errors:
                 log.warning("skipping %s", err)
             result.errors.extend(batch.errors)
             if batch.paths:
-                out = method(batch.images, topk=topk, upsample=False)
+                wanted = None if classes is None else [list(classes)] * len(batch.paths)
+                out = method(batch.images, topk=topk, classes=wanted, upsample=False)
                 for i, path in enumerate(batch.paths):
-                    heats = (
-                        normalize_maps(to_image_frame(out.raw[i].float(), batch.geometries[i]), "minmax").cpu().numpy()
-                    )
-                    boxes = [paper_box(h, threshold) for h in heats]
-                    predictions = [
+                    geo = batch.geometries[i]
+                    maps = to_image_frame(out.raw[i].float(), geo).cpu()  # (k, height, width), not normalized
+                    boxes = [paper_box(m, threshold) for m in maps.numpy()]
+                    predictions: list[dict[str, Any]] = [
                         {
                             "rank": r + 1,
                             "index": int(c),
                             "name": info.class_name(int(c)),
-                            "score": round(float(s), 6),
+                            "score": float(s),
                             "box": list(b) if b is not None else None,
                         }
-                        for r, (c, s, b) in enumerate(zip(out.classes[i].tolist(), out.scores[i].tolist(), boxes))
+                        for r, (c, s, b) in enumerate(
+                            zip(out.classes[i].tolist(), out.scores[i].tolist(), boxes, strict=True)
+                        )
                     ]
-                    geo = batch.geometries[i]
-                    record = {"path": path, "width": geo.width, "height": geo.height, "predictions": predictions}
+                    record: dict[str, Any] = {
+                        "path": path,
+                        "width": geo.width,
+                        "height": geo.height,
+                        "predictions": predictions,
+                    }
+                    if not geo.covers_image:
+                        window = geo.box_to_original((0, 0, geo.input_width - 1, geo.input_height - 1))
+                        record["window"] = list(window)
+                    if maps_dir is not None:
+                        target = Path(maps_dir) / f"{names[path]}.npy"
+                        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+                            np.save(f, maps.numpy().astype(np.float32))
+                        record["maps"] = str(target)
                     if out_dir is not None:
-                        titles = [f"{p['name']}\n{p['score']:.3f}" for p in predictions]
+                        assert batch.originals is not None
+                        shown = normalize_maps(maps, "max").clamp(0.0, 1.0).numpy()
+                        titles = [f"{p['name']}\n{score_text(p['score'])}" for p in predictions]
                         grid = topk_grid(
-                            batch.originals[i], heats, titles, boxes, Path(out_dir) / f"{names[path]}.png", alpha=alpha
+                            batch.originals[i],
+                            list(shown),
+                            titles,
+                            boxes,
+                            Path(out_dir) / f"{names[path]}.png",
+                            alpha=alpha,
+                            title=headline,
+                            window=None if geo.covers_image else record["window"],
                         )
                         record["grid"] = str(grid)
                         result.grids.append(grid)
                     result.records.append(record)
             bar.update(len(chunk))
             if json_path is not None:
-                _write(result, info, json_path)
+                _write(result, json_path)
     finally:
         bar.close()
         if json_path is not None:
-            _write(result, info, json_path)
+            _write(result, json_path)
     return result
 
 
-def _write(result: ExplainResult, info: ModelInfo, json_path: str | os.PathLike) -> None:
+def _settings(
+    method: MapMethod, info: ModelInfo, pre: Preprocess, topk: int, classes: Sequence[int] | None, threshold: float
+) -> dict:
+    return {
+        "model": info.name,
+        "method": method.name,
+        "target_layer": method.target_layer,
+        "classes": "top-k" if classes is None else [int(c) for c in classes],
+        "topk": topk if classes is None else len(classes),
+        "box_rule": BOX_RULE,
+        "threshold": threshold,
+        "resize": pre.mode,
+        "size": pre.size,
+        "resize_size": pre.resize_size,
+        "versions": versions(),
+    }
+
+
+def _headline(settings: dict) -> str:
+    layer = f", layer {settings['target_layer']}" if settings["target_layer"] else ""
+    seen = {
+        "full": f"whole photo, shorter side {settings['resize_size']}",
+        "crop": f"centre crop {settings['size']}²",
+        "squash": f"squashed to {settings['size']}²",
+    }[settings["resize"]]
+    return f"{settings['model']} · {settings['method']}{layer} · boxes ≥ {settings['threshold']:g} × max · {seen}"
+
+
+def _write(result: ExplainResult, json_path: str | os.PathLike) -> None:
     write_json(
         {
-            "model": info.name,
+            "model": result.settings.get("model"),
+            "settings": result.settings,
             "images": result.records,
             "errors": [{"path": e.path, "error": e.reason} for e in result.errors],
         },

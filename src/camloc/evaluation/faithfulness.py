@@ -32,14 +32,24 @@ __all__ = ["FaithfulnessResult", "evaluate_faithfulness", "format_table"]
 
 @dataclass
 class FaithfulnessResult:
+    """What :func:`evaluate_faithfulness` returns.
+
+    Attributes:
+        summary: method name -> its metrics (:meth:`FaithfulnessMetrics.compute`).
+        config: the run's settings (target, steps, baselines, masking, number of images).
+        skipped: one ``{"image_id", "path", "error"}`` per file that could not be read.
+    """
+
     summary: dict[str, dict]  # method -> FaithfulnessMetrics.compute()
     config: dict = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)  # {"image_id", "path", "error"}
 
     def to_json(self) -> dict:
+        """The JSON report: the config's keys, ``"methods"`` (the summary) and ``"skipped"``."""
         return {**self.config, "methods": self.summary, "skipped": self.skipped}
 
     def to_markdown(self, title: str | None = None) -> str:
+        """The summary as a markdown table, one row per method (:func:`format_table`)."""
         return format_table(self.summary, title)
 
 
@@ -76,20 +86,25 @@ def evaluate_faithfulness(
     workers: int = 2,
     progress: bool | None = None,
 ) -> FaithfulnessResult:
-    """Faithfulness of every method's maps on dataset samples (anything with ``.path``, ``.label``
-    and optionally ``.image_id``).
+    """Faithfulness of every method's maps on dataset samples.
 
+    The samples are anything with ``.path``, ``.label`` and optionally ``.image_id``.
     Each batch is decoded once; ``target="predicted"`` explains the model's top-1 class (as the RISE
     and Grad-CAM++ evaluations), ``"label"`` the sample's label; every method explains the same
     class of an image. A method is called ``method(images, classes=...)`` and must return a
     :class:`~camloc.maps.CamOutput` with upsampled ``maps``. Unreadable files are skipped and listed.
+    Each method has a progress bar with its rate and ETA: deletion and insertion cost
+    ``2 * (steps + 1)`` forward passes per image and method, Score-CAM one more per channel.
     """
     if target not in ("predicted", "label"):
         raise InvalidArgument("target", f"target must be 'predicted' or 'label', not {target!r}")
     samples = list(samples)
     metrics = {name: FaithfulnessMetrics() for name in methods}
     skipped: list[dict] = []
-    bar = progress_bar(len(samples), enabled=progress)
+    bars = {
+        name: progress_bar(len(samples), desc=f"{name:>10}", enabled=progress, position=i)
+        for i, name in enumerate(methods)
+    }
     device = model_device(model)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for start in range(0, len(samples), batch_size):
@@ -108,12 +123,17 @@ def evaluate_faithfulness(
                         classes = model(images).argmax(dim=1)
                 for name, method in methods.items():
                     out = method(images, classes=classes[:, None])
+                    assert out.maps is not None  # upsampled: the call asks for them
                     scores = faithfulness_scores(
                         model, images, out.maps[:, 0], classes, steps=steps, baseline=baseline, chunk=chunk
                     )
                     metrics[name].update(**scores)
-            bar.update(len(chunk_samples))
-    bar.close()
+                    bars[name].update(len(chunk_samples))
+            else:
+                for bar in bars.values():
+                    bar.update(len(chunk_samples))
+    for bar in bars.values():
+        bar.close()
     del_base, ins_base = baseline_pair(baseline)
     config = {
         "target": target,

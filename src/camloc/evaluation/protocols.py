@@ -1,15 +1,16 @@
 """Box protocols: how one image's map becomes boxes, and what the image contributes to the metrics.
 
-``wsol``: wsolevaluation's protocol (maps on the image squashed to the input size, bicubic,
-min-max; MaxBoxAcc, MaxBoxAccV2, PxAP over thresholds ``np.arange(0, 1, step)``) plus the paper's
-rule at ``threshold`` on the same maps for GT-known / top-1 / top-5 localization. ``paper``: only
-the paper's rule. ``authors``: the CAM authors' box generator and top-5 heuristics, in the original
-image's pixels.
+``wsol``: wsolevaluation's protocol (maps on the image squashed to the input size, bicubic, min-max;
+MaxBoxAcc, MaxBoxAccV2, PxAP over thresholds ``np.arange(0, 1, step)``) plus the box rule at
+``threshold`` of the same min-max maps for GT-known / top-1 / top-5 localization, as wsolevaluation
+reads the paper. ``paper``: the paper's text, pixels >= ``threshold`` x the map's maximum (no min
+subtraction), on the same resized maps. ``authors``: the CAM authors' box generator and top-5
+heuristics, in the original image's pixels.
 
-``baseline="center"`` scores fixed centred boxes instead of the CAM's: the map is replaced by
-``1 - max(|x - cx| / (W/2), |y - cy| / (H/2))``, whose region above threshold ``t`` is the centred
-box of ``(1 - t)`` times the image's width and height. MaxBoxAcc is then the accuracy of the best
-fixed centred box, and the curves give every box size (classification still uses the model).
+``baseline="center"`` scores fixed centred boxes instead of the CAM's: the map is replaced by ``1 -
+max(|x - cx| / (W/2), |y - cy| / (H/2))``, whose region above threshold ``t`` is the centred box of
+``(1 - t)`` times the image's width and height. MaxBoxAcc is then the accuracy of the best fixed
+centred box, and the curves give every box size (classification still uses the model).
 """
 
 from __future__ import annotations
@@ -114,11 +115,17 @@ def _single_box(sample: Sample, top5: list[int], box: Box | None, truths: list) 
 
 
 class WsolProtocol(BoxProtocol):
-    """wsolevaluation's protocol (``sweep=True``) or the paper's rule alone (``sweep=False``), on score maps.
+    """wsolevaluation's protocol (``sweep=True``) or the paper's rule alone (``sweep=False``).
+
+    Maps are resized bicubically (float64, OpenCV) to ``size`` x ``size``. ``wsol`` min-max
+    normalizes them (wsolevaluation's score map) and takes its single box by the rule at
+    ``threshold`` of that map; ``paper`` takes it at ``threshold`` x the resized map's own maximum,
+    as the paper's text says. MaxBoxAcc, MaxBoxAccV2 and PxAP always use the score map.
 
     Args:
         step: the CAM threshold step of the sweep and of PxAP.
-        threshold: the paper rule's threshold (a fraction of the min-max score map).
+        threshold: the single box's threshold (of the min-max score map for ``wsol``, of the map's
+            maximum for ``paper``).
         size: the side of the square the maps are resized to and the GT boxes scaled into.
         sweep: run the MaxBoxAcc / MaxBoxAccV2 sweep (``wsol``), or not (``paper``).
         baseline: ``"center"`` to score fixed centred boxes instead of the maps.
@@ -137,7 +144,11 @@ class WsolProtocol(BoxProtocol):
     def judge(self, sample, original, top5, gt_map, top3_maps):  # noqa: D102 - documented on the base
         truths = [scale_box(b, original, self.size) for b in sample.boxes]
         scoremap = center_scoremap(self.size) if self.baseline == "center" else wsol_scoremap(gt_map, self.size)
-        box = paper_box(scoremap, self.threshold)
+        if self.sweep or self.baseline == "center":
+            box = paper_box(scoremap, self.threshold)  # on the min-max map: wsolevaluation's reading of the rule
+        else:  # the paper's text: a fraction of the map's own maximum, no min subtraction
+            resized = cv2.resize(np.asarray(gt_map, dtype=np.float64), self.size, interpolation=cv2.INTER_CUBIC)
+            box = paper_box(resized, self.threshold)
         iou, outcome = _single_box(sample, top5, box, truths)
         if self.sweep and truths:
             gray = wsol_gray(scoremap)
@@ -149,7 +160,10 @@ class WsolProtocol(BoxProtocol):
 
 
 class AuthorsProtocol(BoxProtocol):
-    """The CAM authors' box generator and top-5 heuristics, in the original image's pixels (maps resized bicubically)."""
+    """The CAM authors' box generator and top-5 heuristics, in the original image's pixels.
+
+    The maps are resized bicubically to the image.
+    """
 
     name = "authors"
     wants_top3 = True

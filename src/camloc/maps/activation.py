@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from .traced import TracedMethod, weighted_sum
+from .traced import Target, TracedMethod, weighted_sum
 
 __all__ = ["EigenCAM", "ScoreCAM"]
 
@@ -16,7 +17,22 @@ class EigenCAM(TracedMethod):
     name = "eigencam"
     needs_gradients = False
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """Eigen-CAM: ``map = (A - mean_ij A) v_1``, ``v_1`` the first right singular vector of the centred activations.
+
+        Each image's activations are flattened to ``float32[h*w, C]`` (positions x channels) and centred
+        over the positions; the map is their projection on the first principal direction, with the
+        sign as the SVD returns it.
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: None (the method needs no gradients; unused).
+            x: the model input (unused).
+            targets: one target per image (unused: the map is the same for every class).
+
+        Returns:
+            ``Tensor[N, h, w]`` maps, in the activations' dtype.
+        """
         n, c, h, w = activations.shape
         flat = activations.float().reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
         centred = flat - flat.mean(dim=1, keepdim=True)
@@ -25,8 +41,16 @@ class EigenCAM(TracedMethod):
 
 
 class ScoreCAM(TracedMethod):
-    """Wang et al. (CVPRW 2020): each channel, upsampled and min-max normalized, masks the input;
+    """Wang et al. (CVPRW 2020): channel weights from the target scores of the input masked by each channel.
+
+    Each channel, upsampled and min-max normalized, masks the input;
     the softmax over channels of the masked inputs' target scores weights the channels.
+
+    Args:
+        *args: as :class:`~camloc.maps.traced.TracedMethod` (``model``, ``target_layer``).
+        chunk: how many channels' masked inputs go through the model in one batch (memory stays at
+            ``chunk`` upsampled channels).
+        **kwargs: as :class:`~camloc.maps.traced.TracedMethod` (``relu``, ``normalize``, ``upsample_mode``).
     """
 
     name = "scorecam"
@@ -36,7 +60,22 @@ class ScoreCAM(TracedMethod):
         super().__init__(*args, **kwargs)
         self.chunk = chunk
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """Score-CAM: ``w = softmax_c S(x * norm(up(A_c)))``, ``map = sum_c w_c A_c``.
+
+        ``up`` upsamples a channel to the input size (bilinear, ``align_corners=True``), ``norm``
+        min-max normalizes it to [0, 1], and ``S`` is the image's target score of the masked input;
+        the model runs once per ``chunk`` channels of each image.
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: None (the method needs no gradients; unused).
+            x: ``Tensor[N, 3, H, W]`` the model input that is masked.
+            targets: one target per image, scoring the masked inputs.
+
+        Returns:
+            ``Tensor[N, h, w]`` maps, in the activations' dtype.
+        """
         n, c = activations.shape[:2]
         weights = torch.empty(n, c, device=x.device)
         with torch.no_grad():

@@ -54,20 +54,20 @@ def to_image_frame(raw: Tensor, geometry: Geometry, mode: str = "bilinear") -> T
     """Resample maps of the model input onto the original image's pixel grid.
 
     Args:
-        raw: ``Tensor[k, h, w]`` maps over the model's input square.
+        raw: ``Tensor[k, h, w]`` maps over the model's input.
         geometry: where that square lies in the original image.
         mode: ``grid_sample``'s interpolation.
 
     Returns:
-        ``Tensor[k, height, width]`` in the original image's pixels. For ``squash`` this equals
-        resizing the maps straight to (height, width); for ``crop``, pixels outside the centre crop
-        the model saw are NaN.
+        ``Tensor[k, height, width]`` in the original image's pixels. For ``squash`` and ``full``
+        this equals resizing the maps straight to (height, width); for ``crop``, pixels outside the
+        centre crop the model saw are NaN.
     """
     g = geometry
     # Original pixel centres -> input-frame coordinates -> grid_sample's [-1, 1] (align_corners=False),
     # in float64 on the CPU (exact enough for any map dtype, and possible on every device).
-    xs = ((torch.arange(g.width, dtype=torch.float64) + 0.5) / g.scale_x - g.left) * (2.0 / g.size) - 1.0
-    ys = ((torch.arange(g.height, dtype=torch.float64) + 0.5) / g.scale_y - g.top) * (2.0 / g.size) - 1.0
+    xs = ((torch.arange(g.width, dtype=torch.float64) + 0.5) / g.scale_x - g.left) * (2.0 / g.input_width) - 1.0
+    ys = ((torch.arange(g.height, dtype=torch.float64) + 0.5) / g.scale_y - g.top) * (2.0 / g.input_height) - 1.0
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0).to(raw.device, raw.dtype)
     out = F.grid_sample(raw.unsqueeze(0), grid, mode=mode, padding_mode="border", align_corners=False)[0]
     inside = ((xs.abs() <= 1).view(1, 1, -1) & (ys.abs() <= 1).view(1, -1, 1)).to(raw.device)

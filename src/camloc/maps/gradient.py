@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from .traced import TracedMethod, weighted_sum
+from .traced import Target, TracedMethod, weighted_sum
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM"]
 
@@ -14,7 +15,19 @@ class GradCAM(TracedMethod):
 
     name = "gradcam"
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """Grad-CAM: ``w_c = mean_ij dS/dA_c[i, j]``, ``map = sum_c w_c A_c``.
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: ``Tensor[N, C, h, w]`` the gradients of each image's target score ``S``.
+            x: the model input (unused).
+            targets: one target per image (unused).
+
+        Returns:
+            ``Tensor[N, h, w]`` maps.
+        """
+        assert grads is not None  # gradient methods always get them
         return weighted_sum(grads.mean(dim=(2, 3)), activations)
 
 
@@ -23,12 +36,26 @@ class GradCAMPlusPlus(TracedMethod):
 
     name = "gradcam++"
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """Grad-CAM++: ``alpha = g^2 / (2 g^2 + (sum_ij A_c) g^3 + 1e-6)`` (0 where ``g = 0``), ``g = dS/dA_c``.
+
+        Then ``w_c = sum_ij alpha relu(g)`` and ``map = sum_c w_c A_c``.
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: ``Tensor[N, C, h, w]`` the gradients ``g`` of each image's target score ``S``.
+            x: the model input (unused).
+            targets: one target per image (unused).
+
+        Returns:
+            ``Tensor[N, h, w]`` maps.
+        """
+        assert grads is not None  # gradient methods always get them
         g2 = grads.pow(2)
         g3 = g2 * grads
         total = activations.sum(dim=(2, 3), keepdim=True)
         alpha = g2 / (2 * g2 + total * g3 + 1e-6)
-        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        alpha = torch.where(grads.ne(0), alpha, torch.zeros_like(alpha))
         return weighted_sum((grads.relu() * alpha).sum(dim=(2, 3)), activations)
 
 
@@ -37,7 +64,19 @@ class XGradCAM(TracedMethod):
 
     name = "xgradcam"
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """XGrad-CAM: ``w_c = sum_ij g_c A_c / (sum_ij A_c + 1e-7)`` with ``g = dS/dA``, ``map = sum_c w_c A_c``.
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: ``Tensor[N, C, h, w]`` the gradients ``g`` of each image's target score ``S``.
+            x: the model input (unused).
+            targets: one target per image (unused).
+
+        Returns:
+            ``Tensor[N, h, w]`` maps.
+        """
+        assert grads is not None  # gradient methods always get them
         total = activations.sum(dim=(2, 3), keepdim=True)
         return weighted_sum((grads * activations / (total + 1e-7)).sum(dim=(2, 3)), activations)
 
@@ -47,7 +86,19 @@ class HiResCAM(TracedMethod):
 
     name = "hirescam"
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """HiResCAM: ``map = sum_c g_c * A_c`` element-wise, with ``g = dS/dA`` (no spatial averaging).
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: ``Tensor[N, C, h, w]`` the gradients ``g`` of each image's target score ``S``.
+            x: the model input (unused).
+            targets: one target per image (unused).
+
+        Returns:
+            ``Tensor[N, h, w]`` maps.
+        """
+        assert grads is not None  # gradient methods always get them
         return (grads * activations).sum(dim=1)
 
 
@@ -56,5 +107,17 @@ class LayerCAM(TracedMethod):
 
     name = "layercam"
 
-    def combine(self, activations, grads, x, targets):
+    def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
+        """LayerCAM: ``map = sum_c relu(g_c) * A_c`` element-wise, with ``g = dS/dA``.
+
+        Args:
+            activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
+            grads: ``Tensor[N, C, h, w]`` the gradients ``g`` of each image's target score ``S``.
+            x: the model input (unused).
+            targets: one target per image (unused).
+
+        Returns:
+            ``Tensor[N, h, w]`` maps.
+        """
+        assert grads is not None  # gradient methods always get them
         return (grads.relu() * activations).sum(dim=1)

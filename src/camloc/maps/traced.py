@@ -9,6 +9,7 @@ further, never into the parameters, which are passed detached), and no hook is l
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -17,7 +18,7 @@ from torch.func import functional_call
 
 from ..errors import HeadNotFound, InvalidArgument
 from ..models.adapter import FoldedCopy
-from ..models.graph import is_gap, output_node, trace_with_leaf
+from ..models.graph import is_gap, module_of, output_node, trace_with_leaf
 from ..utils import model_device
 from .core import CamOutput, Classes, Normalize, choose_classes, finish_maps, prepare_input
 
@@ -33,6 +34,7 @@ class ClassTarget:
         self.index = int(index)
 
     def __call__(self, output: Tensor) -> Tensor:
+        """The logit ``output[..., index]`` of one image's output ``Tensor[num_classes]``."""
         return output[..., self.index]
 
 
@@ -109,11 +111,12 @@ class TracedMethod:
         x = prepare_input(images, self.device, self.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
             activations, logits = self._forward(x)
+            target_lists: list[list[Target]]
             if targets is None:
                 chosen, scores = choose_classes(logits, topk, classes)
                 target_lists = [[ClassTarget(c) for c in row] for row in chosen.tolist()]
             else:
-                target_lists = [list(t) if isinstance(t, (list, tuple)) else [t] for t in targets]
+                target_lists = [list(t) if isinstance(t, (list, tuple)) else [cast(Target, t)] for t in targets]
                 chosen = torch.full((len(target_lists), len(target_lists[0])), -1, device=logits.device)
                 scores = torch.stack(
                     [torch.stack([t(logits[i]).detach().float() for t in ts]) for i, ts in enumerate(target_lists)]
@@ -194,7 +197,7 @@ def _default_target(graph: fx.Graph, modules: dict[str, nn.Module]) -> fx.Node |
         flattens = (
             (node.op == "call_function" and node.target is torch.flatten)
             or (node.op == "call_method" and node.target in ("flatten", "view", "reshape"))
-            or (node.op == "call_module" and isinstance(modules.get(node.target), nn.Flatten))
+            or isinstance(module_of(node, modules), nn.Flatten)
         )
         if is_gap(node, modules) or flattens:
             source = node.args[0]
@@ -202,7 +205,7 @@ def _default_target(graph: fx.Graph, modules: dict[str, nn.Module]) -> fx.Node |
             if (
                 isinstance(source, fx.Node)
                 and source.op == "call_module"
-                and isinstance(modules.get(source.target), nn.AdaptiveAvgPool2d)
+                and isinstance(module_of(source, modules), nn.AdaptiveAvgPool2d)
             ):
                 source = source.args[0]
             return source if isinstance(source, fx.Node) else None

@@ -155,7 +155,7 @@ def baseline_pair(baseline: Baseline | tuple[Baseline, Baseline]) -> tuple[Basel
         raise InvalidArgument(
             "baseline", f"baseline must be one name or a (deletion, insertion) pair, got {baseline!r}"
         )
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 def trapezoid_auc(curves: Tensor) -> Tensor:
@@ -194,8 +194,10 @@ def deletion_insertion_curves(
     baseline: Baseline | tuple[Baseline, Baseline] = RISE_BASELINES,
     chunk: int = 64,
 ) -> tuple[Tensor, Tensor]:
-    """Deletion and insertion curves, each (N, steps + 1): the class probability after 0, 1, ...,
-    ``steps`` equal fractions of the pixels are removed (deletion) or inserted (insertion).
+    """Deletion and insertion curves, each ``Tensor[N, steps + 1]``, of the class probability.
+
+    Each point is the class probability after 0, 1, ..., ``steps`` equal fractions of the pixels
+    are removed (deletion) or inserted (insertion).
 
     ``baseline``: one substrate for both games, or a (deletion, insertion) pair; the default is
     RISE's (``"zero"``, ``"blur"``). All steps of all images go through the model in batches of
@@ -248,9 +250,11 @@ def deletion_insertion(
 def average_drop_increase(
     model: Model, images: Tensor, maps: Tensor, classes: int | Sequence[int] | Tensor, *, chunk: int = 64
 ) -> tuple[Tensor, Tensor]:
-    """(drop (N,), increase (N,) bool): ``max(0, Y - O) / Y`` and ``O > Y``, with Y the class
-    probability on the image and O on ``image * E`` (E: the map min-max normalized to [0, 1] at
-    the input's resolution, multiplied in normalized-input space). Drop is a fraction, not percent.
+    """(drop ``Tensor[N]``, increase ``bool[N]``): ``max(0, Y - O) / Y`` and ``O > Y``.
+
+    Y is the class probability on the image and O on ``image * E`` (E: the map min-max normalized
+    to [0, 1] at the input's resolution, multiplied in normalized-input space). Drop is a
+    fraction, not percent.
     """
     _check_images(images)
     device, dtype = _device_dtype(model, images)
@@ -299,6 +303,7 @@ class FaithfulnessMetrics:
         self.reset()
 
     def reset(self) -> None:
+        """Forget every batch seen so far."""
         self._sums = dict.fromkeys(self.KEYS, 0.0)
         self._counts = dict.fromkeys(self.KEYS, 0)
 
@@ -309,7 +314,15 @@ class FaithfulnessMetrics:
         average_drop: Tensor | None = None,
         increase: Tensor | None = None,
     ) -> None:
-        for key, value in zip(self.KEYS, (deletion_auc, insertion_auc, average_drop, increase)):
+        """Add one batch's per-image scores (each ``Tensor[N]``); a score given as None is left out.
+
+        Args:
+            deletion_auc: deletion AUCs in [0, 1].
+            insertion_auc: insertion AUCs in [0, 1].
+            average_drop: drops, as fractions (:func:`average_drop_increase`).
+            increase: whether the confidence increased, bool or 0/1.
+        """
+        for key, value in zip(self.KEYS, (deletion_auc, insertion_auc, average_drop, increase), strict=True):
             if value is None:
                 continue
             v = torch.as_tensor(value).detach().reshape(-1).double().cpu()
@@ -320,6 +333,7 @@ class FaithfulnessMetrics:
         return self._sums[key] / self._counts[key] * scale if self._counts[key] else None
 
     def compute(self) -> dict:
+        """The means so far: the keys are in the class docstring (``images``: the largest count of any metric)."""
         return {
             "images": max(self._counts.values()),
             "deletion_auc": self._mean("deletion_auc"),

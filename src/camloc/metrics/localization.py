@@ -40,11 +40,12 @@ class ImageOutcome:
 class LocalizationMetrics:
     """Classification and localization accuracies over a stream of images (percent in ``compute``)."""
 
-    def __init__(self, cam_thresholds: Sequence[float]) -> None:
+    def __init__(self, cam_thresholds: Sequence[float] | np.ndarray) -> None:
         self.cam_thresholds = np.asarray(cam_thresholds, dtype=np.float64)
         self.reset()
 
     def reset(self) -> None:
+        """Forget every image seen so far."""
         self.images = 0
         self.counts = {"cls_top1": 0, "cls_top5": 0, "gt_known_loc": 0, "top1_loc": 0, "top5_loc": 0}
         self.loc_images = 0  # images whose protocol gives a single box
@@ -52,6 +53,7 @@ class LocalizationMetrics:
         self.pxap: PxAP | None = None
 
     def update(self, outcome: ImageOutcome) -> None:
+        """Add one image's outcome: its classification, localization, curves and PxAP histograms."""
         self.images += 1
         self.counts["cls_top1"] += int(outcome.cls_top1)
         self.counts["cls_top5"] += int(outcome.cls_top5)

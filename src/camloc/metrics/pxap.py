@@ -11,11 +11,16 @@ __all__ = ["PxAP", "mask_histograms"]
 
 
 class PxAP:
-    """Pixel average precision (wsolevaluation's MaskEvaluator): histograms of map values on
-    ground-truth foreground and background pixels, then the area under precision-recall.
+    """Pixel average precision (wsolevaluation's MaskEvaluator), accumulated over images.
+
+    Histograms of map values on ground-truth foreground and background pixels, then the area
+    under precision-recall.
+
+    Args:
+        cam_thresholds: the ascending map thresholds in [0, 1), the left edges of the histogram bins.
     """
 
-    def __init__(self, cam_thresholds: Sequence[float]) -> None:
+    def __init__(self, cam_thresholds: Sequence[float] | np.ndarray) -> None:
         # Bins [t0, t1), ..., [t_last, 1), [1, 2), [2, 3): the thresholds and three right edges.
         self.edges = np.append(np.asarray(cam_thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
         self.foreground = np.zeros(len(self.edges) - 1, dtype=np.int64)
@@ -28,10 +33,15 @@ class PxAP:
         return fg.astype(np.int64), bg.astype(np.int64)
 
     def update_histograms(self, foreground: np.ndarray, background: np.ndarray) -> None:
+        """Add one image's foreground and background histograms (as :meth:`histograms` gives them)."""
         self.foreground += foreground
         self.background += background
 
     def compute(self) -> float | None:
+        """PxAP in percent: the area under the precision-recall curve over the thresholds.
+
+        None when no foreground pixel (or no pixel at all) has been counted.
+        """
         tp = self.foreground[::-1].cumsum()
         fn = self.foreground.sum() - tp
         fp = self.background[::-1].cumsum()
@@ -47,7 +57,9 @@ class PxAP:
 def mask_histograms(
     pxap: PxAP, scoremap: np.ndarray, mask_paths: Sequence[str], ignore_path: str | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Wsolevaluation's mask rule: masks resized (nearest) to the score map, foreground = any
+    """``pxap``'s foreground and background histograms of one score map, by wsolevaluation's mask rule.
+
+    Masks are resized (nearest) to the score map, foreground = any
     instance > 0.5; the ignore box minus the foreground is excluded.
     """
     h, w = scoremap.shape

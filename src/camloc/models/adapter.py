@@ -48,6 +48,7 @@ class CamAdapter:
 
     @property
     def is_linear(self) -> bool:
+        """Whether the head after GAP is one linear layer (then CAM's weights are its rows)."""
         return self.classifier is not None
 
     @property
@@ -56,9 +57,15 @@ class CamAdapter:
         if self.classifier is None:
             return None
         w = self.classifier.weight
+        assert isinstance(w, Tensor)
         return w.reshape(w.shape[0], w.shape[1])
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(features Tensor[N, C, h, w], logits Tensor[N, num_classes])`` of the input ``x``, in one forward pass.
+
+        Raises:
+            HeadNotFound: when the pooled tensor is not a spatial ``(N, C, H, W)`` feature map.
+        """
         features, logits = self._runner()(x)
         if features.ndim != 4:
             raise HeadNotFound(
@@ -75,8 +82,9 @@ class CamAdapter:
 
     def weights(self, features: Tensor, classes: Tensor) -> Tensor:
         """Channel weights (N, k, C) of the given classes (N, k) for each image."""
-        if self.classifier is not None:
-            return self.weight.detach()[classes]
+        weight = self.weight
+        if weight is not None:
+            return weight.detach()[classes]
         assert self._head is not None
         # A nonlinear head after GAP (MobileNetV3's MLP, ConvNeXt's LayerNorm): linearize it at
         # this image. Only the head is differentiated, never the backbone.
@@ -106,9 +114,12 @@ class FoldedCopy:
         self._key: tuple = ()
 
     def __call__(self) -> fx.GraphModule:
+        """The folded copy, rebuilt first when the model's parameters or buffers changed since the last call."""
         key = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
         if self._copy is None or key != self._key:
-            self._copy = fuse_conv_bn(self.traced, inplace=False).requires_grad_(False)
+            folded = fuse_conv_bn(self.traced, inplace=False)
+            assert isinstance(folded, fx.GraphModule)
+            self._copy = folded.requires_grad_(False)
             self._key = key
         return self._copy
 
@@ -136,14 +147,16 @@ def adapt(model: nn.Module) -> CamAdapter:
 
 def _adapt_timm(model: nn.Module) -> CamAdapter:
     """Timm models: ``forward_features`` gives the map, ``forward_head`` the logits."""
+    forward_features: Callable[[Tensor], Tensor] = getattr(model, "forward_features")  # noqa: B009 - typed here
+    forward_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
 
     def run(x: Tensor) -> tuple[Tensor, Tensor]:
-        features = model.forward_features(x)
-        return features, model.forward_head(features)
+        features = forward_features(x)
+        return features, forward_head(features)
 
     classifier = None
     try:
-        head = find_gap_head(trace(model, model.forward_head), model)
+        head = find_gap_head(trace(model, forward_head), model)
     except Exception:  # noqa: BLE001 - an untraceable head is linearized by autograd instead
         head = None
     if head is not None and head.feature.op != "placeholder":
@@ -158,7 +171,7 @@ def _adapt_timm(model: nn.Module) -> CamAdapter:
             )
     else:
         classifier = head.classifier
-    head_fn = None if classifier is not None else model.forward_head
+    head_fn = None if classifier is not None else forward_head
     kind = "linear" if classifier is not None else "nonlinear (linearized by autograd)"
     return CamAdapter(model, run, classifier, head_fn, f"timm forward_features -> forward_head, {kind} head")
 
@@ -197,5 +210,8 @@ def _pre_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
 
 def _describe(model: nn.Module, head: GapHead) -> str:
     if head.classifier is None:
-        return f"{type(model).__name__}: features at fx node '{head.feature.name}', nonlinear head (linearized by autograd)"
+        return (
+            f"{type(model).__name__}: features at fx node '{head.feature.name}', "
+            "nonlinear head (linearized by autograd)"
+        )
     return f"{type(model).__name__}: features at fx node '{head.feature.name}', linear head {head.classifier}"

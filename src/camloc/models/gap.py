@@ -1,5 +1,6 @@
-"""The paper's "-GAP" variants (Zhou et al., CVPR 2016, section 3.1): cut a CNN after a chosen conv stage
-and give it a CAM head.
+"""The paper's "-GAP" variants (Zhou et al., CVPR 2016, section 3.1).
+
+Cut a CNN after a chosen conv stage and give it a CAM head.
 
 ``convert(vgg16)`` keeps VGG16 up to conv5_3 (+ its ReLU), so a 224-pixel input gives a 14x14 map, and
 adds conv 3x3 / stride 1 / pad 1 with 1024 units, a ReLU, global average pooling and one linear layer:
@@ -49,7 +50,9 @@ __all__ = ["GapVariant", "convert", "default_layer"]
 
 
 class GapVariant(nn.Module):
-    """``backbone -> conv 3x3 -> [ReLU] -> GAP -> fc``; state_dict keys ``backbone.<original name>``,
+    """A "-GAP" network: ``backbone -> conv 3x3 -> [ReLU] -> GAP -> fc``, as :func:`convert` makes it.
+
+    State_dict keys ``backbone.<original name>``,
     ``conv.*`` and ``fc.*``. ``camloc_gap`` holds the arguments of :func:`convert` that rebuild it.
     """
 
@@ -65,6 +68,7 @@ class GapVariant(nn.Module):
         self.fc = fc
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``Tensor[N, num_classes]`` of the images ``x`` (``Tensor[N, 3, H, W]``)."""
         features = self.relu(self.conv(self.backbone(x)["features"]))
         return self.fc(torch.flatten(self.pool(features), 1))
 
@@ -108,6 +112,7 @@ def convert(
     fc = nn.Linear(width, num_classes, **factory)
     with torch.no_grad():  # conv before fc, so that one seed gives one network
         nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        assert conv.bias is not None  # made with bias=True above
         nn.init.zeros_(conv.bias)
         nn.init.normal_(fc.weight, 0.0, 0.01)
         nn.init.zeros_(fc.bias)
@@ -137,7 +142,9 @@ def default_layer(model: nn.Module) -> str:
 
 
 def _candidates(model: nn.Module) -> list[str]:
-    """A few module names worth cutting at: the last convolutional blocks at the top level (or inside a lone
+    """A few module names worth cutting at (quoted with repr), for error messages.
+
+    The last convolutional blocks at the top level (or inside a lone
     container such as MobileNet's ``features``), auxiliary classifiers left out.
     """
 
@@ -172,7 +179,9 @@ def _own_num_classes(model: nn.Module) -> int:
 
 
 class _Backbone(DualGraphModule):
-    """The kept part: torchvision's train/eval pair of truncated graphs, whose deepcopy keeps every module's
+    """The kept part: torchvision's train/eval pair of truncated graphs.
+
+    Its deepcopy keeps every module's
     train/eval mode (torchvision's own puts the copy in train mode: a deep-copied eval model would then
     run BatchNorm on batch statistics).
     """
@@ -219,7 +228,9 @@ def _set_modes(module: nn.Module, modes: dict[str, bool]) -> None:
 
 
 def _output_channels(backbone: nn.Module, model: nn.Module, layer: str) -> int:
-    """Channels of the layer's output, from a run of the kept part on a 224-pixel image: shape-only on the
+    """Channels of the layer's output, from a run of the kept part on a 224-pixel image.
+
+    The run is shape-only on the
     meta device, or (for a graph that holds real tensors of its own) a real one on zeros.
     """
     first_conv = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -24,6 +25,7 @@ __all__ = [
     "find_gap_head",
     "is_gap",
     "is_global_size",
+    "module_of",
     "output_node",
     "trace",
     "trace_with_leaf",
@@ -35,8 +37,6 @@ NO_HEAD_ADVICE = (
     "(the paper's '-GAP' variants) or use a gradient method such as Grad-CAM."
 )
 
-# Ops that only reshape or are the identity at inference: they may sit between pooling and the
-# linear layer without changing what CAM means.
 NO_HEAD_ADVICE = (
     "CAM needs a classifier that ends in global average pooling + one linear layer "
     "(ResNet, MobileNet, EfficientNet, DenseNet, ...). Convert the model with a GAP head "
@@ -112,6 +112,7 @@ def _strip_prefix(graph: fx.Graph, prefix: str) -> None:
 
 
 def output_node(graph: fx.Graph) -> fx.Node:
+    """The graph's (last) ``output`` node."""
     return next(n for n in reversed(graph.nodes) if n.op == "output")
 
 
@@ -126,9 +127,10 @@ def find_gap_head(graph: fx.Graph, root: nn.Module) -> GapHead | None:
         if not isinstance(feature, fx.Node) or not _reaches(node, output):
             continue
         after = _follow_pass_through(node, modules)
-        if after is not None and after.op == "call_module" and isinstance(modules[after.target], nn.Linear):
+        linear = None if after is None else module_of(after, modules)
+        if after is not None and isinstance(linear, nn.Linear):
             if _follow_pass_through(after, modules) is _single_output_value(output):
-                return GapHead(feature, modules[after.target])
+                return GapHead(feature, linear)
             return GapHead(feature, None)
         conv_feature, conv = _class_conv_before(feature, modules)
         if conv is not None and _follow_pass_through(node, modules) is _single_output_value(output):
@@ -143,12 +145,22 @@ def _single_output_value(output: fx.Node) -> fx.Node | None:
 
 
 def is_global_size(size: object) -> bool:
+    """Whether an adaptive pooling ``output_size`` is 1 x 1 (``1``, ``(1, 1)`` or ``[1, 1]``)."""
     return size in (1, (1, 1), [1, 1])
 
 
 def is_gap(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` is a global average pooling.
+
+    That is an ``nn.AdaptiveAvgPool2d`` module or ``F.adaptive_avg_pool2d`` call of output size 1 x 1,
+    or a ``mean`` over the dimensions ``(2, 3)`` / ``(-2, -1)`` (method or ``torch.mean``).
+
+    Args:
+        node: a node of a traced graph.
+        modules: the traced model's ``named_modules()``, to resolve ``call_module`` targets.
+    """
     if node.op == "call_module":
-        m = modules.get(node.target)
+        m = module_of(node, modules)
         return isinstance(m, nn.AdaptiveAvgPool2d) and is_global_size(m.output_size)
     if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
         size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
@@ -163,6 +175,11 @@ def is_gap(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
+def module_of(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
+    """The module a ``call_module`` node calls (None for any other node)."""
+    return modules.get(node.target) if node.op == "call_module" and isinstance(node.target, str) else None
+
+
 def _users(node: fx.Node) -> list[fx.Node]:
     """Users other than shape queries (``x.size(0)``, ``x.shape``)."""
     return [
@@ -175,7 +192,7 @@ def _users(node: fx.Node) -> list[fx.Node]:
 
 def _is_pass_through(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules.get(node.target), _PASS_MODULES)
+        return isinstance(module_of(node, modules), _PASS_MODULES)
     if node.op == "call_function":
         return node.target in _PASS_FUNCTIONS
     return node.op == "call_method" and node.target in _PASS_METHODS
@@ -198,19 +215,19 @@ def _class_conv_before(feature: fx.Node, modules: dict[str, nn.Module]) -> tuple
     """SqueezeNet's head: [dropout] -> 1x1 conv -> [ReLU] -> GAP. Returns the conv's input."""
     node = feature
     if _is_relu(node, modules):
-        node = node.args[0]
-    if node.op != "call_module" or not _is_class_conv(modules.get(node.target)):
+        node = cast(fx.Node, node.args[0])
+    conv = module_of(node, modules)
+    if conv is None or not _is_class_conv(conv):
         return feature, None
-    conv = modules[node.target]
     source = node.args[0]
     while isinstance(source, fx.Node) and _is_pass_through(source, modules):
         source = source.args[0]
-    return source, conv
+    return cast(fx.Node, source), conv
 
 
 def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules.get(node.target), nn.ReLU)
+        return isinstance(module_of(node, modules), nn.ReLU)
     return node.op == "call_function" and node.target in (F.relu, torch.relu)
 
 

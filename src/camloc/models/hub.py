@@ -94,13 +94,14 @@ def _load_torchvision(name: str, weights: str | os.PathLike | None) -> tuple[nn.
         chosen, path = candidates[0], _existing(weights)
     else:
         found = [(w, find_weight_file(_file_name(w.url))) for w in candidates]
-        chosen, path = next(((w, p) for w, p in found if p is not None), (candidates[0], None))
-        if path is None:
+        chosen, hit = next(((w, p) for w, p in found if p is not None), (candidates[0], None))
+        if hit is None:
             want = _file_name(enum.DEFAULT.url)
             raise WeightsNotFound(
                 f"pretrained weights for {name} are not on disk: put {want} in {hub_checkpoint_dir()}/ "
                 f"(it is published at {enum.DEFAULT.url}) or pass weights=PATH"
             )
+        path = hit
     with _hub_cache_holding(path, _file_name(chosen.url)):
         try:
             model = builder(weights=chosen)
@@ -161,7 +162,8 @@ def _load_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module,
         model = timm.create_model(name, pretrained=False)
     except RuntimeError as err:
         raise InvalidArgument("model", f"unknown timm model {name!r} ({err})") from None
-    path = _existing(weights) if weights is not None else _timm_cached_file(name, model.pretrained_cfg)
+    cfg_of_weights = dict(getattr(model, "pretrained_cfg", None) or {})
+    path = _existing(weights) if weights is not None else _timm_cached_file(name, cfg_of_weights)
     timm.models.load_checkpoint(model, str(path), strict=True)
     cfg = timm.data.resolve_data_config({}, model=model)
     size = cfg["input_size"][-1]
@@ -208,6 +210,7 @@ def _load_factory(spec: str, weights: str | os.PathLike | None) -> tuple[nn.Modu
             raise FileNotFoundError(f"{target}: model file not found")
         module_name = f"camloc_user_{file.stem}"
         mod_spec = importlib.util.spec_from_file_location(module_name, file)
+        assert mod_spec is not None and mod_spec.loader is not None  # a .py file always has both
         module = importlib.util.module_from_spec(mod_spec)
         sys.modules[module_name] = module  # lets dataclasses/pickle inside the file resolve it
         mod_spec.loader.exec_module(module)

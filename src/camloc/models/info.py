@@ -17,11 +17,24 @@ __all__ = ["ModelInfo", "model_info", "with_info"]
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What camloc knows about a model beyond its weights.
+
+    Attributes:
+        name: a name for reports (the hub name and weights, ``timm:<name>``, the model file's path, or the class name).
+        class_names: the class names in index order, or None when unknown.
+        preprocess: how images are resized and normalized for the model.
+    """
+
     name: str
     class_names: tuple[str, ...] | None
     preprocess: Preprocess
 
+    def __repr__(self) -> str:
+        classes = "no class names" if self.class_names is None else f"{len(self.class_names)} classes"
+        return f"ModelInfo(name={self.name!r}, {classes}, preprocess={self.preprocess!r})"
+
     def class_name(self, index: int) -> str:
+        """The name of class ``index``, or the index as a string when there is no such name."""
         if self.class_names is not None and 0 <= index < len(self.class_names):
             return self.class_names[index]
         return str(index)
@@ -34,5 +47,6 @@ def model_info(model: nn.Module) -> ModelInfo:
 
 
 def with_info(model: nn.Module, info: ModelInfo) -> nn.Module:
-    model.camloc_info = info  # a plain attribute: not a parameter, buffer or submodule
+    """Attach ``info`` to ``model`` (read back by :func:`model_info`); returns ``model`` itself."""
+    object.__setattr__(model, "camloc_info", info)  # a plain attribute: not a parameter, buffer or submodule
     return model

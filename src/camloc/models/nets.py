@@ -23,6 +23,18 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
 
 
 class GapNet(nn.Module):
+    """camloc's small GAP network (the architecture is in the module docstring).
+
+    A 3x3 stem conv of ``widths[0]`` channels at full resolution, then one stage of two 3x3 convs
+    per width (all conv + BatchNorm + ReLU; the second and third stages start with stride 2), global
+    average pooling and ``Linear(widths[-1], num_classes)``. Convs are Kaiming-normal initialized
+    (fan_out, ReLU), the linear layer Normal(0, 0.01) with zero bias.
+
+    Args:
+        num_classes: outputs of the linear layer (at least 1).
+        widths: the channels of each stage.
+    """
+
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64, 128)) -> None:
         super().__init__()
         if num_classes < 1:
@@ -44,10 +56,12 @@ class GapNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``Tensor[N, num_classes]`` of the images ``x`` (``Tensor[N, 3, H, W]``)."""
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
 def gapnet(num_classes: int = 10) -> GapNet:
+    """A :class:`GapNet` with the default widths ``(16, 32, 64, 128)``."""
     return GapNet(num_classes)
 
 

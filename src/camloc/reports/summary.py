@@ -23,19 +23,35 @@ def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
     Args:
         summary: ``EvalResult.summary``.
         title: the first line.
-        baseline: the summary is of ``baseline="center"``, whose best threshold t is the centred box
-            of (1 - t) times the image's sides: it is shown as that fraction.
+        baseline: the summary is of ``baseline="center"``: its rows that depend on the model's
+            classes are left out, and its best threshold t, the centred box of (1 - t) times the
+            image's sides, is shown as that fraction.
+
+    Example:
+        >>> print(format_summary({"images": 2, "cls_top1": 50.0, "max_box_acc": 50.0, "max_box_acc_v2": 40.0,
+        ...     "max_box_acc_v2_per_iou": {"30": 60.0, "50": 50.0, "70": 10.0}}, "demo"))
+        demo
+          images                             2
+          classification top-1           50.00
+          MaxBoxAcc (IoU 0.5)            50.00
+          MaxBoxAccV2 (IoU .3/.5/.7)     40.00
+            at IoU 30 / 50 / 70          60.00 / 50.00 / 10.00
     """
     names = dict(_NAMES)
-    if baseline and summary.get("best_threshold") is not None:
-        names["best_threshold"] = "best box side (of the image)"
-        summary = {**summary, "best_threshold": 1.0 - summary["best_threshold"]}
+    if baseline:
+        for key in ("cls_top1", "cls_top5", "top1_loc", "top5_loc"):
+            del names[key]
+        if summary.get("best_threshold") is not None:
+            names["best_threshold"] = "best box side (of the image)"
+            summary = {**summary, "best_threshold": 1.0 - summary["best_threshold"]}
     lines = [title, f"  {'images':<28}{summary['images']:>8}"]
     for key, name in names.items():
         value = summary.get(key)
         if value is not None:
             lines.append(f"  {name:<28}{value:>8.2f}")
-    per_iou = summary.get("max_box_acc_v2_per_iou")
-    if per_iou:
-        lines.append(f"  {'  at IoU 30 / 50 / 70':<28}" + " / ".join(f"{per_iou[k]:.2f}" for k in ("30", "50", "70")))
+        per_iou = summary.get("max_box_acc_v2_per_iou")
+        if key == "max_box_acc_v2" and per_iou:
+            lines.append(
+                f"  {'  at IoU 30 / 50 / 70':<28}{per_iou['30']:>8.2f} / {per_iou['50']:.2f} / {per_iou['70']:.2f}"
+            )
     return "\n".join(lines)

@@ -107,7 +107,7 @@ def extract_features(
                 bar.update(len(chunk))
     finally:
         model.train(was_training)
-    width = adapter.weight.shape[1] if adapter.is_linear else 0
+    width = adapter.weight.shape[1] if adapter.weight is not None else 0
     values = torch.cat(vectors).numpy() if vectors else np.zeros((0, width), dtype=np.float32)
     meta = {
         "model": model_info(model).name,
@@ -136,7 +136,8 @@ def _pair_with_samples(chunk: list[Sample], batch: Batch) -> tuple[list[Sample],
     ``load_batch`` keeps the order of its paths in both lists, so walking the chunk in order pairs
     them; a sample is loaded when the next loaded path is its path.
     """
-    good, bad = [], []
+    good: list[Sample] = []
+    bad: list[tuple[Sample, BadImage]] = []
     errors = iter(batch.errors)
     for sample in chunk:
         if len(good) < len(batch.paths) and batch.paths[len(good)] == str(sample.path):

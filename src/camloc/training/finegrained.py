@@ -19,6 +19,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +35,11 @@ from ..images import Preprocess, crop_to_box, load_batch, open_image
 from ..maps.cam import CAM
 from ..maps.frames import to_image_frame
 from ..metrics.iou import best_iou
-from ..models.probes import attach_probe
+from ..models.probes import LinearProbe, attach_probe
 from ..utils import model_device
 from ..utils import progress as progress_bar
 from .features import Features, extract_features
-from .probes import fit_probe
+from .probes import ProbeKind, fit_probe
 from .train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,21 @@ __all__ = ["FinegrainedResult", "cam_boxes", "crop_dataset", "finegrained", "fin
 
 @dataclass
 class FinegrainedResult:
+    """The fine-grained experiment's three test accuracies and how well its CAM boxes localize.
+
+    Attributes:
+        full: test accuracy (%) on full images.
+        cam_crop: test accuracy (%) on crops to the CAM box.
+        gt_crop: test accuracy (%) on crops to the ground-truth box.
+        localized: % of test images whose CAM box has IoU > 0.5 with a ground-truth box (NaN when
+            no test image has a ground-truth box).
+        train_images: the number of training samples.
+        test_images: the number of test samples.
+        skipped: one ``{"image_id", "path", "error"}`` per image that could not be read.
+        test_boxes: test image id -> its CAM box in the original image's pixels (None where the
+            CAM keeps no pixel).
+    """
+
     full: float  # test accuracy (%) of the probe on full images
     cam_crop: float  # ... on crops to the CAM box
     gt_crop: float  # ... on crops to the ground-truth box
@@ -58,6 +74,7 @@ class FinegrainedResult:
     test_boxes: dict[str, Box | None] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        """All fields as JSON values (boxes as lists)."""
         out = dataclasses.asdict(self)
         out["test_boxes"] = {k: None if b is None else list(b) for k, b in self.test_boxes.items()}
         return out
@@ -69,7 +86,7 @@ def finegrained(
     test_set: Dataset,
     preprocess: Preprocess,
     *,
-    kind: str = "svm",
+    kind: ProbeKind = "svm",
     C: float = 1.0,
     threshold: float = 0.2,
     batch_size: int = 32,
@@ -78,14 +95,33 @@ def finegrained(
     localizer: nn.Module | None = None,
     localizer_preprocess: Preprocess | None = None,
 ) -> FinegrainedResult:
-    """``localizer``: box every image with this model's CAM of its own top-1 class instead of the
-    probe's CAM (a class-agnostic object finder, for backbones whose own CAM does not localize
-    on the data).
+    """The paper's fine-grained experiment with linear probes on ``model``'s GAP features (module docstring).
+
+    Three probes are trained on ``train_set`` and tested on ``test_set``: on full images, on crops to
+    the CAM box, and on crops to the ground-truth box. Every image is squashed to the input size.
+
+    Args:
+        model: the backbone whose GAP features the probes classify.
+        train_set: the training images, boxed with the CAM of their label.
+        test_set: the test images, boxed with the CAM of the full-image probe's prediction.
+        preprocess: the backbone's preprocessing (its mode is replaced by ``"squash"``).
+        kind: the probe, ``"svm"`` (the paper's) or ``"logistic"``.
+        C: the probe's inverse regularization strength.
+        threshold: the paper box's fraction of the map's maximum.
+        batch_size: images per batch.
+        workers: threads decoding images.
+        progress: show progress bars (None: when stderr is a terminal).
+        localizer: box every image with this model's CAM of its own top-1 class instead of the
+            probe's CAM (a class-agnostic object finder, for backbones whose own CAM does not localize
+            on the data).
+        localizer_preprocess: the localizer's preprocessing (default: ``preprocess``), also squashed.
     """
     preprocess = dataclasses.replace(preprocess, mode="squash")
-    options = dict(batch_size=batch_size, workers=workers, progress=progress)
+    options: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
 
-    def probe_accuracy(crops_train: dict | None, crops_test: dict | None, what: str) -> tuple[float, object, Features]:
+    def probe_accuracy(
+        crops_train: dict | None, crops_test: dict | None, what: str
+    ) -> tuple[float, LinearProbe, Features]:
         f_train = extract_features(model, train_set, preprocess, crops=crops_train, **options)
         f_test = extract_features(model, test_set, preprocess, crops=crops_test, **options)
         probe = fit_probe(f_train, kind=kind, C=C)
@@ -106,7 +142,7 @@ def finegrained(
         cam_model = attach_probe(model, probe)
         # The probe's rows score its own classes (those present in training), not dataset labels.
         row = {label: i for i, label in enumerate(probe.labels)}
-        predicted = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist()))
+        predicted = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist(), strict=True))
         labelled = {s.image_id: row[s.label] for s in train_set if s.label in row}
         train_boxes = cam_boxes(cam_model, train_set, preprocess, labelled, threshold, **options)
         test_boxes = cam_boxes(cam_model, test_set, preprocess, predicted, threshold, **options)
@@ -128,8 +164,9 @@ def finegrained(
 
 
 def _usable(boxes: dict[str, Box | None]) -> dict[str, Box]:
-    """Image id -> crop box; an image whose CAM keeps no pixel (say, a map below zero everywhere)
-    is classified whole: its box is clipped to the image, whatever the image's size.
+    """Image id -> crop box; an image whose CAM keeps no pixel is classified whole.
+
+    (Say, a map below zero everywhere.) Its box is clipped to the image, whatever the image's size.
     """
     whole = (0, 0, 2**31 - 1, 2**31 - 1)
     return {k: whole if b is None else b for k, b in boxes.items()}
@@ -152,8 +189,9 @@ def cam_boxes(
     workers: int = 2,
     progress: bool | None = None,
 ) -> dict[str, Box | None]:
-    """The paper box of each image's CAM for ``classes[image_id]`` (``None``: the predicted class),
-    in the original image's pixels (images missing from ``classes`` or unreadable are left out).
+    """Image id -> the paper box of the image's CAM for ``classes[image_id]``, in the original image's pixels.
+
+    ``classes=None``: the predicted class. Images missing from ``classes`` or unreadable are left out.
     """
     cam = CAM(model)
     samples = [s for s in dataset if classes is None or s.image_id in classes]
@@ -168,7 +206,7 @@ def cam_boxes(
                     None if classes is None else torch.tensor([[classes[by_path[p].image_id]] for p in batch.paths])
                 )
                 raw = cam(batch.images, classes=wanted, upsample=False).raw[:, 0].float()
-                for p, geo, m in zip(batch.paths, batch.geometries, raw):
+                for p, geo, m in zip(batch.paths, batch.geometries, raw, strict=True):
                     # The paper's rule on the map itself: pixels >= threshold x its max (no min subtraction).
                     heat = to_image_frame(m[None], geo)[0].cpu().numpy()
                     out[by_path[p].image_id] = paper_box(heat, threshold)
@@ -190,15 +228,16 @@ def predict(
             batch = load_batch([s.path for s in dataset.samples[start : start + batch_size]], preprocess, executor=pool)
             if batch.paths:
                 top = model(batch.images.to(device)).argmax(1).tolist()
-                out.update((by_path[p].image_id, c) for p, c in zip(batch.paths, top))
+                out.update((by_path[p].image_id, c) for p, c in zip(batch.paths, top, strict=True))
     return out
 
 
 def crop_dataset(
     dataset: Dataset, boxes: dict[str, Box], root: str | Path, skipped: list[dict] | None = None
 ) -> Dataset:
-    """Write every image cropped to its box (whole when it has none) as a csv-layout dataset in
-    ``root``; unreadable images are left out (and appended to ``skipped``).
+    """Write every image cropped to its box (whole when it has none) as a csv-layout dataset in ``root``.
+
+    Unreadable images are left out (and appended to ``skipped``). Returns the dataset read back.
     """
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -214,7 +253,7 @@ def crop_dataset(
             continue
         image_id = f"{i:06d}.png"
         im.save(root / "images" / image_id)
-        samples.append(Sample(image_id, None, s.label, (), im.size))
+        samples.append(Sample(image_id, root / "images" / image_id, s.label, (), im.size))
     write_csv_dataset(samples, root, dataset.class_names)
     return open_dataset(root, "csv")
 
@@ -228,7 +267,9 @@ def finegrained_train(
     threshold: float = 0.2,
     progress: bool | None = None,
 ) -> FinegrainedResult:
-    """(a) train ``config`` on full images, (b) box every image with that model's CAM, crop, train
+    """The fine-grained experiment with trained networks instead of probes.
+
+    (a) train ``config`` on full images, (b) box every image with that model's CAM, crop, train
     on the crops, (c) the same with ground-truth crops. Models and crops go to ``work``; a run
     that is interrupted resumes from the model files there.
     """
@@ -246,7 +287,7 @@ def finegrained_train(
         return model, predicted, accuracy
 
     model, predicted, full = fit("full", train_set, test_set)
-    options = dict(batch_size=64, workers=config.workers, progress=progress)
+    options: dict[str, Any] = {"batch_size": 64, "workers": config.workers, "progress": progress}
     train_boxes = cam_boxes(
         model, train_set, preprocess, {s.image_id: s.label for s in train_set}, threshold, **options
     )

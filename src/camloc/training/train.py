@@ -46,6 +46,31 @@ DECODED_CACHE_BYTES = 2 << 30  # decoded training images kept in memory (the gen
 
 @dataclass
 class TrainConfig:
+    """Everything that defines a training run (a run resumes only with the same values, ``workers`` aside).
+
+    Attributes:
+        arch: ``"gapnet"`` (camloc's small GAP net), a torchvision name, or ``"timm:<name>"``.
+        pretrained: start from the architecture's pretrained weights (all but the classifier).
+        weights: or from this weight file.
+        convert_gap: :func:`camloc.models.gap.convert` arguments: train the paper's "-GAP" variant.
+        epochs: epochs of the run (the default gapnet run on the generated shapes: 3-6 min on 2 cores).
+        batch_size: images per step (at least 2).
+        optimizer: ``"sgd"`` (Nesterov momentum when ``momentum > 0``) or ``"adamw"``.
+        lr: the base learning rate; None: 0.1 for SGD from scratch, 0.01 SGD fine-tuning, 1e-3 AdamW.
+        momentum: SGD's momentum.
+        weight_decay: applied to weights only, not to biases and BatchNorm parameters.
+        schedule: ``"cosine"`` (to zero), ``"step"`` (x0.1 at 1/2 and 3/4 of the run) or ``"constant"``.
+        warmup_epochs: linear warm-up from lr/10, so a large from-scratch lr does not diverge.
+        size: input side (images are squashed, as the WSOL protocol evaluates them); None: 64 for
+            camloc's own nets, 224 for torchvision / timm ones.
+        min_scale: random-resized-crop area range ``[min_scale, 1]``.
+        hflip: mirror each training image with probability 1/2 (drawn per epoch).
+        seed: seeds the initialization, the shuffling and every augmentation draw.
+        workers: threads decoding images.
+        mean: the normalization's per-channel mean.
+        std: the normalization's per-channel standard deviation.
+    """
+
     arch: str = "gapnet"
     pretrained: bool = False  # start from the architecture's pretrained weights (all but the classifier)
     weights: str | None = None  # or from this weight file
@@ -80,10 +105,13 @@ class TrainConfig:
             raise InvalidArgument("epochs", "epochs= must be >= 1, batch_size= >= 2 and size= >= 16")
         if not 0.0 < self.min_scale <= 1.0:
             raise InvalidArgument("min_scale", f"min_scale= must be in (0, 1], got {self.min_scale}")
-        self.mean, self.std = tuple(self.mean), tuple(self.std)  # lists after a JSON / checkpoint round trip
+        # lists after a JSON / checkpoint round trip
+        self.mean = (float(self.mean[0]), float(self.mean[1]), float(self.mean[2]))
+        self.std = (float(self.std[0]), float(self.std[1]), float(self.std[2]))
 
     @property
     def base_lr(self) -> float:
+        """``lr``, or its default: 1e-3 for AdamW, 0.01 for SGD from pretrained weights, 0.1 for SGD from scratch."""
         if self.lr is not None:
             return self.lr
         if self.optimizer == "adamw":
@@ -91,11 +119,24 @@ class TrainConfig:
         return 0.01 if (self.pretrained or self.weights) else 0.1
 
     def preprocess(self) -> Preprocess:
+        """The evaluation preprocessing of the trained model: squashed to ``size``, normalized by ``mean``, ``std``."""
+        assert self.size is not None  # set in __post_init__
         return Preprocess(size=self.size, resize_size=self.size, mode="squash", mean=self.mean, std=self.std)
 
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model, in eval mode.
+        path: the model file written after every epoch.
+        history: one entry per epoch (all epochs of the run, resumed ones included): loss, accuracy,
+            lr, images/s, seconds.
+        skipped: one ``{"image_id", "path", "error"}`` per unreadable training image.
+        seconds: wall time of the epochs run in this call.
+    """
+
     model: nn.Module
     path: Path
     history: list[dict]  # one entry per epoch: loss, accuracy, lr, images/s, seconds
@@ -132,7 +173,7 @@ def train(
     model = build_model(
         config.arch, num_classes, pretrained=config.pretrained, weights=config.weights, convert_gap=config.convert_gap
     )
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(model, config)
     history: list[dict] = []
     bad: dict[str, dict] = {}
@@ -180,6 +221,11 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """The learning rate at ``step`` (0-based) of ``total_steps``: a pure function of the step.
+
+    A linear warm-up from ``base_lr / 10`` over ``warmup_epochs * steps_per_epoch`` steps, then
+    ``config.schedule`` over the remaining steps: cosine to zero, x0.1 at 1/2 and 3/4, or constant.
+    """
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if step < warmup:
         return config.base_lr * (0.1 + 0.9 * step / warmup)
@@ -228,7 +274,7 @@ def _train_epoch(
         if b + 1 < steps_per_epoch:
             pending = load(b + 1)  # prepared while this batch trains
         images, labels = [], []
-        for i, item in zip(idx, (f.result() for f in loading)):
+        for i, item in zip(idx, (f.result() for f in loading), strict=True):
             if isinstance(item, BadImage):
                 bad.setdefault(
                     samples[i].image_id,
@@ -268,8 +314,9 @@ def _train_epoch(
 
 
 class _Decoded:
-    """Training images decoded once and kept while they fit in ``budget`` bytes (as RGB pixels): a
-    training set that fits is read from disk once, not once per epoch.
+    """Training images decoded once and kept while they fit in ``budget`` bytes (as RGB pixels).
+
+    A training set that fits is read from disk once, not once per epoch.
     """
 
     def __init__(self, budget: int) -> None:
@@ -307,9 +354,10 @@ def _augmented(
     ch = min(h, max(1, round(math.sqrt(area / aspect))))
     left = int(draw[2] * (w - cw + 1))
     top = int(draw[3] * (h - ch + 1))
-    im = im.resize((config.size, config.size), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+    side = preprocess.size
+    im = im.resize((side, side), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
     if flip:
-        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return preprocess.to_tensor(im)
 
 
@@ -369,12 +417,14 @@ def _normal(value):
 def assess(
     model: nn.Module, test_set: Dataset, preprocess: Preprocess, *, batch_size: int = 64, workers: int = 2
 ) -> dict:
-    """Classification and localization of a trained model on ``test_set`` (wsol protocol), next to
-    the best fixed centred box: ``{"cam": summary, "center": summary}``.
+    """Classification and localization of a trained model on ``test_set`` (wsol protocol), next to the best centred box.
+
+    Returns ``{"cam": summary, "center": summary}``, the second for the best fixed centred box.
     """
     cam = CAM(model)
-    kwargs = dict(protocol="wsol", batch_size=batch_size, workers=workers, progress=False)
     return {
-        "cam": evaluate(test_set, cam, preprocess, **kwargs).summary,
-        "center": evaluate(test_set, cam, preprocess, baseline="center", **kwargs).summary,
+        "cam": evaluate(test_set, cam, preprocess, batch_size=batch_size, workers=workers, progress=False).summary,
+        "center": evaluate(
+            test_set, cam, preprocess, baseline="center", batch_size=batch_size, workers=workers, progress=False
+        ).summary,
     }
