@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     per_image = 2 * (args.steps + 1) + 2
     print(
         f"camloc: {len(samples)} image(s) x {len(methods)} method(s); each costs {per_image} forward passes per image"
-        + (", and Score-CAM one more per channel of its layer (1,280 for MobileNetV2): about 10 s per image on 2 "
+        + (", and Score-CAM one more per channel of its layer (1,280 for MobileNetV2): about 35 s per image on 2 "
            "CPU cores" if "scorecam" in methods else ""),
         file=sys.stderr,
     )  # fmt: skip
