@@ -150,17 +150,19 @@ def finegrained(
         pre = dataclasses.replace(localizer_preprocess or preprocess, mode="squash")
         train_boxes = cam_boxes(localizer, train_set, pre, None, threshold, **options)
         test_boxes = cam_boxes(localizer, test_set, pre, None, threshold, **options)
-    hits = [
-        best_iou(test_boxes.get(s.image_id), list(s.boxes)) > 0.5
-        for s in test_set
-        if s.image_id in test_boxes and s.boxes
-    ]
-    localized = 100.0 * float(np.mean(hits)) if hits else float("nan")
-    log.info("CAM boxes with IoU > 0.5 on %.2f %% of the test images", localized)
+    localized = _localized(test_set, test_boxes)
     cam_crop, _, _ = probe_accuracy(_usable(train_boxes), _usable(test_boxes), "crops to the CAM box")
     gt_crop, _, _ = probe_accuracy(gt_boxes(train_set), gt_boxes(test_set), "crops to the ground-truth box")
     unique = list({s["image_id"]: s for s in skipped}.values())
     return FinegrainedResult(full, cam_crop, gt_crop, localized, len(train_set), len(test_set), unique, test_boxes)
+
+
+def _localized(test_set: Dataset, boxes: dict[str, Box | None]) -> float:
+    """Percent of the test images with ground truth whose CAM box has IoU > 0.5 with one of its boxes (logged)."""
+    hits = [best_iou(boxes.get(s.image_id), list(s.boxes)) > 0.5 for s in test_set if s.image_id in boxes and s.boxes]
+    localized = 100.0 * float(np.mean(hits)) if hits else float("nan")
+    log.info("CAM boxes with IoU > 0.5 on %.2f %% of the test images", localized)
+    return localized
 
 
 def _usable(boxes: dict[str, Box | None]) -> dict[str, Box]:
@@ -292,13 +294,7 @@ def finegrained_train(
         model, train_set, preprocess, {s.image_id: s.label for s in train_set}, threshold, **options
     )
     test_boxes = cam_boxes(model, test_set, preprocess, predicted, threshold, **options)
-    hits = [
-        best_iou(test_boxes.get(s.image_id), list(s.boxes)) > 0.5
-        for s in test_set
-        if s.image_id in test_boxes and s.boxes
-    ]
-    localized = 100.0 * float(np.mean(hits)) if hits else float("nan")
-    log.info("CAM boxes with IoU > 0.5 on %.2f %% of the test images", localized)
+    localized = _localized(test_set, test_boxes)
     crops = {}
     for kind, (tr_boxes, te_boxes) in {
         "cam": (_usable(train_boxes), _usable(test_boxes)),
