@@ -14,6 +14,7 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
+import camloc
 from camloc.cli import main
 from camloc.datasets import Sample, write_csv_dataset
 from camloc.evaluation.faithfulness import format_table
@@ -323,3 +324,23 @@ def test_cli_writes_a_table_with_one_row_per_method(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["faithfulness", str(root), "--methods", "cam,nope"])
     assert "expected comma-separated methods" in capsys.readouterr().err
+
+
+def test_each_method_has_a_progress_bar_and_the_cost_is_announced(tmp_path, capsys):
+    from torch import nn
+
+    from camloc.evaluation.faithfulness import evaluate_faithfulness
+    from camloc.maps import create_method
+
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"im{i}.png")
+        Image.fromarray(np.full((20, 20, 3), 60 * i, np.uint8)).save(paths[-1])
+    samples = [Sample(p.name, p, 0, (), None) for p in paths]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    methods = {name: create_method(name, model) for name in ("cam", "gradcam")}
+    evaluate_faithfulness(samples, model, methods, camloc.Preprocess(size=16), steps=4, progress=True)
+    err = capsys.readouterr().err
+    for name in methods:
+        assert f"{name:>10}: 100%" in err and "2/2" in err
