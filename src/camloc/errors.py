@@ -12,6 +12,7 @@ Each class also derives from the built-in exception a caller would expect (``Val
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 __all__ = [
     "BadImage",
@@ -56,8 +57,6 @@ class DatasetError(CamlocError, ValueError):
     """
 
     def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | None = None) -> None:
-        from pathlib import Path
-
         where = "" if path is None else (f"{path}:{line}: " if line else f"{path}: ")
         super().__init__((where + message).replace("\r", " ").replace("\n", " "))
         self.path = None if path is None else Path(path)

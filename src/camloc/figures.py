@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from .boxes.box import Box
 from .errors import InvalidArgument
+from .maps.frames import normalize_maps
 from .utils import atomic_path
 
 if TYPE_CHECKING:
@@ -60,26 +62,12 @@ def overlay(
         raise InvalidArgument("alpha", f"alpha must lie in [0, 1], not {alpha}")
     if h.shape != rgb.shape[:2]:
         h = np.asarray(Image.fromarray(h, "F").resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.BILINEAR))
-    h = _normalized(h, normalize)
+    if normalize != "none":
+        h = normalize_maps(torch.tensor(h), normalize).clamp(0.0, 1.0).numpy()
     valid = np.isfinite(h)
     colours = matplotlib.colormaps[cmap](np.clip(np.where(valid, h, 0.0), 0.0, 1.0))[..., :3] * 255.0
     a = np.where(valid, alpha, 0.0)[..., None]
     return Image.fromarray(np.round(rgb * (1.0 - a) + colours * a).astype(np.uint8), "RGB")
-
-
-def _normalized(h: np.ndarray, how: str) -> np.ndarray:
-    if how == "none":
-        return h
-    finite = h[np.isfinite(h)]
-    if finite.size == 0:
-        return h
-    if how == "max":
-        top = float(finite.max())
-        return np.clip(h / top, 0.0, 1.0) if top > 0 else np.where(np.isfinite(h), 0.0, h)
-    if how == "minmax":
-        lo, hi = float(finite.min()), float(finite.max())
-        return (h - lo) / (hi - lo) if hi > lo else np.where(np.isfinite(h), 0.0, h)
-    raise InvalidArgument("normalize", f"normalize must be 'max', 'minmax' or 'none', not {how!r}")
 
 
 def draw_box(

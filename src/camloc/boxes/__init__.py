@@ -19,6 +19,8 @@ _EXPORTS = {
     "paper_boxes": ".paper",
     "wsol_gray": ".wsol",
     "wsol_levels": ".wsol",
+    "wsol_minmax": ".wsol",
+    "wsol_resized": ".wsol",
     "wsol_scoremap": ".wsol",
     "wsol_best_ious": ".sweep",
     "wsol_best_ious_batch": ".sweep",
@@ -43,4 +45,6 @@ if TYPE_CHECKING:
     from .sweep import wsol_best_ious_batch as wsol_best_ious_batch
     from .wsol import wsol_gray as wsol_gray
     from .wsol import wsol_levels as wsol_levels
+    from .wsol import wsol_minmax as wsol_minmax
+    from .wsol import wsol_resized as wsol_resized
     from .wsol import wsol_scoremap as wsol_scoremap

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["wsol_gray", "wsol_levels", "wsol_scoremap"]
+__all__ = ["wsol_gray", "wsol_levels", "wsol_minmax", "wsol_resized", "wsol_scoremap"]
 
 
 def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
@@ -17,7 +17,16 @@ def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.nda
 
     The raw CAM is taken as float64 (its ``t2n``) and resized by OpenCV; a constant or NaN map becomes zeros.
     """
-    cam = cv2.resize(np.asarray(raw, dtype=np.float64), size, interpolation=cv2.INTER_CUBIC)
+    return wsol_minmax(wsol_resized(raw, size))
+
+
+def wsol_resized(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
+    """``float64[h, w]``: the raw CAM as float64, resized bicubically by OpenCV to ``size`` (w, h)."""
+    return cv2.resize(np.asarray(raw, dtype=np.float64), size, interpolation=cv2.INTER_CUBIC)
+
+
+def wsol_minmax(cam: np.ndarray) -> np.ndarray:
+    """A resized map min-max normalized as wsolevaluation does; a constant or NaN map becomes zeros."""
     if np.isnan(cam).any() or cam.min() == cam.max():
         return np.zeros_like(cam)
     cam = cam - cam.min()

@@ -24,7 +24,7 @@ from ..boxes.authors import authors_boxes, authors_heatmap, authors_top5
 from ..boxes.box import Box, scale_box
 from ..boxes.paper import paper_box
 from ..boxes.sweep import wsol_best_ious
-from ..boxes.wsol import wsol_gray, wsol_levels, wsol_scoremap
+from ..boxes.wsol import wsol_gray, wsol_levels, wsol_minmax, wsol_resized
 from ..datasets.base import Sample
 from ..errors import InvalidArgument
 from ..metrics.iou import best_iou
@@ -143,12 +143,14 @@ class WsolProtocol(BoxProtocol):
 
     def judge(self, sample, original, top5, gt_map, top3_maps):  # noqa: D102 - documented on the base
         truths = [scale_box(b, original, self.size) for b in sample.boxes]
-        scoremap = center_scoremap(self.size) if self.baseline == "center" else wsol_scoremap(gt_map, self.size)
-        if self.sweep or self.baseline == "center":
-            box = paper_box(scoremap, self.threshold)  # on the min-max map: wsolevaluation's reading of the rule
-        else:  # the paper's text: a fraction of the map's own maximum, no min subtraction
-            resized = cv2.resize(np.asarray(gt_map, dtype=np.float64), self.size, interpolation=cv2.INTER_CUBIC)
-            box = paper_box(resized, self.threshold)
+        if self.baseline == "center":
+            scoremap = center_scoremap(self.size)
+            box = paper_box(scoremap, self.threshold)
+        else:
+            resized = wsol_resized(gt_map, self.size)
+            scoremap = wsol_minmax(resized)
+            # wsol: the min-max map, wsolevaluation's reading of the rule; paper: the map's own maximum
+            box = paper_box(scoremap if self.sweep else resized, self.threshold)
         iou, outcome = _single_box(sample, top5, box, truths)
         if self.sweep and truths:
             gray = wsol_gray(scoremap)

@@ -188,7 +188,10 @@ def load_probe(path: str | os.PathLike) -> tuple[LinearProbe, dict]:
 
     ``preprocess`` is a :class:`~camloc.images.Preprocess` or None.
     """
-    record = read_model_file(path)
+    return _probe_of(read_model_file(path), path)
+
+
+def _probe_of(record: dict, path: str | os.PathLike) -> tuple[LinearProbe, dict]:
     if record["kind"] != "probe":
         raise ModelFileError(f"{path}: a camloc {record['kind']} file, not a probe file")
     try:
@@ -215,7 +218,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     path = Path(path)
     record = read_model_file(path)
     if record["kind"] == "probe":
-        probe, meta = load_probe(path)
+        probe, meta = _probe_of(record, path)
         backbone = _load_backbone(meta["backbone"], meta["backbone_weights"])
         model = attach_probe(backbone, probe)
         names: tuple[str, ...] | None = tuple(probe.class_names)

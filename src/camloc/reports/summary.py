@@ -45,11 +45,11 @@ def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
             names["best_threshold"] = "best box side (of the image)"
             summary = {**summary, "best_threshold": 1.0 - summary["best_threshold"]}
     lines = [title, f"  {'images':<28}{summary['images']:>8}"]
+    per_iou = summary.get("max_box_acc_v2_per_iou")
     for key, name in names.items():
         value = summary.get(key)
         if value is not None:
             lines.append(f"  {name:<28}{value:>8.2f}")
-        per_iou = summary.get("max_box_acc_v2_per_iou")
         if key == "max_box_acc_v2" and per_iou:
             lines.append(
                 f"  {'  at IoU 30 / 50 / 70':<28}{per_iou['30']:>8.2f} / {per_iou['50']:.2f} / {per_iou['70']:.2f}"
