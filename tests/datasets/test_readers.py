@@ -565,8 +565,11 @@ def test_voc_errors(tmp_path):
     assert "<ymin> is not a number" in _raises(bad.name, 14, open_dataset, ann, classes=classes)
     _write(bad, _xml("x", (30, "wide"), [("n00000003", (5, 5, 6, 6))]))
     assert "<height> is not a number" in _raises(bad.name, 6, open_dataset, ann, classes=classes)
-    _write(bad, _xml("x", (30, 30), []))
-    assert "no <object>" in _raises(bad.name, 1, open_dataset, ann, classes=classes)
+    _write(bad, _xml("x", (30, 30), []))  # an image without objects has no label: skipped
+    assert [s.image_id for s in open_dataset(ann, classes=classes)] == [f"ILSVRC2012_val_0000000{i}" for i in (1, 3)]
+    for xml in ann.glob("*.xml"):
+        _write(xml, _xml("x", (30, 30), []))
+    assert "no XML file has an <object>" in _raises("val_xml", None, open_dataset, ann, classes=classes)
     _write(bad, _xml("x", (30, 30), [("", (5, 5, 6, 6))]))
     assert "<object> has no <name>" in _raises(bad.name, 9, open_dataset, ann, classes=classes)
     _write(bad, _xml("x", (30, 30), [("n00000003", (5, 5, 6, 6))]).replace("<xmax>6</xmax>", ""))
@@ -669,7 +672,7 @@ def test_auto_detection(tmp_path):
     assert "no such dataset folder" in _raises("absent", None, open_dataset, tmp_path / "absent")
     assert "format of this file" in _raises("synsets.txt", None, open_dataset, classes)
     with pytest.raises(ValueError, match="unknown dataset format"):
-        open_dataset(tmp_path, "coco")
+        open_dataset(tmp_path, "kitti")
     with pytest.raises(ValueError, match="voc format only"):
         open_dataset(tmp_path / "csv", one_based=True)
 

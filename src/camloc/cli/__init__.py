@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS = {
     "explain": (".explain", "top-k class activation maps, boxes, grids and JSON for images"),
     "evaluate": (".evaluate", "weakly-supervised localization metrics on a dataset with boxes (or masks)"),
+    "boxes": (".boxes", "weak labels: CAM boxes of a folder or dataset as COCO, Pascal VOC or YOLO annotations"),
     "faithfulness": (
         ".faithfulness",
         "deletion/insertion AUC, average drop and increase in confidence of map methods on a dataset",

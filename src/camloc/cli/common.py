@@ -28,9 +28,10 @@ DEFAULT_MODEL = "mobilenet_v2"
 # Python parameter -> the flag that sets it, where the two are not simply "--" + the name with dashes.
 _FLAGS = {"classes": "--class-map", "per_image": "--per-image", "resume": "--resume"}
 _PARAMETERS = (
-    "arch", "baseline", "batch_size", "classes", "device", "epochs", "format", "images", "kind", "method",
-    "min_scale", "model", "one_based", "optimizer", "per_image", "protocol", "resume", "schedule", "size",
-    "split", "step", "target_layer", "threshold", "weights",
+    "arch", "baseline", "batch_size", "calibrate", "classes", "device", "epochs", "format", "images", "kind",
+    "method", "min_area", "min_scale", "min_score", "model", "one_based", "optimizer", "per_image", "protocol",
+    "resume", "rule", "schedule", "size", "split", "step", "target_layer", "threshold", "threshold_from", "topk",
+    "weights",
 )  # fmt: skip
 _MENTION = re.compile(r"\b(" + "|".join(_PARAMETERS) + r")=(True\b)?")
 
@@ -149,11 +150,12 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_d
         )
 
 
-def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True) -> None:
-    """``--format``, ``--images``, ``--split``, ``--class-map``, ``--one-based``."""
+def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True, format_flag: str = "--format") -> None:
+    """``--format`` (or ``format_flag``), ``--images``, ``--split``, ``--class-map``, ``--one-based``."""
     g = p.add_argument_group("dataset")
     g.add_argument(
-        "--format",
+        format_flag,
+        dest="format",
         choices=["auto", *FORMATS],
         default="auto",
         help="dataset layout (default: %(default)s, detected from the files): "

@@ -45,6 +45,14 @@ _EXPORTS = {
     "CSV_COLUMNS": ".boxes_csv",
     "write_csv_dataset": ".boxes_csv",
     "write_cub_dataset": ".cub",
+    "BOX_FORMATS": ".registry",
+    "open_writers": ".registry",
+    "BoxWriter": ".labels",
+    "Detection": ".labels",
+    "ImageBoxes": ".labels",
+    "CocoWriter": ".coco",
+    "VocWriter": ".voc",
+    "YoloWriter": ".yolo",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -56,8 +64,16 @@ if TYPE_CHECKING:
     from .boxes_csv import CSV_COLUMNS as CSV_COLUMNS
     from .boxes_csv import write_csv_dataset as write_csv_dataset
     from .classes import read_class_table as read_class_table
+    from .coco import CocoWriter as CocoWriter
     from .cub import write_cub_dataset as write_cub_dataset
+    from .labels import BoxWriter as BoxWriter
+    from .labels import Detection as Detection
+    from .labels import ImageBoxes as ImageBoxes
+    from .registry import BOX_FORMATS as BOX_FORMATS
     from .registry import FORMATS as FORMATS
     from .registry import detect_format as detect_format
     from .registry import open_dataset as open_dataset
     from .registry import open_train_test as open_train_test
+    from .registry import open_writers as open_writers
+    from .voc import VocWriter as VocWriter
+    from .yolo import YoloWriter as YoloWriter

@@ -6,18 +6,22 @@ help come from it); the readers live one per module beside this one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DatasetError, InvalidArgument
 from .base import Dataset
 from .boxes_csv import read_csv_layout
+from .coco import CocoWriter, read_coco
 from .cub import read_cub
 from .folder import class_folders, folder_images, read_folder
-from .voc import read_voc
+from .labels import BoxWriter
+from .voc import VocWriter, read_voc
 from .wsol import read_wsol
+from .yolo import YoloWriter, read_yolo
 
-__all__ = ["FORMATS", "detect_format", "open_dataset", "open_train_test"]
+__all__ = ["BOX_FORMATS", "FORMATS", "detect_format", "open_dataset", "open_train_test", "open_writers"]
 
 #: Every format ``open_dataset`` reads, with what marks it (``--format auto`` looks in this order).
 FORMATS: dict[str, str] = {
@@ -25,8 +29,13 @@ FORMATS: dict[str, str] = {
     "wsol": "a wsolevaluation metadata folder: image_ids.txt, class_labels.txt, localization.txt",
     "cub": "CUB-200-2011 as distributed: images.txt, bounding_boxes.txt, train_test_split.txt",
     "voc": "Pascal VOC / ILSVRC XML annotations (*.xml or Annotations/*.xml)",
+    "coco": "a COCO instances file (*.json, or a folder holding annotations.json) + its images",
+    "yolo": "a YOLO dataset folder: data.yaml, images/, labels/*.txt",
     "folder": "class subfolders of images (torchvision's ImageFolder), labels only",
 }
+
+#: The annotation formats :func:`open_writers` writes, with their writer.
+BOX_FORMATS: dict[str, type[BoxWriter]] = {"coco": CocoWriter, "voc": VocWriter, "yolo": YoloWriter}
 
 # Files or folders of the other layouts: where one is present, auto-detection does not guess "folder".
 _NOT_A_FOLDER_DATASET = (
@@ -40,6 +49,8 @@ _NOT_A_FOLDER_DATASET = (
     "images",
     "Annotations",
     "JPEGImages",
+    "annotations.json",
+    "data.yaml",
 )
 
 
@@ -53,6 +64,8 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
             return "csv", path.parent
         if path.name == "image_ids.txt":
             return "wsol", path.parent
+        if path.suffix.lower() == ".json":
+            return "coco", path
         raise DatasetError("cannot tell the dataset format of this file (give the dataset's folder)", path)
     if not path.is_dir():
         raise DatasetError("no such dataset folder", path)
@@ -64,6 +77,10 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
         return "cub", path
     if any(path.glob("*.xml")) or any((path / "Annotations").glob("*.xml")):
         return "voc", path
+    if (path / "annotations.json").is_file():
+        return "coco", path / "annotations.json"
+    if (path / "data.yaml").is_file():
+        return "yolo", path
     if not any((path / marker).exists() for marker in _NOT_A_FOLDER_DATASET) and any(
         folder_images(folder) for folder in class_folders(path)
     ):
@@ -71,7 +88,7 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
     raise DatasetError(
         "cannot tell the dataset format: looked for boxes.csv (csv), image_ids.txt or "
         f"{split}/image_ids.txt (wsol), images.txt + bounding_boxes.txt (cub), *.xml or Annotations/*.xml (voc), "
-        "<class>/<image> subfolders and no other layout's files (folder)",
+        "annotations.json (coco), data.yaml (yolo), <class>/<image> subfolders and no other layout's files (folder)",
         path,
     )
 
@@ -89,11 +106,13 @@ def open_dataset(
     """Read a dataset's metadata into a :class:`Dataset` (the layouts are described in :mod:`camloc.datasets`).
 
     ``images``: the image folder (csv: default ``images/``; wsol: required; cub: default ``images/``;
-    voc: default the sibling ``JPEGImages/`` or the annotation folder; folder: not allowed). ``split``: cub ``"train" |
-    "test" | "all"``; wsol: the subfolder to use when ``path`` holds ``train/ val/ test/``.
-    ``classes``: a class file or a list of names; voc needs it (or a ``classes.txt`` beside the XML)
-    to map ``<name>`` to an index; for folder it maps each subfolder's name to its label; for the other
-    formats it supplies or overrides the class names.
+    voc: default the sibling ``JPEGImages/`` or the annotation folder; coco: default ``images/`` beside the file, or
+    its folder; yolo: default data.yaml's folder for the split; folder: not allowed). ``split``: cub ``"train" |
+    "test" | "all"``; wsol: the subfolder to use when ``path`` holds ``train/ val/ test/``; yolo: which of
+    data.yaml's folders. ``classes``: a class file or a list of names; voc needs it (or a ``classes.txt`` beside the
+    XML) to map ``<name>`` to an index; for folder it maps each subfolder's name to its label, for coco each
+    category's name; for csv, wsol and cub it supplies or overrides the class names; yolo takes its names from
+    data.yaml.
     ``one_based``: voc only, subtract 1 from every coordinate (Pascal VOC). ``masks``: wsol
     OpenImages mask root (default: ``images``).
     """
@@ -104,10 +123,12 @@ def open_dataset(
         raise InvalidArgument(
             "format", f"unknown dataset format {format!r}; expected one of auto, {', '.join(FORMATS)}"
         )
-    elif path.is_file() and format in ("csv", "wsol"):
+    elif path.is_file() and format in ("csv", "wsol", "yolo"):
         path = path.parent
     if one_based and format != "voc":
         raise InvalidArgument("one_based", "one_based= applies to the voc format only")
+    if format == "coco":
+        return read_coco(path, None if images is None else Path(images), classes)
     if format != "csv" and not path.is_dir():
         raise DatasetError("no such dataset folder", path)
     if format == "csv":
@@ -120,6 +141,10 @@ def open_dataset(
         )
     if format == "cub":
         return read_cub(path, None if images is None else Path(images), split, classes)
+    if format == "yolo":
+        if classes is not None:
+            raise InvalidArgument("classes", "classes= does not apply to the yolo format (data.yaml names the classes)")
+        return read_yolo(path, None if images is None else Path(images), split)
     if format == "folder":
         if images is not None:
             raise InvalidArgument("images", "images= does not apply to the folder format (the images are the dataset)")
@@ -159,3 +184,14 @@ def open_train_test(
         return read(root, "train"), test_set
     except DatasetError as err:
         raise DatasetError(f"{err} (or give a folder holding train/ and test/)") from None
+
+
+def open_writers(
+    formats: Sequence[str], out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
+) -> list[BoxWriter]:
+    """One writer per name of :data:`BOX_FORMATS` (in the order given, each once), each in ``out_dir/<format>``."""
+    unknown = [f for f in formats if f not in BOX_FORMATS]
+    if unknown or not formats:
+        got = ", ".join(map(repr, unknown)) if unknown else "none"
+        raise InvalidArgument("format", f"box formats are {', '.join(BOX_FORMATS)}; got {got}")
+    return [BOX_FORMATS[f](Path(out_dir) / f, class_names, link_images=link_images) for f in dict.fromkeys(formats)]

@@ -4,26 +4,36 @@ a folder of Pascal VOC / ILSVRC XML annotations (or a root with an ``Annotations
 table (``classes=``, or a ``classes.txt`` beside the XML) that maps ``<name>`` (WNID or class name)
 to an index, images in ``images=`` (default: the sibling ``JPEGImages/``, else the XML folder).
 ``image_id`` is the XML file's stem. An image's label is its first ``<object>``'s class and only
-that class's boxes are kept (ILSVRC localization images carry one class; a VOC image with several
-is reduced to its first). Coordinates are used as they are (ILSVRC: 0-based inclusive) or, with
-``one_based=True`` (Pascal VOC), shifted by -1; non-integer coordinates are truncated. ``<size>``
-gives ``Sample.size`` (0 or missing: None). A ``<filename>`` without an extension (ILSVRC) is
-looked up with the usual image extensions (``.JPEG`` when none exists).
+that class's boxes are kept (ILSVRC localization images carry one class; a VOC image with several is
+reduced to its first); an XML file without objects (a background image) is skipped. Coordinates are
+used as they are (ILSVRC: 0-based inclusive) or, with ``one_based=True`` (Pascal VOC), shifted by
+-1; non-integer coordinates are truncated. ``<size>`` gives ``Sample.size`` (0 or missing: None). A
+``<filename>`` without an extension (ILSVRC) is looked up with the usual image extensions (``.JPEG``
+when none exists).
+
+:class:`VocWriter` writes the other way, as Pascal VOC does: ``Annotations/<name>.xml`` per image
+(``size``, one ``object`` per box with ``name``, ``difficult`` 0 and a 1-based ``bndbox``),
+``JPEGImages/`` with a link per image, ``ImageSets/Main/all.txt`` (the names) and ``classes.txt``
+(``index name`` lines), so that ``read_voc(..., one_based=True)`` reads the same boxes back.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from xml.parsers import expat
+from xml.sax.saxutils import escape
 
 from ..boxes.box import Box
 from ..errors import DatasetError
-from ..utils import IMAGE_SUFFIXES
+from ..utils import IMAGE_SUFFIXES, atomic_path
 from .base import Dataset, Sample
 from .classes import load_class_table
+from .labels import BoxWriter, ImageBoxes, link_image
 from .parsing import check_box, parse_float
 
-__all__ = ["read_voc"]
+__all__ = ["VocWriter", "read_voc", "voc_xml"]
 
 
 class _Node:
@@ -145,9 +155,78 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             box = tuple(_coord(bb.find(t), t, bb, xml) - shift for t in ("xmin", "ymin", "xmax", "ymax"))
             check_box(box, size, xml, bb.line)  # type: ignore[arg-type]
             boxes.append(box)  # type: ignore[arg-type]
-        if label is None:
-            raise DatasetError("no <object>: the image has no label", xml, root.line)
+        if label is None:  # an image without objects (a background image) has no label to evaluate
+            continue
         image = _voc_image(images_dir, fn.value() if fn is not None else None, xml.stem)
         samples.append(Sample(xml.stem, image, label, tuple(boxes), size))
+    if not samples:
+        raise DatasetError("no XML file has an <object>: no image has a label", ann_dir)
     name = ann_dir.parent.name if ann_dir.name == "Annotations" else ann_dir.name
     return Dataset(name, "voc", ann_dir, samples, list(table.names), table.all_wnids)
+
+
+def voc_xml(image: ImageBoxes, file_name: str, class_names: Sequence[str]) -> str:
+    """One image's boxes as a Pascal VOC annotation (1-based inclusive ``bndbox``)."""
+    lines = [
+        "<annotation>",
+        "  <folder>JPEGImages</folder>",
+        f"  <filename>{escape(file_name)}</filename>",
+        f"  <path>{escape(str(image.path))}</path>",
+        "  <source><database>camloc weak labels</database></source>",
+        f"  <size><width>{image.width}</width><height>{image.height}</height><depth>3</depth></size>",
+        "  <segmented>0</segmented>",
+    ]
+    for d in image.detections:
+        x0, y0, x1, y1 = (v + 1 for v in d.box)
+        lines += [
+            "  <object>",
+            f"    <name>{escape(class_names[d.label])}</name>",
+            "    <pose>Unspecified</pose>",
+            "    <truncated>0</truncated>",
+            "    <difficult>0</difficult>",
+            f"    <bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>",
+            "  </object>",
+        ]
+    return "\n".join([*lines, "</annotation>"]) + "\n"
+
+
+class VocWriter(BoxWriter):
+    """Pascal VOC's layout (see the module docstring); each XML is written, atomically, as its image comes."""
+
+    format = "voc"
+
+    def __init__(
+        self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
+    ) -> None:
+        super().__init__(out_dir, class_names, link_images=link_images)
+        if self.given_names is not None:
+            index = load_class_table(self.given_names).index()
+            clash = next((n for n in self.given_names if index[n] < 0), None)
+            if clash is not None:  # <name> is all a VOC object says of its class
+                raise DatasetError(f"class name {clash!r} names two classes; VOC files need distinct class names")
+        for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+            self._fresh(self.out_dir / folder)
+        self.listed = open(self.out_dir / "ImageSets" / "Main" / ".all.txt.part", "w")  # noqa: SIM115 - closed in close()
+
+    def _write(self, image: ImageBoxes, name: str) -> None:
+        if self.link_images:
+            link_image(self.out_dir / "JPEGImages", name, image.path)
+        with atomic_path(self.out_dir / "Annotations" / f"{name}.xml") as tmp:
+            tmp.write_text(voc_xml(image, name + Path(image.path).suffix, self._names_upto(image)))
+        self.listed.write(name + "\n")
+
+    def _names_upto(self, image: ImageBoxes) -> list[str]:
+        top = max((d.label for d in image.detections), default=-1)
+        return self.given_names if self.given_names is not None else [str(i) for i in range(top + 1)]
+
+    def close(self) -> None:
+        """Write ``ImageSets/Main/all.txt`` and ``classes.txt``."""
+        self.listed.close()
+        os.replace(self.listed.name, self.out_dir / "ImageSets" / "Main" / "all.txt")
+        with atomic_path(self.out_dir / "classes.txt") as tmp:
+            tmp.write_text("".join(f"{i} {n}\n" for i, n in enumerate(self.class_names)))
+
+    def abort(self) -> None:
+        """Keep the XML files written so far; drop the partial image list."""
+        self.listed.close()
+        Path(self.listed.name).unlink(missing_ok=True)

@@ -119,11 +119,11 @@ def _evaluate_batch(
     chunk: list[Sample], method: MapMethod, preprocess: Preprocess, plan: BoxProtocol, pool: ThreadPoolExecutor
 ) -> list[ImageResult]:
     batch = load_batch([s.path for s in chunk], preprocess, executor=pool)  # phase 1: decode
-    by_path = {str(s.path): s for s in chunk}
-    results = [_failed(by_path[e.path], e.reason) for e in batch.errors]
-    if not batch.paths:
+    reasons = {e.path: e.reason for e in batch.errors}
+    results = [_failed(s, reasons[str(s.path)]) for s in chunk if str(s.path) in reasons]
+    samples = [s for s in chunk if str(s.path) not in reasons]  # batch.paths' order; a file may hold several samples
+    if not samples:
         return results
-    samples = [by_path[p] for p in batch.paths]
     labels = torch.tensor([[s.label] for s in samples])
     out = method(batch.images, classes=labels, upsample=False)  # phase 2: forward
     top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices.cpu()

@@ -24,7 +24,7 @@ from ..errors import ResumeError
 from ..metrics.localization import ImageOutcome
 from .protocols import CURVES, ImageResult
 
-__all__ = ["COLUMNS", "Journal", "decode", "encode", "read_journal"]
+__all__ = ["COLUMNS", "Journal", "LineJournal", "decode", "encode", "journal_lines", "read_journal"]
 
 COLUMNS = [
     "image_id", "path", "label", "top5", "cls_top1", "cls_top5", "iou", "box",
@@ -145,12 +145,23 @@ def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> It
     A row cut off by an interruption is dropped from the file (so rows stay well-formed) and not
     returned: the image is computed again.
     """
+    for row in csv.DictReader(journal_lines(path, "evaluate", header)):
+        yield decode(row, n_thresholds)
+
+
+def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> list[str]:
+    """The lines after the header of a ``# camloc <kind> {...}`` journal written with the settings ``header``.
+
+    Refuses (:class:`~camloc.errors.ResumeError`) a file of another kind or of other settings. A
+    last line cut off by an interruption (no final newline) is removed from the file and not returned.
+    """
     path = Path(path)
+    prefix = f"# camloc {kind} "
     with open(path, newline="") as f:
         first = f.readline()
-        if not first.startswith(_PREFIX):
-            raise ResumeError(f"{path}:1: not a camloc evaluate per-image file")
-        earlier = json.loads(first[len(_PREFIX) :])
+        if not first.startswith(prefix):
+            raise ResumeError(f"{path}:1: not a camloc {kind} journal")
+        earlier = json.loads(first[len(prefix) :])
         if earlier != json.loads(json.dumps(header, sort_keys=True)):
             keys = set(earlier) | set(header)
             diff = {k: (earlier.get(k), header.get(k)) for k in sorted(keys) if earlier.get(k) != header.get(k)}
@@ -164,5 +175,40 @@ def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> It
             f.seek(0)
             f.write(keep)
             f.truncate()
-    for row in csv.DictReader(lines):
-        yield decode(row, n_thresholds)
+    return lines
+
+
+class LineJournal:
+    """A journal of one JSON object a line after a ``# camloc <kind> {settings}`` header (``path=None``: none).
+
+    Use as a context manager; :meth:`flush` makes the lines written so far durable (fsync).
+    :func:`journal_lines` reads it back for a resumed run.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, kind: str, header: dict) -> None:
+        self.path, self.kind, self.header = (Path(path) if path else None), kind, header
+        self.file: TextIO | None = None
+
+    def __enter__(self) -> LineJournal:
+        if self.path is not None:
+            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+            if fresh:
+                self.file.write(f"# camloc {self.kind} {json.dumps(self.header, sort_keys=True)}\n")
+        return self
+
+    def write(self, record: dict) -> None:
+        """Append one record."""
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+
+    def flush(self) -> None:
+        """Make the lines written so far durable."""
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()

@@ -1,0 +1,105 @@
+"""Boxes scored as detections: CorLoc, and COCO AP by pycocotools' own COCOeval.
+
+CorLoc (Deselaers et al., 2012) is the share of images whose top-scored box has IoU >= 0.5 (ILSVRC's
++1 pixel convention, :func:`~camloc.metrics.iou.box_iou`) with a ground-truth box of the box's own
+class; images without a ground-truth box are not counted. COCO AP, AP50 and AP75 are
+pycocotools' ``COCOeval`` on ``bbox`` (AP averaged over IoU 0.50:0.05:0.95, and at 0.50 and 0.75). A
+box written to COCO as ``[x0, y0, x1 - x0 + 1, y1 - y0 + 1]`` gets from pycocotools' continuous IoU
+exactly the +1-pixel IoU of the inclusive box, so the two metrics measure overlap alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InvalidArgument, MissingDependency
+from .iou import box_iou
+
+__all__ = ["CorLoc", "coco_ap"]
+
+
+class CorLoc:
+    """CorLoc over a stream of images (percent in :meth:`compute`), in torchmetrics' shape."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image seen so far."""
+        self.hits = 0
+        self.images = 0
+
+    @staticmethod
+    def hit(boxes: Sequence[tuple[int, Sequence[int]]], truths: Sequence[tuple[int, Sequence[int]]]) -> bool | None:
+        """Whether one image counts as localized; None when it has no ground-truth box (not counted).
+
+        Args:
+            boxes: ``(class, box)`` pairs, best-scored first (only the first is judged).
+            truths: the ground truth's ``(class, box)`` pairs, in the same pixel frame.
+        """
+        if not truths:
+            return None
+        if not boxes:
+            return False
+        label, box = boxes[0]
+        return any(c == label and box_iou(box, t) >= 0.5 for c, t in truths)
+
+    def update(self, hit: bool | None) -> None:
+        """Add one image's :meth:`hit` (None: the image has no ground truth and is not counted)."""
+        if hit is not None:
+            self.images += 1
+            self.hits += int(hit)
+
+    def merge(self, other: CorLoc) -> None:
+        """Add another accumulator's state (from another shard or process)."""
+        self.hits += other.hits
+        self.images += other.images
+
+    def compute(self) -> float | None:
+        """CorLoc in percent; None before any image with ground truth."""
+        return 100.0 * self.hits / self.images if self.images else None
+
+
+def coco_ap(ground_truth: str | os.PathLike | dict, results: str | os.PathLike | list[dict]) -> dict[str, float | None]:
+    """``{"ap", "ap50", "ap75"}`` in percent from pycocotools' COCOeval (bbox); None without ground-truth boxes.
+
+    Args:
+        ground_truth: a COCO instances file (or its dict) with ``info``, ``images``, ``annotations``
+            and ``categories``.
+        results: a COCO results file (or its list): ``image_id``, ``category_id``, ``bbox``, ``score``.
+
+    pycocotools' traps are handled here rather than left to the caller: an empty results list
+    (``loadRes`` fails on it) scores 0 where there is ground truth; a ground truth without ``info``
+    (pycocotools 2.0.9+ fails) gets an empty one; results naming an image the ground truth lacks
+    raise :class:`~camloc.errors.InvalidArgument` naming the image id.
+    """
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise MissingDependency("COCO AP needs pycocotools: pip install pycocotools") from None
+    gt = ground_truth if isinstance(ground_truth, dict) else json.loads(Path(ground_truth).read_text())
+    dets = results if isinstance(results, list) else json.loads(Path(results).read_text())
+    if not any(not a.get("iscrowd", 0) for a in gt.get("annotations", [])):
+        return {"ap": None, "ap50": None, "ap75": None}
+    if not dets:
+        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+    known = {im["id"] for im in gt["images"]}
+    stray = next((d["image_id"] for d in dets if d["image_id"] not in known), None)
+    if stray is not None:
+        raise InvalidArgument("results", f"results: image_id {stray!r} is not an image of the ground truth")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
+        coco = COCO()
+        coco.dataset = {"info": {}, "licenses": [], **gt}
+        coco.createIndex()
+        evaluator = COCOeval(coco, coco.loadRes(dets), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    ap, ap50, ap75 = (float(v) for v in evaluator.stats[:3])
+    return {k: (100.0 * v if v >= 0 else None) for k, v in (("ap", ap), ("ap50", ap50), ("ap75", ap75))}
