@@ -241,3 +241,22 @@ def test_corloc_equals_evaluates_gt_known_on_real_images(tmp_path, mobilenet, va
         assert image.detections[0].box == batch.geometries[i].box_to_original(box)
         truths = [scale_box(b, sample.size, (224, 224)) for b in sample.boxes]
         assert image.hit == (best_iou(box, truths) >= 0.5)
+
+
+def test_cli_calibrates_then_its_output_is_a_dataset_evaluate_reads(tmp_path, capsys):
+    data = _objects(tmp_path / "d", n=6, size=(32, 32))
+    model = f"{ROOT / 'tests' / 'helpers' / 'models.py'}:identity_cam"
+    plain = ["--model", model, "--size", "32", "--mean", "0,0,0", "--std", "1,1,1"]
+    out = tmp_path / "out"
+    assert main(["boxes", str(data), "--out", str(out), "--calibrate", str(data), "--format", "coco,yolo", *plain]) == 0
+    printed = capsys.readouterr()
+    assert "calibrated the paper rule on 6 images: threshold 0.31" in printed.err
+    assert "CorLoc (top box, IoU 0.5)     100.00" in printed.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["threshold"] == pytest.approx(0.31)
+    assert summary["settings"]["threshold_source"].startswith(f"calibrated on {data}: CorLoc 100.00 over 6 images")
+    for written in (out / "coco" / "annotations.json", out / "yolo"):
+        results = tmp_path / f"{written.name}.json"
+        args = ["evaluate", str(written), *plain, "--protocol", "paper", "--threshold", "0.5", "--json", str(results)]
+        assert main(args) == 0
+        assert json.loads(results.read_text())["gt_known_loc"] == 100.0  # the boxes are the objects

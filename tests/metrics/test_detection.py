@@ -71,3 +71,44 @@ def test_pycocotools_traps():
         coco_ap(_gt(), [{"image_id": 7, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
     # no ground-truth box at all: undefined
     assert coco_ap({**_gt(), "annotations": []}, results) == {"ap": None, "ap50": None, "ap75": None}
+
+
+def test_category_by_category_equals_one_plain_cocoeval():
+    """Random images, classes, crowd boxes, detections of classes without ground truth: the same three numbers."""
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(3)
+
+    def box():
+        x, y = rng.integers(0, 80, 2)
+        return [int(x), int(y), int(rng.integers(5, 40)), int(rng.integers(5, 40))]
+
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 120, "height": 120} for i in range(1, 31)]
+    annotations, results = [], []
+    for image in images:
+        for _ in range(int(rng.integers(0, 4))):
+            b = box()
+            category, crowd = int(rng.integers(1, 9)), int(rng.random() < 0.1)
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category,
+                                "bbox": b, "area": b[2] * b[3], "iscrowd": crowd})  # fmt: skip
+        for _ in range(int(rng.integers(0, 6))):
+            category = int(rng.integers(1, 12))  # 9..11: no ground truth anywhere
+            results.append(
+                {"image_id": image["id"], "category_id": category, "bbox": box(), "score": float(rng.random())}
+            )
+    for a in annotations[::3]:  # some good hits
+        results.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.5})
+    gt = {"info": {}, "images": images, "annotations": annotations,
+          "categories": [{"id": k, "name": f"c{k}"} for k in range(1, 40)]}  # fmt: skip
+    coco = COCO()
+    coco.dataset = gt
+    coco.createIndex()
+    plain = COCOeval(coco, coco.loadRes(results), "bbox")  # as users call it: every category, every image
+    plain.evaluate()
+    plain.accumulate()
+    plain.summarize()
+    expected = {"ap": 100 * plain.stats[0], "ap50": 100 * plain.stats[1], "ap75": 100 * plain.stats[2]}
+    assert 0 < expected["ap"] < expected["ap50"] < 100
+    assert coco_ap(gt, results) == pytest.approx(expected, rel=1e-12)

@@ -99,6 +99,9 @@ def register(p: argparse.ArgumentParser) -> None:
         "--workers", type=positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)"
     )
     p.add_argument("--no-links", action="store_true", help="do not link the images into each format's folder")
+    p.add_argument(
+        "--no-ap", action="store_true", help="skip COCO AP (CorLoc is still given where there is ground truth)"
+    )
     add_dataset_args(p, format_flag="--data-format")
     add_model_args(p, resize_default="full")
     p.set_defaults(run=run)
@@ -187,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         resume=args.resume,
         link_images=not args.no_links,
+        ap=not args.no_ap,
         config=config,
     )
     title = f"{info.name}, {args.method}, {rule} rule at {settings.threshold:g} ({info.preprocess.mode} resize)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..boxes.box import Box
 from ..errors import InvalidArgument
 
-__all__ = ["BoxWriter", "Detection", "ImageBoxes", "OutputNames", "link_image"]
+__all__ = ["BoxWriter", "Detection", "ImageBoxes", "OutputNames", "link_image", "write_text"]
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,24 @@ class OutputNames:
 
 def link_image(folder: Path, name: str, source: str | os.PathLike) -> Path:
     """A symbolic link ``folder/name<suffix>`` to ``source``'s absolute path (replaced if it pointed elsewhere)."""
-    source = Path(source).resolve()
-    link = folder / (name + source.suffix)
-    if link.is_symlink() and Path(os.readlink(link)) == source:
-        return link
-    tmp = folder / f".{link.name}.{os.getpid()}.link"
-    tmp.unlink(missing_ok=True)
-    os.symlink(source, tmp)
-    os.replace(tmp, link)
+    target = os.path.abspath(source)
+    link = folder / (name + os.path.splitext(target)[1])
+    try:
+        os.symlink(target, link)
+    except FileExistsError:
+        if os.readlink(link) != target:
+            tmp = folder / f".{link.name}.link"
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
     return link
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (through ``.<name>.part`` beside it, in an existing folder)."""
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 class BoxWriter:

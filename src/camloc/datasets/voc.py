@@ -30,7 +30,7 @@ from ..errors import DatasetError
 from ..utils import IMAGE_SUFFIXES, atomic_path
 from .base import Dataset, Sample
 from .classes import load_class_table
-from .labels import BoxWriter, ImageBoxes, link_image
+from .labels import BoxWriter, ImageBoxes, link_image, write_text
 from .parsing import check_box, parse_float
 
 __all__ = ["VocWriter", "read_voc", "voc_xml"]
@@ -211,8 +211,10 @@ class VocWriter(BoxWriter):
     def _write(self, image: ImageBoxes, name: str) -> None:
         if self.link_images:
             link_image(self.out_dir / "JPEGImages", name, image.path)
-        with atomic_path(self.out_dir / "Annotations" / f"{name}.xml") as tmp:
-            tmp.write_text(voc_xml(image, name + Path(image.path).suffix, self._names_upto(image)))
+        write_text(
+            self.out_dir / "Annotations" / f"{name}.xml",
+            voc_xml(image, name + Path(image.path).suffix, self._names_upto(image)),
+        )
         self.listed.write(name + "\n")
 
     def _names_upto(self, image: ImageBoxes) -> list[str]:

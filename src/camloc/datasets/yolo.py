@@ -30,7 +30,7 @@ from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, is_image_file
 from .base import Dataset, Sample
-from .labels import BoxWriter, ImageBoxes, link_image
+from .labels import BoxWriter, ImageBoxes, link_image, write_text
 from .parsing import check_box, parse_float, parse_int, read_lines
 
 __all__ = ["YoloWriter", "read_yolo", "yolo_line"]
@@ -65,8 +65,7 @@ class YoloWriter(BoxWriter):
         if self.link_images:
             link_image(self.out_dir / "images", name, image.path)
         lines = [yolo_line(d.label, d.box, image.width, image.height) + "\n" for d in image.detections]
-        with atomic_path(self.out_dir / "labels" / f"{name}.txt") as tmp:
-            tmp.write_text("".join(lines))
+        write_text(self.out_dir / "labels" / f"{name}.txt", "".join(lines))
 
     def close(self) -> None:
         """Write ``data.yaml``."""
