@@ -11,8 +11,8 @@ depend on it). Reported: images/s of each, and their ratio (target >= 0.95), by 
 process's CPU time (steadier when other processes share the machine). Also the rate with COCO AP
 scored by pycocotools (work evaluate does not do) and on the whole photo (``--resize full``, camloc
 boxes' default). Then, in fresh processes, the peak RSS of
-boxing the ImageNet images once and ten times over (7,250 files, linked under distinct names),
-which must stay flat.
+boxing the ImageNet images once and ten times over (7,250 files, linked under distinct names,
+squashed as above), which must stay flat.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def peak_memory(repeat: int, scratch: Path) -> float:
         "from camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
         "m = camloc.load_model('mobilenet_v2')\n"
         f"paths = sorted(__import__('pathlib').Path({str(links)!r}).iterdir())\n"
-        f"r = export_boxes(paths, m, None, {str(scratch / f'out{repeat}')!r}, formats=['coco', 'voc', 'yolo'])\n"
+        "squash = camloc.model_info(m).preprocess.with_mode('squash')\n"
+        f"r = export_boxes(paths, m, None, {str(scratch / f'out{repeat}')!r}, formats=['coco', 'voc', 'yolo'], "
+        "preprocess=squash)\n"
         "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
         "print(r.summary['images'], int(hwm.split()[1]) / 1024)\n"
     )

@@ -30,7 +30,6 @@ COLUMNS = [
     "image_id", "path", "label", "top5", "cls_top1", "cls_top5", "iou", "box",
     "located", "top1_located", "top5_located", *CURVES, "pxap_fg", "pxap_bg", "error",
 ]  # fmt: skip
-_PREFIX = "# camloc evaluate "
 
 
 def encode(result: ImageResult) -> dict[str, str]:
@@ -100,36 +99,30 @@ def _unsparse(text: str) -> np.ndarray:
     return hist
 
 
-class Journal:
-    """Appends per-image rows to a CSV whose first line records the run's settings (``header``).
+class _JournalFile:
+    """An append-only text file whose first line records a run's settings: ``# camloc <kind> {settings}``.
 
-    With ``path=None`` it writes nothing. Use as a context manager; :meth:`flush` makes the rows
-    written so far durable (fsync), so a kill loses at most the batch in flight.
+    ``path=None``: nothing is written. Use as a context manager; :meth:`flush` makes the lines
+    written so far durable (fsync), so a kill loses at most the batch in flight; :func:`journal_lines`
+    reads the file back for a resumed run.
     """
 
-    def __init__(self, path: str | os.PathLike | None, header: dict) -> None:
-        self.path, self.header = (Path(path) if path else None), header
+    def __init__(self, path: str | os.PathLike | None, kind: str, header: dict) -> None:
+        self.path, self.kind, self.header = (Path(path) if path else None), kind, header
         self.file: TextIO | None = None
-        self.writer: csv.DictWriter | None = None
+        self.fresh = False
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> _JournalFile:
         if self.path is not None:
-            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            self.fresh = not self.path.exists() or self.path.stat().st_size == 0
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in __exit__
-            self.writer = csv.DictWriter(self.file, fieldnames=COLUMNS, extrasaction="ignore")
-            if fresh:
-                self.file.write(f"{_PREFIX}{json.dumps(self.header, sort_keys=True)}\n")
-                self.writer.writeheader()
+            if self.fresh:
+                self.file.write(f"# camloc {self.kind} {json.dumps(self.header, sort_keys=True)}\n")
         return self
 
-    def write(self, result: ImageResult) -> None:
-        """Append one image's row."""
-        if self.writer is not None:
-            self.writer.writerow(encode(result))
-
     def flush(self) -> None:
-        """Make the rows written so far durable."""
+        """Make the lines written so far durable."""
         if self.file is not None:
             self.file.flush()
             os.fsync(self.file.fileno())
@@ -137,6 +130,44 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
             self.file.close()
+
+
+class LineJournal(_JournalFile):
+    """A journal of one JSON object a line (see :class:`_JournalFile`)."""
+
+    def __enter__(self) -> LineJournal:
+        super().__enter__()
+        return self
+
+    def write(self, record: dict) -> None:
+        """Append one record."""
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+
+
+class Journal(_JournalFile):
+    """Appends per-image rows to a CSV whose first line records the run's settings (``header``).
+
+    With ``path=None`` it writes nothing. Use as a context manager; :meth:`flush` makes the rows
+    written so far durable (fsync), so a kill loses at most the batch in flight.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, header: dict) -> None:
+        super().__init__(path, "evaluate", header)
+        self.writer: csv.DictWriter | None = None
+
+    def __enter__(self) -> Journal:
+        super().__enter__()
+        if self.file is not None:
+            self.writer = csv.DictWriter(self.file, fieldnames=COLUMNS, extrasaction="ignore")
+            if self.fresh:
+                self.writer.writeheader()
+        return self
+
+    def write(self, result: ImageResult) -> None:
+        """Append one image's row."""
+        if self.writer is not None:
+            self.writer.writerow(encode(result))
 
 
 def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> Iterator[ImageResult]:
@@ -176,39 +207,3 @@ def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> list[str]
             f.write(keep)
             f.truncate()
     return lines
-
-
-class LineJournal:
-    """A journal of one JSON object a line after a ``# camloc <kind> {settings}`` header (``path=None``: none).
-
-    Use as a context manager; :meth:`flush` makes the lines written so far durable (fsync).
-    :func:`journal_lines` reads it back for a resumed run.
-    """
-
-    def __init__(self, path: str | os.PathLike | None, kind: str, header: dict) -> None:
-        self.path, self.kind, self.header = (Path(path) if path else None), kind, header
-        self.file: TextIO | None = None
-
-    def __enter__(self) -> LineJournal:
-        if self.path is not None:
-            fresh = not self.path.exists() or self.path.stat().st_size == 0
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
-            if fresh:
-                self.file.write(f"# camloc {self.kind} {json.dumps(self.header, sort_keys=True)}\n")
-        return self
-
-    def write(self, record: dict) -> None:
-        """Append one record."""
-        if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-
-    def flush(self) -> None:
-        """Make the lines written so far durable."""
-        if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
