@@ -471,7 +471,7 @@ def export_boxes(
     files = {w.format: str(w.out_dir) for w in writers}
     coco = next((w.out_dir for w in writers if w.format == "coco"), None)
     quality = _quality(journal_path, header, items, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
-    summary = {**counts, "gt_images": corloc.images, "corloc": corloc.compute(), **quality}
+    summary = {**counts, "gt_images": int(corloc.images), "corloc": corloc.compute(), **quality}
     files["summary"] = str(write_json({"settings": header, "score": SCORE_FORMULA, **summary, "skipped": skipped,
                                        "files": files, "versions": versions()}, out / "summary.json"))  # fmt: skip
     return BoxesResult(summary, skipped, files)

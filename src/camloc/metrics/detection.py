@@ -22,20 +22,20 @@ import numpy as np
 
 from ..errors import InvalidArgument, MissingDependency
 from .iou import box_iou
+from .state import Metric
 
 __all__ = ["CorLoc", "coco_ap"]
 
 
-class CorLoc:
+class CorLoc(Metric):
     """CorLoc over a stream of images (percent in :meth:`compute`), in torchmetrics' shape."""
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every image seen so far."""
-        self.hits = 0
-        self.images = 0
+        super().__init__()
+        self.hits: np.ndarray
+        self.images: np.ndarray
+        self.add_state("hits", 0)
+        self.add_state("images", 0)
 
     @staticmethod
     def hit(boxes: Sequence[tuple[int, Sequence[int]]], truths: Sequence[tuple[int, Sequence[int]]]) -> bool | None:
@@ -58,14 +58,9 @@ class CorLoc:
             self.images += 1
             self.hits += int(hit)
 
-    def merge(self, other: CorLoc) -> None:
-        """Add another accumulator's state (from another shard or process)."""
-        self.hits += other.hits
-        self.images += other.images
-
     def compute(self) -> float | None:
         """CorLoc in percent; None before any image with ground truth."""
-        return 100.0 * self.hits / self.images if self.images else None
+        return 100.0 * int(self.hits) / int(self.images) if self.images else None
 
 
 def coco_ap(ground_truth: str | os.PathLike | dict, results: str | os.PathLike | list[dict]) -> dict[str, float | None]:
