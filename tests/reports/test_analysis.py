@@ -9,8 +9,7 @@ from camloc.errors import DatasetError
 from camloc.evaluation.journal import Journal, read_results
 from camloc.evaluation.protocols import ImageResult
 from camloc.metrics.localization import ImageOutcome
-from camloc.reports.analysis import box_failure
-from camloc.reports.html import read_records
+from camloc.reports.analysis import box_failure, read_records
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ from camloc.cli import main
 from camloc.datasets import open_dataset
 from camloc.datasets.synthetic import generate
 from camloc.evaluation.journal import read_results
-from camloc.reports.analysis import GALLERIES, choose_galleries
-from camloc.reports.html import read_records
+from camloc.reports.analysis import GALLERIES, choose_galleries, read_records
 
 # A small GAP net with fixed random weights: its maps and boxes are arbitrary, which gives every gallery work.
 FACTORY = """

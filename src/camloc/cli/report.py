@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -49,15 +48,10 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the JSON and the rows, draw the galleries' maps again, write the HTML."""
+    from ..reports.html import load_results
+
     results_path = Path(args.results)
-    if not results_path.is_file():
-        raise FileNotFoundError(f"{args.results}: results file not found")
-    try:
-        results = json.loads(results_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"not a JSON file ({err})", results_path) from None
-    if not isinstance(results, dict):
-        raise DatasetError("not a results file of camloc evaluate", results_path)
+    results = load_results(results_path)
     recorded = results.get("arguments") or {}
     per_image = args.per_image or results.get("per_image")
     if per_image and not Path(per_image).is_file():

@@ -16,14 +16,21 @@ failed in one of three ways:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..boxes.box import Box
+from PIL import Image
+
+from ..boxes.box import Box, scale_box
+from ..datasets.base import Dataset, Sample
+from ..errors import DatasetError
+from ..evaluation.journal import read_results
 from ..evaluation.protocols import ImageResult
 from ..metrics.iou import box_area, box_iou, intersection_area
 
-__all__ = ["GALLERIES", "ClassRow", "ImageRecord", "box_failure", "choose_galleries", "per_class"]
+__all__ = ["GALLERIES", "ClassRow", "ImageRecord", "box_failure", "choose_galleries", "per_class", "read_records"]
 
 #: Gallery key -> (title, what it shows), in the order of the report.
 GALLERIES = {
@@ -174,3 +181,44 @@ def per_class(records: Iterable[ImageRecord]) -> list[ClassRow]:
             )
         )
     return rows
+
+
+def read_records(per_image: str | os.PathLike, dataset: Dataset | None) -> tuple[dict, list[ImageRecord]]:
+    """The settings and the records of a per-image file, failures judged against ``dataset``'s boxes.
+
+    Without a dataset (or for an image it does not list) the failures are judged against no
+    ground truth: every image that was not localized counts as "box on another object".
+    """
+    settings, rows = read_results(per_image)
+    samples = {s.image_id: s for s in dataset.samples} if dataset is not None else {}
+    if dataset is not None:
+        missing = [r.image_id for _, r in rows if r.image_id not in samples]
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} image(s) of this file are not in the dataset {dataset.root} (first: {missing[0]}); "
+                "is it the evaluated one?",
+                per_image,
+            )
+    records = []
+    for line, result in rows:
+        sample = samples.get(result.image_id)
+        truths = () if sample is None else _truths_in_frame(sample, settings)
+        records.append(ImageRecord.of(line, result, truths))
+    return settings, records
+
+
+def _truths_in_frame(sample: Sample, settings: dict) -> tuple:
+    """The ground-truth boxes in the frame the protocol judged the box in (as the protocols scale them)."""
+    if settings.get("protocol") == "authors":
+        return sample.boxes
+    size = int(settings.get("size", 224))
+    original = sample.size or _upright_size(sample.path)
+    return tuple(scale_box(b, original, (size, size)) for b in sample.boxes)
+
+
+def _upright_size(path: Path) -> tuple[int, int]:
+    """An image's (width, height) once its EXIF orientation is applied, from its header."""
+    with Image.open(path) as im:
+        w, h = im.size
+        turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
+    return (h, w) if turned else (w, h)

@@ -146,7 +146,7 @@ function drawBox(canvas, base, box) {
   const ctx = canvas.getContext("2d");
   ctx.putImageData(base, 0, 0);
   if (!box) return;
-  const line = Math.max(2, Math.round((3 * Math.max(canvas.width, canvas.height)) / 640));
+  const line = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 150));
   ctx.strokeStyle = BOX_COLOUR;
   ctx.lineWidth = line;
   const [x0, y0, x1, y1] = box;
