@@ -7,8 +7,8 @@
    /api/explain (top-5, CAM, whole photo), timed from the client until its JSON is parsed; and the
    same work through the library as `camloc explain` does it per image (read, preprocess, forward,
    top-5 maps in the image's pixels, paper boxes; `camloc.evaluation.explain.explain` without grids
-   or JSON). Medians and their ratio (target <= 1.3). The CLI's own per-image cost with its PNG grid is measured too, as the
-   difference between `camloc explain` runs over 11 and over 1 copies of the image.
+   or JSON). Medians and their ratio (target <= 1.3). The CLI's own per-image cost with its PNG
+   grid is measured too, as the difference between `camloc explain` runs over 11 and 1 copies.
 2. Report time. `camloc evaluate ../shared/data/imagenet-val-boxes --per-image rows.csv` (or the
    results in --results DIR), then `camloc report` on it, end to end in a fresh process (start-up,
    model load, 725 rows, the galleries' maps, HTML), and in this process with the model loaded.

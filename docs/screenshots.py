@@ -1,7 +1,6 @@
 """Redraw docs/viewer.png and docs/report.png: the viewer on scikit-image's cat, and the report of the 725 images.
 
-    .venv/bin/camloc evaluate ../shared/data/imagenet-val-boxes --per-image out/ev/rows.csv \\
-        --json out/ev/results.json --report out/ev/report.html
+    .venv/bin/camloc evaluate ../shared/data/imagenet-val-boxes --per-image out/ev/rows.csv --report out/ev/report.html
     .venv/bin/python docs/screenshots.py out/ev/report.html
 
 Needs /usr/bin/chromium (apt-get install chromium). The viewports are kept small (about 0.5 MB a picture).
