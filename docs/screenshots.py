@@ -6,6 +6,7 @@
 Needs /usr/bin/chromium (apt-get install chromium). The viewports are kept small (about 0.5 MB a picture).
 """
 
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -24,15 +25,14 @@ DOCS = Path(__file__).resolve().parent
 
 
 def save_small(png: bytes, path: Path) -> None:
-    with tempfile.NamedTemporaryFile(suffix=".png") as f:
-        f.write(png)
-        f.flush()
-        with Image.open(f.name) as im:
-            im.convert("RGB").save(path, optimize=True)
+    """A screenshot saved as an RGB PNG, compressed as far as PNG goes."""
+    with Image.open(io.BytesIO(png)) as im:
+        im.convert("RGB").save(path, optimize=True)
     print(f"{path}: {path.stat().st_size / 1e3:.0f} kB")
 
 
 def main(report: Path) -> None:
+    """The viewer on the cat at threshold 0.5, then the report's galleries."""
     model = camloc.load_model("mobilenet_v2")
     info = camloc.model_info(model)
     explainer = Explainer(model, info, preprocess=info.preprocess.with_mode("full"))
