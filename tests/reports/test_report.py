@@ -151,3 +151,12 @@ def test_the_report_opens_in_a_browser_without_errors_or_requests(evaluated, bro
     counts = [int(v) for v in page.locator("#class-table tbody tr td:nth-child(3)").all_inner_texts()]
     assert counts == sorted(counts, reverse=True) and header.get_attribute("aria-sort") == "descending"
     page.close()
+
+
+def test_evaluate_report_without_per_image_keeps_no_rows(evaluated, tmp_path):
+    args = ["evaluate", str(evaluated["data"]), "--model", f"{evaluated['factory']}:build", "--size", "64"]
+    assert main([*args, "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "rows that were not kept" in page and len(re.findall(r'<figure class="shot">', page)) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json", "r.png"]
+    assert json.loads((tmp_path / "r.json").read_text())["per_image"] is None

@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
     if args.report:
         names = dataset.class_names or (list(info.class_names) if info.class_names else None)
-        print_report(json_path, args.report, per_image, dataset, method, info.preprocess, names, 8)
+        kept = None if scratch is None else "rows that were not kept (evaluate --per-image FILE.csv keeps them)"
+        print_report(json_path, args.report, per_image, dataset, method, info.preprocess, names, 8, kept)
     if scratch is not None:
         scratch.cleanup()
     return report_skipped(result.skipped)

@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     return print_report(results_path, out, per_image, dataset, method, preprocess, class_names, args.gallery)
 
 
-def print_report(results_path, out, per_image, dataset, method, preprocess, class_names, gallery: int) -> int:
+def print_report(
+    results_path, out, per_image, dataset, method, preprocess, class_names, gallery: int, source: str | None = None
+) -> int:
     """Write the report and say where it is, its size and how long it took."""
     from ..reports.html import write_report
 
@@ -88,6 +90,7 @@ def print_report(results_path, out, per_image, dataset, method, preprocess, clas
         preprocess=preprocess,
         class_names=class_names,
         gallery=gallery,
+        source=source,
     )
     pictures = sum(report.galleries.values())
     print(

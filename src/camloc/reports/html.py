@@ -76,6 +76,7 @@ def write_report(
     preprocess: Preprocess | None = None,
     class_names: Sequence[str] | None = None,
     gallery: int = 8,
+    source: str | None = None,
 ) -> Report:
     """Write the HTML report of an evaluation (atomically).
 
@@ -88,6 +89,7 @@ def write_report(
         preprocess: the model's preprocessing (the images are squashed to the evaluated size).
         class_names: class names by index (default: the dataset's).
         gallery: pictures per gallery.
+        source: how the page names the per-image file (default: its path).
     """
     results_path = Path(results_path)
     results = load_results(results_path)
@@ -113,7 +115,7 @@ def write_report(
         settings=settings,
         class_names=names,
         evaluated=evaluated,
-        source=str(per_image) if per_image is not None else None,
+        source=source or (str(per_image) if per_image is not None else None),
     )
     out = Path(out)
     with atomic_path(out) as tmp:
