@@ -16,6 +16,7 @@ def photos(tmp_path_factory) -> Path:
     Image.fromarray(data.astronaut()).save(root / "astronaut.tif")
     (root / "sub").mkdir()
     Image.fromarray(data.rocket()).resize((500, 375)).save(root / "sub" / "rocket.jpg", quality=90)
+    Image.new("RGB", (12000, 20), (90, 120, 40)).save(root / "strip.png")  # small, but long
     (root / "notes.jpg").write_text("this is not a picture\n")
     (root / "bomb.png").write_bytes(bomb_png(9000, 9000))
     outside = tmp_path_factory.mktemp("outside")

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -15,6 +16,12 @@ from camloc.viewer import Explainer, create_app
 from camloc.viewer.inference import QueueFull
 from camloc.viewer.server import LOOPBACK_NAMES
 from tests.helpers.browser import LiveServer
+
+
+def _run(coroutine_function):
+    """``asyncio.run`` in a thread of its own: Playwright's sync API may keep a loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
 
 
 class CountingExplainer(Explainer):
@@ -102,7 +109,7 @@ def test_twenty_concurrent_uploads_are_answered_right_one_at_a_time(served, expe
             return await started, page_done, time.monotonic()
 
     explainer.most, explainer.done_at = 0, []
-    answers, page_done, _ = asyncio.run(storm())
+    answers, page_done, _ = _run(storm)
     for name, response in zip(names, answers, strict=True):
         assert response.status_code == 200
         _same(response.json(), expected[name])
@@ -119,7 +126,7 @@ def test_queue_full_turns_requests_away(mobilenet, photos):
     async def two() -> list:
         return await asyncio.gather(explainer.submit(image, topk=1), explainer.submit(image), return_exceptions=True)
 
-    first, second = asyncio.run(two())
+    first, second = _run(two)
     explainer.close()
     assert first["predictions"][0]["index"] == 285
     assert isinstance(second, QueueFull) and "1 requests are waiting for the model" in str(second)
@@ -132,6 +139,7 @@ def test_queue_full_turns_requests_away(mobilenet, photos):
         (("notes.jpg", "notes.jpg"), {}, 415, "notes.jpg: not a readable image"),  # a text file named .jpg
         (("bomb.png", "bomb.png"), {}, 413, "bomb.png: 9000x9000 pixels is over the limit"),
         (("big.jpg", b"\xff" * 2_100_000), {}, 413, "over the limit of 2,000,000 bytes"),
+        (("strip.png", "strip.png"), {}, 413, "a 12000x20 image reaches the model as 153600x256"),
         (None, {"path": "../outside/secret.png"}, 403, "outside the images folder"),
         (None, {"path": "link.png"}, 403, "outside the images folder"),
         (None, {"path": "nope.png"}, 404, "nope.png: no such image in the images folder"),

@@ -22,16 +22,19 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from ..errors import InvalidArgument
+from ..errors import InputTooLarge, InvalidArgument
 from ..evaluation.explain import describe, explain_settings
 from ..images import Preprocess
 from ..maps.core import MapMethod
 from ..maps.registry import METHOD_NAMES, create_method
 from ..models.info import ModelInfo
 
-__all__ = ["MAX_TOPK", "Explainer", "QueueFull"]
+__all__ = ["MAX_INPUT_PIXELS", "MAX_TOPK", "Explainer", "QueueFull"]
 
 MAX_TOPK = 20
+#: The largest input the model is given: the whole photo keeps its aspect, so a long thin image
+#: (a 40,000 x 20 strip is under any pixel cap) would otherwise reach it thousands of pixels long.
+MAX_INPUT_PIXELS = 2_000_000
 
 
 class QueueFull(Exception):
@@ -105,6 +108,12 @@ class Explainer:
             raise InvalidArgument("classes", f"give 1 to {MAX_TOPK} classes, not {len(classes)}")
         if not 0.0 <= threshold <= 1.0:
             raise InvalidArgument("threshold", f"threshold must lie in [0, 1], not {threshold}")
+        planned = self.preprocess.geometry(*image.size)
+        if planned.input_width * planned.input_height > MAX_INPUT_PIXELS:
+            raise InputTooLarge(
+                f"a {image.width}x{image.height} image reaches the model as {planned.input_width}x"
+                f"{planned.input_height}, over {MAX_INPUT_PIXELS:,} pixels; crop it nearer to square"
+            )
         chosen = self.method(method)
         x, geometry = self.preprocess(image)
         wanted = None if classes is None else [list(classes)]
