@@ -188,7 +188,7 @@ def main() -> None:
         f"{lat['cli_with_grid_s'] * 1000:.0f} ms"
     )
     if lat["other_cpu_s"] is not None:
-        print(f"other processes used {lat['other_cpu_s']:.1f} CPU-s during the {lat['timed_s']:.1f} s of timed requests")
+        print(f"other processes used {lat['other_cpu_s']:.1f} CPU-s in the {lat['timed_s']:.1f} s of timed requests")
     print(
         f"camloc report, 725 images: {rep['report_cli_s']:.1f} s end to end, {rep['report_in_process_s']:.1f} s "
         f"with the model loaded; {rep['report_mb']:.2f} MB, {rep['pictures']} gallery pictures"
