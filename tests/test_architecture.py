@@ -27,7 +27,7 @@ LAYERS = [
     ["camloc.datasets", "camloc.figures"],
     ["camloc.evaluation"],
     ["camloc.training"],
-    ["camloc.reports"],
+    ["camloc.reports", "camloc.viewer"],
     ["camloc.cli"],
 ]
 

@@ -39,6 +39,8 @@ COMMANDS = {
         "the paper's fine-grained experiment: probe on full images, on CAM-box crops and on ground-truth crops",
     ),
     "demo": (".demo", "explain scikit-image's sample photos (chelsea, coffee) with the default model"),
+    "report": (".report", "one self-contained HTML file of an evaluation: summary, curves, per class, galleries"),
+    "serve": (".serve", "a local web page: explain an image, any class and method, boxes redrawn live"),
 }
 
 

@@ -235,6 +235,29 @@ def load_method(args: argparse.Namespace, name: str | None = None) -> tuple[MapM
     return create_method(name or args.method, model, args.target_layer), info
 
 
+#: The flags that load a model (``add_model_args``) and open a dataset (``add_dataset_args``), as results record them.
+MODEL_FLAGS = ("model", "weights", "classes", "mean", "std", "size", "resize", "method", "target_layer")
+DATASET_FLAGS = ("data", "format", "images", "split", "class_map", "one_based")
+
+
+def recorded_arguments(args: argparse.Namespace) -> dict:
+    """The model and dataset flags of a run, paths made absolute, so that a later command can load the same again."""
+
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value else value
+
+    out = {k: getattr(args, k, None) for k in MODEL_FLAGS + DATASET_FLAGS}
+    for key in ("weights", "classes", "images", "class_map", "data"):
+        out[key] = absolute(out[key])
+    model = out["model"] or ""
+    file, colon, factory = model.rpartition(":")
+    if colon and file.endswith(".py"):
+        out["model"] = f"{absolute(file)}:{factory}"
+    elif Path(model).exists():
+        out["model"] = absolute(model)
+    return out
+
+
 def report_skipped(skipped: list[dict]) -> int:
     """List the images that could not be read on stderr; exit status 1 if there were any."""
     if not skipped:
@@ -246,6 +269,8 @@ def report_skipped(skipped: list[dict]) -> int:
 
 
 __all__ = [
+    "DATASET_FLAGS",
+    "MODEL_FLAGS",
     "add_dataset_args",
     "add_model_args",
     "flag_of",
@@ -254,6 +279,7 @@ __all__ = [
     "load_model_and_info",
     "open_data",
     "positive",
+    "recorded_arguments",
     "report_skipped",
     "resolve_device",
     "show_library_log",

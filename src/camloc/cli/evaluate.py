@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from ..evaluation.protocols import BASELINES, PROTOCOLS
-from .common import add_dataset_args, add_model_args, fraction, load_method, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    fraction,
+    load_method,
+    open_data,
+    positive,
+    recorded_arguments,
+    report_skipped,
+)
 
 __all__ = ["register", "run"]
 
@@ -41,6 +51,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-image", metavar="FILE.csv", help="append one row per image as it is computed")
     p.add_argument("--resume", action="store_true", help="continue the run recorded in --per-image")
     p.add_argument(
+        "--report", metavar="FILE.html", help="also write the run's HTML report (as camloc report does, galleries of 8)"
+    )
+    p.add_argument(
         "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
     )
     p.add_argument(
@@ -61,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..figures import plot_curves
     from ..reports.summary import format_summary
     from ..utils import versions, write_json
+    from .report import print_report
 
     dataset = open_data(args)
     method, info = load_method(args)
@@ -72,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
+    # the report reads the per-image rows: without --per-image they go to a scratch file
+    scratch = tempfile.TemporaryDirectory() if args.report and not args.per_image else None
+    per_image = str(Path(scratch.name) / "rows.csv") if scratch else args.per_image
     result = evaluate(
         dataset,
         method,
@@ -81,16 +98,29 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         step=args.step,
         threshold=args.threshold,
-        per_image=args.per_image,
+        per_image=per_image,
         resume=args.resume,
         config=config,
         baseline=args.baseline,
     )
-    json_path = write_json({**config, "protocol": args.protocol, **result.to_json(), "versions": versions()}, args.json)
+    # how to load the model, data and rows again (camloc report does)
+    again = {
+        "arguments": recorded_arguments(args),
+        "per_image": str(Path(args.per_image).resolve()) if args.per_image else None,
+    }
+    json_path = write_json(
+        {**config, "protocol": args.protocol, **result.to_json(), "versions": versions(), **again}, args.json
+    )
     if result.curves:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
     what = f"{args.baseline} baseline" if args.baseline else args.method
     title = f"{info.name}, {what}, on {dataset.name} ({args.protocol} protocol)"
     print(format_summary(result.summary, title, baseline=bool(args.baseline)))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
+    if args.report:
+        names = dataset.class_names or (list(info.class_names) if info.class_names else None)
+        kept = None if scratch is None else "rows that were not kept (evaluate --per-image FILE.csv keeps them)"
+        print_report(json_path, args.report, per_image, dataset, method, info.preprocess, names, 8, kept)
+    if scratch is not None:
+        scratch.cleanup()
     return report_skipped(result.skipped)

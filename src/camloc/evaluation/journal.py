@@ -20,11 +20,11 @@ from typing import TextIO
 
 import numpy as np
 
-from ..errors import ResumeError
+from ..errors import DatasetError, ResumeError
 from ..metrics.localization import ImageOutcome
 from .protocols import CURVES, ImageResult
 
-__all__ = ["COLUMNS", "Journal", "LineJournal", "decode", "encode", "journal_lines", "read_journal"]
+__all__ = ["COLUMNS", "Journal", "LineJournal", "decode", "encode", "journal_lines", "read_journal", "read_results"]
 
 COLUMNS = [
     "image_id", "path", "label", "top5", "cls_top1", "cls_top5", "iou", "box",
@@ -187,12 +187,8 @@ def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> list[str]
     last line cut off by an interruption (no final newline) is removed from the file and not returned.
     """
     path = Path(path)
-    prefix = f"# camloc {kind} "
     with open(path, newline="") as f:
-        first = f.readline()
-        if not first.startswith(prefix):
-            raise ResumeError(f"{path}:1: not a camloc {kind} journal")
-        earlier = json.loads(first[len(prefix) :])
+        earlier = _settings_line(path, f.readline(), kind, ResumeError)
         if earlier != json.loads(json.dumps(header, sort_keys=True)):
             keys = set(earlier) | set(header)
             diff = {k: (earlier.get(k), header.get(k)) for k in sorted(keys) if earlier.get(k) != header.get(k)}
@@ -207,3 +203,34 @@ def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> list[str]
             f.write(keep)
             f.truncate()
     return lines
+
+
+def read_results(path: str | os.PathLike) -> tuple[dict, list[tuple[int, ImageResult]]]:
+    """The settings a per-image file records and each complete row's result, with its line number in the file.
+
+    For reading a finished (or running) evaluation: any settings are accepted, the file is not
+    changed, and a last row cut off by an interruption is left out. The hit curves' length comes
+    from the recorded ``step``.
+    """
+    path = Path(path)
+    with open(path, newline="") as f:
+        header = _settings_line(path, f.readline(), "evaluate", DatasetError)
+        lines = f.read().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    n_thresholds = len(np.arange(0, 1, header["step"])) if "step" in header else 0
+    try:
+        # line 1 holds the settings, line 2 the column names: the first row is line 3
+        return header, [(i + 3, decode(row, n_thresholds)) for i, row in enumerate(csv.DictReader(lines))]
+    except (KeyError, ValueError, TypeError) as err:
+        raise DatasetError(f"not a well-formed per-image row ({type(err).__name__}: {err})", path) from None
+
+
+def _settings_line(path: Path, first: str, kind: str, error: type[Exception]) -> dict:
+    prefix = f"# camloc {kind} "
+    if not first.startswith(prefix):
+        raise error(f"{path}:1: not a camloc {kind} " + ("per-image file" if kind == "evaluate" else "journal"))
+    try:
+        return json.loads(first[len(prefix) :])
+    except json.JSONDecodeError:
+        raise error(f"{path}:1: the settings line is not JSON") from None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["format_boxes_summary", "format_summary"]
+__all__ = ["METRIC_NAMES", "format_boxes_summary", "format_summary"]
 
-_NAMES = {
+#: Summary key -> its name in tables, in the order they are shown.
+METRIC_NAMES = {
     "cls_top1": "classification top-1",
     "cls_top5": "classification top-5",
     "top1_loc": "top-1 localization",
@@ -37,7 +38,7 @@ def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
           MaxBoxAccV2 (IoU .3/.5/.7)     40.00
             at IoU 30 / 50 / 70          60.00 / 50.00 / 10.00
     """
-    names = dict(_NAMES)
+    names = dict(METRIC_NAMES)
     if baseline:
         for key in ("cls_top1", "cls_top5", "top1_loc", "top5_loc"):
             del names[key]
