@@ -222,3 +222,13 @@ def test_version_prints_without_a_model(capsys):
     import camloc
 
     assert capsys.readouterr().out.strip() == f"camloc {camloc.__version__}"
+
+
+def test_top_level_functions_stay_functions_once_their_modules_are_imported():
+    code = (
+        "import camloc.evaluation.explain, camloc.evaluation.evaluate, camloc, inspect\n"
+        "assert inspect.isfunction(camloc.explain) and inspect.isfunction(camloc.evaluate)\n"
+        "assert camloc.explain.__module__ == 'camloc.evaluation.explain'\n"
+    )
+    done = _fresh_python(code)
+    assert done.returncode == 0, done.stderr

@@ -60,8 +60,9 @@ _EXPORTS = {
     "best_iou": ".metrics",
     "box_iou": ".metrics",
     "open_dataset": ".datasets",
-    "evaluate": ".evaluation",
-    "explain": ".evaluation",
+    # from their modules: camloc.evaluation.evaluate / .explain name the modules once these are imported
+    "evaluate": ".evaluation.evaluate",
+    "explain": ".evaluation.explain",
     "BoxSettings": ".evaluation",
     "boxes_for": ".evaluation",
     "export_boxes": ".evaluation",
