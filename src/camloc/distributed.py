@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["World", "all_gather", "all_sum", "barrier", "join", "shard", "world"]
+__all__ = ["World", "all_gather", "all_sum", "barrier", "join", "leave", "rank_file", "shard", "world"]
 
 T = TypeVar("T")
 
@@ -79,6 +80,13 @@ def join(device: str | None = None) -> World:
     return world()
 
 
+def rank_file(path: str | os.PathLike, where: World | None = None) -> Path:
+    """Where a rank keeps its own part of a file: ``path`` itself in a world of one, else ``path.rank<r>-of-<N>``."""
+    where = where or world()
+    path = Path(path)
+    return path.with_name(f"{path.name}.rank{where.rank}-of-{where.size}") if where.distributed else path
+
+
 def shard(items: Sequence[T], where: World | None = None) -> list[T]:
     """This rank's items: ``items[rank::size]``."""
     where = where or world()
@@ -113,6 +121,14 @@ def all_gather(obj: object) -> list:
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def leave() -> None:
+    """Leave the process group, if this process joined one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

@@ -1,5 +1,7 @@
 """Helpers shared by the tests that build models."""
 
+import os
+import signal
 import time
 
 import torch
@@ -52,3 +54,28 @@ def identity_cam() -> nn.Module:
 def slow_identity_cam() -> nn.Module:
     """The same, 0.15 s a forward pass."""
     return IdentityCam(delay=0.15).eval()
+
+
+def die_on_rank(x, after):
+    """``x``; the process of rank ``CAMLOC_TEST_DIE_RANK`` kills itself (SIGKILL) at forward pass ``after + 1``."""
+    if os.environ.get("CAMLOC_TEST_DIE_RANK") == os.environ.get("RANK", "0"):
+        _calls[0] += 1
+        if _calls[0] > after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+_calls = [0]
+torch.fx.wrap("die_on_rank")
+
+
+class DyingIdentityCam(IdentityCam):
+    """:class:`IdentityCam`, slow, that kills one rank of a torchrun launch half-way (see :func:`die_on_rank`)."""
+
+    def forward(self, x):
+        return super().forward(die_on_rank(pause(x, 0.1), 3))
+
+
+def dying_identity_cam() -> nn.Module:
+    """Factory for ``--model tests/helpers/models.py:dying_identity_cam``."""
+    return DyingIdentityCam().eval()

@@ -81,3 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CamlocError, OSError) as err:
         print(f"camloc: error: {user_message(err)}", file=sys.stderr)
         return 2
+    finally:
+        if "torch.distributed" in sys.modules:  # a torchrun launch: leave its process group cleanly
+            from ..distributed import leave
+
+            leave()

@@ -184,13 +184,20 @@ def open_data(args: argparse.Namespace) -> Dataset:
 
 
 def resolve_device(name: str | None) -> str:
-    """``--device`` checked: a device torch knows, and a CUDA device only where one is available."""
+    """``--device`` checked: a device torch knows, and a CUDA device only where one is available.
+
+    Under torchrun, ``cuda`` (or no ``--device`` on a machine with CUDA) is this process's GPU, ``cuda:LOCAL_RANK``.
+    """
     import torch
 
+    from ..distributed import world
     from ..utils import default_device
 
+    here = world()
     if name is None:
-        return default_device()
+        name = default_device()
+    if name == "cuda" and here.distributed:
+        name = f"cuda:{here.local_rank}"
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
@@ -202,12 +209,14 @@ def resolve_device(name: str | None) -> str:
 
 def load_model_and_info(args: argparse.Namespace):
     """The model that ``--model`` / ``--weights`` name, on ``--device``, with the preprocessing overrides applied."""
+    from ..distributed import join
     from ..models.info import model_info, with_info
     from ..models.loading import load_model
     from ..runtime import keep_freed_memory
 
     keep_freed_memory()
     device = resolve_device(args.device)
+    join(device)  # the process group of a torchrun launch (nothing to join otherwise)
     names = None
     if args.classes:
         path = Path(args.classes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from ..evaluation.protocols import BASELINES, PROTOCOLS
@@ -70,6 +69,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary, write the JSON and the curves' plot."""
+    from ..distributed import barrier, rank_file, world
     from ..evaluation.evaluate import evaluate
     from ..figures import plot_curves
     from ..reports.summary import format_summary
@@ -86,9 +86,16 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
-    # the report reads the per-image rows: without --per-image they go to a scratch file
-    scratch = tempfile.TemporaryDirectory() if args.report and not args.per_image else None
-    per_image = str(Path(scratch.name) / "rows.csv") if scratch else args.per_image
+    here = world()
+    # the report reads the per-image rows: without --per-image they go to a scratch file beside the JSON
+    scratch = (
+        Path(args.json).with_name(f".{Path(args.json).stem}.rows.csv") if args.report and not args.per_image else None
+    )
+    if scratch is not None:
+        for stale in {scratch, rank_file(scratch, here)}:
+            stale.unlink(missing_ok=True)
+        barrier()
+    per_image = str(scratch) if scratch else args.per_image
     result = evaluate(
         dataset,
         method,
@@ -103,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         baseline=args.baseline,
     )
+    if not here.is_main:  # rank 0 writes, prints and gives the exit status for the run
+        return 0
     # how to load the model, data and rows again (camloc report does)
     again = {
         "arguments": recorded_arguments(args),
@@ -122,5 +131,5 @@ def run(args: argparse.Namespace) -> int:
         kept = None if scratch is None else "rows that were not kept (evaluate --per-image FILE.csv keeps them)"
         print_report(json_path, args.report, per_image, dataset, method, info.preprocess, names, 8, kept)
     if scratch is not None:
-        scratch.cleanup()
+        scratch.unlink(missing_ok=True)
     return report_skipped(result.skipped)

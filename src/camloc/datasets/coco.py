@@ -146,26 +146,27 @@ class CocoWriter(BoxWriter):
 
     format = "coco"
 
-    def __init__(
-        self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
-    ) -> None:
-        super().__init__(out_dir, class_names, link_images=link_images)
-        self.spool_path = self.out_dir / ".annotations.part"  # whole runs are replayed into it: a fresh one
-        self._fresh(self.out_dir / "images")
-        self.spool = open(self.spool_path, "w")  # noqa: SIM115 - closed in close() / abort()
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+        super().__init__(out_dir, class_names, **parts)
+        self.spool_path = self.out_dir / ".annotations.part"
+        self.images = self._folder("images") if self.link_images else self.out_dir / "images"
+        self.spool = open(self.spool_path, "w") if self.whole_set else None  # noqa: SIM115 - closed in close() / abort()
         self.annotations = self.out_dir / "annotations.json"
         self.results = self.out_dir / "results.json"
 
     def _write(self, image: ImageBoxes, name: str) -> None:
         file_name = name + Path(image.path).suffix
         if self.link_images:
-            link_image(self.out_dir / "images", name, image.path)
-        detections = [[d.label, *d.box, d.score] for d in image.detections]
-        record = {"i": image.index, "p": str(image.path), "f": file_name, "w": image.width, "h": image.height}
-        self.spool.write(json.dumps({**record, "d": detections}) + "\n")
+            link_image(self.images, name, image.path)
+        if self.spool is not None:
+            detections = [[d.label, *d.box, d.score] for d in image.detections]
+            record = {"i": image.index, "p": str(image.path), "f": file_name, "w": image.width, "h": image.height}
+            self.spool.write(json.dumps({**record, "d": detections}) + "\n")
 
     def close(self) -> None:
         """Write ``annotations.json`` and ``results.json`` from the spool, then remove it."""
+        if self.spool is None:
+            return
         self.spool.close()
 
         def spooled() -> Iterable[tuple[ImageBoxes, str]]:
@@ -178,8 +179,9 @@ class CocoWriter(BoxWriter):
 
     def abort(self) -> None:
         """Remove the spool; write nothing more."""
-        self.spool.close()
-        self.spool_path.unlink(missing_ok=True)
+        if self.spool is not None:
+            self.spool.close()
+            self.spool_path.unlink(missing_ok=True)
 
 
 def read_coco(path: Path, images: Path | None, classes) -> Dataset:

@@ -105,42 +105,61 @@ class BoxWriter:
         class_names: the class names in index order (class ``i`` is COCO category ``i + 1``, YOLO class ``i``);
             None: classes are named by their index.
         link_images: put a symbolic link to each image in the format's image folder.
+        per_image: write the files of each image (VOC's XML, YOLO's labels, the links).
+        whole_set: write the files of the whole set on :meth:`close` (COCO's JSON, VOC's list, YOLO's data.yaml).
 
     Use as a context manager, or call :meth:`close` when done; a block left by an exception
-    leaves the per-image files written so far and does not write the whole-set files.
+    leaves the per-image files written so far and does not write the whole-set files. A run split
+    over processes writes each image's files where it is boxed (``whole_set=False``), then feeds
+    every image, in order, to one writer with ``per_image=False``.
     """
 
     format = ""
 
     def __init__(
-        self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
+        self,
+        out_dir: str | os.PathLike,
+        class_names: Sequence[str] | None,
+        *,
+        link_images: bool = True,
+        per_image: bool = True,
+        whole_set: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.given_names = None if class_names is None else list(class_names)
-        self.link_images = link_images
+        self.link_images = link_images and per_image
+        self.per_image, self.whole_set = per_image, whole_set
         self.names = OutputNames()
         self.top_label = -1
-        self._fresh(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if whole_set:  # the writer that finishes a run: what a killed one left half-made goes
+            self._fresh(self.out_dir)
 
     @property
     def class_names(self) -> list[str]:
         """The class names given, or (none given) the indices up to the largest class written."""
         return self.given_names if self.given_names is not None else [str(i) for i in range(self.top_label + 1)]
 
-    def _fresh(self, folder: Path) -> Path:
-        """``folder`` (created), rid of what a killed writer left half-made there (temporary files, links)."""
+    def _folder(self, name: str) -> Path:
+        """A subfolder (created); the writer that finishes a run rids it of what a killed one left half-made."""
+        folder = self.out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
-        for leftover in (*folder.glob(".*.tmp"), *folder.glob(".*.link"), *folder.glob(".*.part")):
-            leftover.unlink(missing_ok=True)
+        if self.whole_set:
+            self._fresh(folder)
         return folder
 
-    def write(self, image: ImageBoxes) -> None:
-        """Add one image's boxes."""
+    @staticmethod
+    def _fresh(folder: Path) -> None:
+        for leftover in (*folder.glob(".*.tmp"), *folder.glob(".*.link"), *folder.glob(".*.part")):
+            leftover.unlink(missing_ok=True)
+
+    def write(self, image: ImageBoxes, name: str | None = None) -> None:
+        """Add one image's boxes; ``name``: its output name (default: :class:`OutputNames` of the images written)."""
         for d in image.detections:
             if d.label < 0 or (self.given_names is not None and d.label >= len(self.given_names)):
                 raise InvalidArgument("detections", f"{image.path}: class {d.label} is not a class index of the writer")
             self.top_label = max(self.top_label, d.label)
-        self._write(image, self.names(image.path))
+        self._write(image, name if name is not None else self.names(image.path))
 
     def _write(self, image: ImageBoxes, name: str) -> None:
         raise NotImplementedError

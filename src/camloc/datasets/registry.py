@@ -187,11 +187,14 @@ def open_train_test(
 
 
 def open_writers(
-    formats: Sequence[str], out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
+    formats: Sequence[str], out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool
 ) -> list[BoxWriter]:
-    """One writer per name of :data:`BOX_FORMATS` (in the order given, each once), each in ``out_dir/<format>``."""
+    """One writer per name of :data:`BOX_FORMATS` (in the order given, each once), each in ``out_dir/<format>``.
+
+    ``parts``: ``link_images``, ``per_image``, ``whole_set`` of :class:`~camloc.datasets.labels.BoxWriter`.
+    """
     unknown = [f for f in formats if f not in BOX_FORMATS]
     if unknown or not formats:
         got = ", ".join(map(repr, unknown)) if unknown else "none"
         raise InvalidArgument("format", f"box formats are {', '.join(BOX_FORMATS)}; got {got}")
-    return [BOX_FORMATS[f](Path(out_dir) / f, class_names, link_images=link_images) for f in dict.fromkeys(formats)]
+    return [BOX_FORMATS[f](Path(out_dir) / f, class_names, **parts) for f in dict.fromkeys(formats)]

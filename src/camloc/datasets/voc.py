@@ -195,27 +195,26 @@ class VocWriter(BoxWriter):
 
     format = "voc"
 
-    def __init__(
-        self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
-    ) -> None:
-        super().__init__(out_dir, class_names, link_images=link_images)
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+        super().__init__(out_dir, class_names, **parts)
         if self.given_names is not None:
             index = load_class_table(self.given_names).index()
             clash = next((n for n in self.given_names if index[n] < 0), None)
             if clash is not None:  # <name> is all a VOC object says of its class
                 raise DatasetError(f"class name {clash!r} names two classes; VOC files need distinct class names")
-        for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
-            self._fresh(self.out_dir / folder)
-        self.listed = open(self.out_dir / "ImageSets" / "Main" / ".all.txt.part", "w")  # noqa: SIM115 - closed in close()
+        self.annotations, self.images = self._folder("Annotations"), self._folder("JPEGImages")
+        self.listed = None
+        if self.whole_set:
+            self.listed = open(self._folder("ImageSets/Main") / ".all.txt.part", "w")  # noqa: SIM115 - closed in close()
 
     def _write(self, image: ImageBoxes, name: str) -> None:
         if self.link_images:
-            link_image(self.out_dir / "JPEGImages", name, image.path)
-        write_text(
-            self.out_dir / "Annotations" / f"{name}.xml",
-            voc_xml(image, name + Path(image.path).suffix, self._names_upto(image)),
-        )
-        self.listed.write(name + "\n")
+            link_image(self.images, name, image.path)
+        if self.per_image:
+            xml = voc_xml(image, name + Path(image.path).suffix, self._names_upto(image))
+            write_text(self.annotations / f"{name}.xml", xml)
+        if self.listed is not None:
+            self.listed.write(name + "\n")
 
     def _names_upto(self, image: ImageBoxes) -> list[str]:
         top = max((d.label for d in image.detections), default=-1)
@@ -223,6 +222,8 @@ class VocWriter(BoxWriter):
 
     def close(self) -> None:
         """Write ``ImageSets/Main/all.txt`` and ``classes.txt``."""
+        if self.listed is None:
+            return
         self.listed.close()
         os.replace(self.listed.name, self.out_dir / "ImageSets" / "Main" / "all.txt")
         with atomic_path(self.out_dir / "classes.txt") as tmp:
@@ -230,5 +231,6 @@ class VocWriter(BoxWriter):
 
     def abort(self) -> None:
         """Keep the XML files written so far; drop the partial image list."""
-        self.listed.close()
-        Path(self.listed.name).unlink(missing_ok=True)
+        if self.listed is not None:
+            self.listed.close()
+            Path(self.listed.name).unlink(missing_ok=True)

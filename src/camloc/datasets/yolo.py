@@ -54,21 +54,21 @@ class YoloWriter(BoxWriter):
 
     format = "yolo"
 
-    def __init__(
-        self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, *, link_images: bool = True
-    ) -> None:
-        super().__init__(out_dir, class_names, link_images=link_images)
-        self._fresh(self.out_dir / "labels")
-        self._fresh(self.out_dir / "images")
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+        super().__init__(out_dir, class_names, **parts)
+        self.labels, self.images = self._folder("labels"), self._folder("images")
 
     def _write(self, image: ImageBoxes, name: str) -> None:
         if self.link_images:
-            link_image(self.out_dir / "images", name, image.path)
-        lines = [yolo_line(d.label, d.box, image.width, image.height) + "\n" for d in image.detections]
-        write_text(self.out_dir / "labels" / f"{name}.txt", "".join(lines))
+            link_image(self.images, name, image.path)
+        if self.per_image:
+            lines = [yolo_line(d.label, d.box, image.width, image.height) + "\n" for d in image.detections]
+            write_text(self.labels / f"{name}.txt", "".join(lines))
 
     def close(self) -> None:
         """Write ``data.yaml``."""
+        if not self.whole_set:
+            return
         names = "".join(f"  {i}: {json.dumps(n)}\n" for i, n in enumerate(self.class_names))  # JSON strings are YAML
         text = (
             "# written by camloc boxes: weak labels from class activation maps\n"

@@ -29,6 +29,7 @@ Unreadable images are listed in the summary and skipped.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -49,16 +50,18 @@ from ..datasets.base import Dataset, Sample
 from ..datasets.coco import write_coco, write_coco_results
 from ..datasets.labels import Detection, ImageBoxes, OutputNames
 from ..datasets.registry import open_writers
-from ..errors import InvalidArgument, OutputExists
+from ..distributed import World, all_gather, barrier, rank_file, shard, world
+from ..errors import InvalidArgument, OutputExists, ResumeError
 from ..images import Batch, Geometry, Preprocess, load_batch
 from ..maps.cam import CAM
 from ..maps.core import MapMethod
 from ..maps.frames import to_image_frame
 from ..metrics.detection import CorLoc, coco_ap
 from ..models.info import ModelInfo, model_info
+from ..utils import atomic_path, versions, write_json
 from ..utils import progress as progress_bar
-from ..utils import versions, write_json
 from .journal import LineJournal, journal_lines
+from .pipeline import background_pool, overlapped
 
 __all__ = [
     "BoxSettings",
@@ -74,6 +77,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCORE_FORMULA = "p(class) x mean over the box of max(M, 0) / max(M)"
+BACKGROUND_NICE = 5  # decoding and box work yield to the forward pass (camloc.evaluation.pipeline)
 
 
 @dataclass(frozen=True)
@@ -291,16 +295,27 @@ def _iterate(
     *,
     batch_size: int,
     pool: ThreadPoolExecutor,
+    consume: Callable[[list], None] | None = None,
+    overlap: bool = True,
 ) -> Iterator[list]:
     """Per chunk of ``batch_size`` items, in order: ``work``'s result per image read, ``failure``'s per image not.
 
-    Decoding and ``work`` (maps onto frames, boxes) run in ``pool``'s threads, the forward pass in torch's.
+    Decoding and ``work`` (maps onto frames, boxes) run in ``pool``'s threads, beside the forward pass
+    of the next chunk (:func:`~camloc.evaluation.pipeline.overlapped`); ``consume`` is called with each
+    chunk's results in the same background thread, in order (writing files there keeps them off the
+    forward pass's path).
     """
-    for start in range(0, len(items), batch_size):
-        decoded, failed = _decoded(items[start : start + batch_size], preprocess, pool)
+
+    def decode(chunk: list[_Item]):
+        return _decoded(chunk, preprocess, pool)
+
+    def forward(decoded) -> list:
+        return [_maps(group, batch, method, settings) for group, batch in decoded[0]]
+
+    def finish(decoded, chosen_per_group: list) -> list:
+        groups, failed = decoded
         results = [(it.index, failure(it, reason)) for it, reason in failed]
-        for group, batch in decoded:
-            chosen = _maps(group, batch, method, settings)
+        for (group, batch), chosen in zip(groups, chosen_per_group, strict=True):
 
             def one(i: int, group=group, batch=batch, chosen=chosen) -> tuple[int, object]:
                 classes, probs, raw = chosen[i]
@@ -308,7 +323,18 @@ def _iterate(
                 return group[i].index, work(group[i], _frames(raw, geo, preprocess), classes, probs, geo)
 
             results += pool.map(one, range(len(group)))
-        yield [r for _, r in sorted(results, key=lambda t: t[0])]
+        ordered = [r for _, r in sorted(results, key=lambda t: t[0])]
+        if consume is not None:
+            consume(ordered)
+        return ordered
+
+    chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    if overlap:
+        yield from overlapped(chunks, decode, forward, finish, nice=BACKGROUND_NICE)
+    else:
+        for chunk in chunks:
+            decoded = decode(chunk)
+            yield finish(decoded, forward(decoded))
 
 
 def _boxed(settings: BoxSettings) -> tuple[Work, Callable[[_Item, str], BoxedImage]]:
@@ -364,7 +390,7 @@ def boxes_for(
     method, info = _method_info(method, info)
     work, failure = _boxed(settings)
     items = _items(source, ground_truth)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with background_pool(workers, BACKGROUND_NICE) as pool:
         chunks = _iterate(
             items,
             method,
@@ -425,52 +451,115 @@ def export_boxes(
     class_names = None if info.class_names is None else list(info.class_names)
     header = {**asdict(settings), "formats": list(dict.fromkeys(formats)), "resize": pre.mode, "size": pre.size,
               "resize_size": pre.resize_size, "link_images": link_images, **(config or {})}  # fmt: skip
-    journal_path = out / "journal.jsonl"
-    if not resume and journal_path.exists() and journal_path.stat().st_size:
-        raise OutputExists(f"{journal_path}: exists; pass resume=True to continue that run, or choose another out_dir")
-    done = (
-        [BoxedImage.from_record(json.loads(line)) for line in journal_lines(journal_path, "boxes", header)]
-        if (resume and journal_path.exists() and journal_path.stat().st_size)
-        else []
-    )
+    here = world()
+    journal_path = rank_file(out / "journal.jsonl", here)
+    journal_header = {**header, "rank": here.rank, "world_size": here.size} if here.distributed else header
+    if not resume and any(_written(p) for p in {out / "journal.jsonl", journal_path}):
+        raise OutputExists(
+            f"{out / 'journal.jsonl'}: exists; pass resume=True to continue that run, or choose another out_dir"
+        )
+    done = {
+        json.loads(line)["i"] for line in journal_lines(journal_path, "boxes", journal_header)
+    } if resume and _written(journal_path) else set()  # fmt: skip
     items = _items(source, ground_truth)
-    finished = {image.index for image in done}
-    todo = [it for it in items if it.index not in finished]
+    names = OutputNames()
+    file_names = [names(it.sample.path) for it in items]  # over all images: no two processes share a name
+    mine = shard(items, here)
+    todo = [it for it in mine if it.index not in done]
     work, failure = _boxed(settings)
-    corloc, counts, skipped = CorLoc(), {"images": 0, "images_with_boxes": 0, "boxes": 0}, []
-    writers = open_writers(formats, out, class_names, link_images=link_images)
-    bar = progress_bar(len(items), initial=len(done), enabled=progress)
+    # The images' own files are written as they are boxed, each by the process boxing it; the files of
+    # the whole set (COCO's JSON, VOC's list, data.yaml, the summary) by rank 0 at the end, from the journals.
+    writers = open_writers(formats, out, class_names, link_images=link_images, whole_set=False)
+    bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
+    with (
+        bar,
+        LineJournal(journal_path, "boxes", journal_header) as journal,
+        background_pool(workers, BACKGROUND_NICE) as pool,
+    ):
 
-    def account(image: BoxedImage) -> None:
+        def consume(images: list[BoxedImage]) -> None:
+            for image in images:
+                if not image.error:  # files first: a journal line says they are complete
+                    for writer in writers:
+                        writer.write(image.image_boxes(), file_names[image.index])
+                journal.write(image.record())
+            journal.flush()
+            bar.update(len(images))
+
+        for _ in _iterate(
+            todo, method, pre, settings, work, failure, batch_size=batch_size, pool=pool, consume=consume
+        ):
+            pass
+    barrier()
+    result = None
+    if here.is_main:
+        result = _finish_run(out, header, items, file_names, here.size, formats, class_names, link_images, ap)
+    return all_gather(result)[0]
+
+
+def _written(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def _journal_records(out: Path, header: dict, size: int) -> Iterator[BoxedImage]:
+    """The images every rank's journal records, in the run's order (rank r has the images r, r + size, ...)."""
+    if size == 1:
+        return (
+            BoxedImage.from_record(json.loads(line)) for line in journal_lines(out / "journal.jsonl", "boxes", header)
+        )
+    parts = [
+        (
+            json.loads(line)
+            for line in journal_lines(
+                rank_file(out / "journal.jsonl", World(r, size)), "boxes", {**header, "rank": r, "world_size": size}
+            )
+        )
+        for r in range(size)
+    ]
+    return (BoxedImage.from_record(r) for r in heapq.merge(*parts, key=lambda r: r["i"]))
+
+
+def _finish_run(
+    out: Path,
+    header: dict,
+    items: list[_Item],
+    file_names: list[str],
+    size: int,
+    formats: Sequence[str],
+    class_names: list[str] | None,
+    link_images: bool,
+    ap: bool,
+) -> BoxesResult:
+    """The whole set's files, from the journals: COCO's JSON, VOC's list, data.yaml, the quality and summary.json."""
+    corloc, counts, skipped = CorLoc(), {"images": 0, "images_with_boxes": 0, "boxes": 0}, []
+    finals = open_writers(formats, out, class_names, link_images=link_images, per_image=False)
+    if size > 1:  # one journal, as a single process writes it
+        with atomic_path(out / "journal.jsonl") as tmp, LineJournal(tmp, "boxes", header) as merged:
+            for image in _journal_records(out, header, size):
+                merged.write(image.record())
+        for r in range(size):
+            rank_file(out / "journal.jsonl", World(r, size)).unlink()
+    seen = 0
+    for image in _journal_records(out, header, 1):
+        seen += 1
         if image.error:
             skipped.append({"image_id": image.image_id, "path": image.path, "error": image.error})
-            return
+            continue
         counts["images"] += 1
         counts["images_with_boxes"] += int(bool(image.detections))
         counts["boxes"] += len(image.detections)
         corloc.update(image.hit)
-        for writer in writers:
-            writer.write(image.image_boxes())
-
-    try:
-        for image in done:
-            account(image)
-        with bar, LineJournal(journal_path, "boxes", header) as journal, ThreadPoolExecutor(max(1, workers)) as pool:
-            for chunk in _iterate(todo, method, pre, settings, work, failure, batch_size=batch_size, pool=pool):
-                for image in chunk:
-                    journal.write(image.record())
-                    account(image)
-                journal.flush()
-                bar.update(len(chunk))
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
-    for writer in writers:
+        for writer in finals:
+            writer.write(image.image_boxes(), file_names[image.index])
+    if seen != len(items):
+        raise ResumeError(f"{out / 'journal.jsonl'}: records {seen} images of {len(items)}; the run is not complete")
+    for writer in finals:
         writer.close()
-    files = {w.format: str(w.out_dir) for w in writers}
-    coco = next((w.out_dir for w in writers if w.format == "coco"), None)
-    quality = _quality(journal_path, header, items, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
+    files = {w.format: str(w.out_dir) for w in finals}
+    coco = next((w.out_dir for w in finals if w.format == "coco"), None)
+    quality = (
+        _quality(out, header, items, file_names, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
+    )
     summary = {**counts, "gt_images": int(corloc.images), "corloc": corloc.compute(), **quality}
     files["summary"] = str(write_json({"settings": header, "score": SCORE_FORMULA, **summary, "skipped": skipped,
                                        "files": files, "versions": versions()}, out / "summary.json"))  # fmt: skip
@@ -478,7 +567,7 @@ def export_boxes(
 
 
 def _quality(
-    journal_path: Path, header: dict, items: list[_Item], class_names: list[str] | None, coco: Path | None
+    out: Path, header: dict, items: list[_Item], file_names: list[str], class_names: list[str] | None, coco: Path | None
 ) -> dict:
     """COCO AP, AP50, AP75 of the journal's boxes against the items' ground truth (None without any).
 
@@ -489,20 +578,16 @@ def _quality(
         return {"ap": None, "ap50": None, "ap75": None}
 
     def images() -> Iterator[BoxedImage]:
-        for line in journal_lines(journal_path, "boxes", header):
-            image = BoxedImage.from_record(json.loads(line))
-            if not image.error:
-                yield image
+        return (image for image in _journal_records(out, header, 1) if not image.error)
 
     def truths() -> Iterable[tuple[ImageBoxes, str]]:
-        names = OutputNames()  # the writers' names: the same images in the same order
         for image in images():
             item = items[image.index]
             size = item.sample.size or (image.width, image.height)
             boxes = [Detection(c, scale_box(b, size, (image.width, image.height))) for c, b in item.truths]
             yield (
                 ImageBoxes(image.index, Path(image.path), image.width, image.height, boxes),
-                names(image.path) + Path(image.path).suffix,
+                file_names[image.index] + Path(image.path).suffix,
             )
 
     if class_names is None:
@@ -586,7 +671,7 @@ def calibrate_threshold(
     total, read = np.zeros(len(thresholds), dtype=np.int64), 0
     pre = preprocess or info.preprocess.with_mode("full")
     bar = progress_bar(len(items), desc="calibrating", enabled=progress)
-    with bar, ThreadPoolExecutor(max(1, workers)) as pool:
+    with bar, background_pool(workers, BACKGROUND_NICE) as pool:
         for chunk in _iterate(
             items, method, pre, settings, work, lambda it, why: None, batch_size=batch_size, pool=pool
         ):
