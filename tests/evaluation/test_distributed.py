@@ -143,3 +143,36 @@ def test_a_rank_killed_half_way_resumes_to_the_same_files(tmp_path):
     assert _without_paths(json.loads(results.read_text())) == _without_paths(
         json.loads((tmp_path / "ref.json").read_text())
     )
+
+
+@pytest.mark.slow
+def test_explain_features_and_faithfulness_split_over_two_processes(tmp_path):
+    data = _data(tmp_path)
+    model = ["--model", f"{MODELS}:identity_cam", *PLAIN_ARGS[:-2]]  # explain takes no --workers
+    for ranks in (1, 2):
+        out = tmp_path / f"run{ranks}"
+        done = _camloc(
+            "explain", str(data / "images"), "--out", str(out / "explain"), "--topk", "2", *model, ranks=ranks
+        )
+        assert done.returncode == 1 and "1 file(s) could not be read" in done.stderr, done.stderr
+        done = _camloc("features", str(data), "--out", str(out / "f.npz"), *model, ranks=ranks)
+        assert "1 image(s) could not be read" in done.stderr, done.stderr
+        done = _camloc("faithfulness", str(data), "--methods", "cam,gradcam", "--steps", "4", "--out",
+                       str(out / "faith.md"), *model, ranks=ranks)  # fmt: skip
+        assert "1 image(s) could not be read" in done.stderr, done.stderr
+    one, two = (json.loads((tmp_path / f"run{n}" / "explain" / "results.json").read_text()) for n in (1, 2))
+    assert [r["path"] for r in one["images"]] == [r["path"] for r in two["images"]] and len(one["images"]) == 13
+    strip = lambda r: {k: v for k, v in r.items() if k != "grid"}  # noqa: E731 - grids live in each run's folder
+    assert [strip(r) for r in one["images"]] == [strip(r) for r in two["images"]] and one["errors"] == two["errors"]
+    assert sorted(p.name for p in (tmp_path / "run2" / "explain").glob("*.png")) == sorted(
+        p.name for p in (tmp_path / "run1" / "explain").glob("*.png")
+    )
+    assert not list((tmp_path / "run2" / "explain").glob("results.json.rank*"))
+    f1, f2 = (np.load(tmp_path / f"run{n}" / "f.npz") for n in (1, 2))
+    assert np.array_equal(f1["values"], f2["values"]) and np.array_equal(f1["labels"], f2["labels"])
+    assert list(f1["image_ids"]) == list(f2["image_ids"]) and len(f1["labels"]) == 13
+    r1, r2 = (json.loads((tmp_path / f"run{n}" / "faith.json").read_text()) for n in (1, 2))
+    assert r1["methods"].keys() == r2["methods"].keys() == {"cam", "gradcam"}
+    for method, row in r1["methods"].items():
+        assert row == pytest.approx(r2["methods"][method], rel=1e-12)
+    assert r1["skipped"] == r2["skipped"]

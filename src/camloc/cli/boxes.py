@@ -148,6 +148,7 @@ def _source(args: argparse.Namespace, class_names):
 def run(args: argparse.Namespace) -> int:
     """Box every image, write the annotation files, print the summary."""
     from ..datasets.registry import open_dataset
+    from ..distributed import world
     from ..evaluation.weak_labels import BoxSettings, calibrate_threshold, export_boxes, threshold_from
     from ..reports.summary import format_boxes_summary
 
@@ -171,10 +172,11 @@ def run(args: argparse.Namespace) -> int:
         found = calibrate_threshold(labelled, method, info, settings, batch_size=args.batch_size, workers=args.workers)
         settings = BoxSettings(rule, found.threshold, args.min_area, args.topk, args.min_score, settings.use_labels)
         origin = f"calibrated on {Path(args.calibrate).resolve()}: CorLoc {found.corloc:.2f} over {found.images} images"
-        print(
-            f"camloc: calibrated the {rule} rule on {found.images} images: threshold {found.threshold:g}",
-            file=sys.stderr,
-        )
+        if world().is_main:
+            print(
+                f"camloc: calibrated the {rule} rule on {found.images} images: threshold {found.threshold:g}",
+                file=sys.stderr,
+            )
     ground_truth = open_dataset(args.gt, split=args.split, classes=args.class_map) if args.gt else None
     data = [str(Path(d).resolve()) for d in args.data]
     config = {"model": info.name, "method": args.method, "data": data, "threshold_source": origin}
@@ -193,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
         ap=not args.no_ap,
         config=config,
     )
+    if not world().is_main:  # rank 0 of a torchrun launch prints for the run
+        return 0
     title = f"{info.name}, {args.method}, {rule} rule at {settings.threshold:g} ({info.preprocess.mode} resize)"
     print(format_boxes_summary(result.summary, title))
     written = ", ".join(f"{k} in {v}" for k, v in result.files.items())

@@ -18,6 +18,7 @@ import numpy as np
 from torch import Tensor
 
 from ..boxes.paper import paper_box
+from ..distributed import World, all_gather, rank_file, shard, world
 from ..errors import BadImage
 from ..figures import score_text, topk_grid
 from ..images import Geometry, Preprocess, load_batch
@@ -94,17 +95,22 @@ def explain(
         alpha: heat-map opacity in the grids.
         progress: show a progress bar (None: when stderr is a terminal).
 
-    Unreadable files are collected in ``errors`` and skipped.
+    Unreadable files are collected in ``errors`` and skipped. Under torchrun each process explains
+    the files ``rank, rank + N, ...`` and keeps its own JSON (``JSON.rank<r>-of-<N>``); at the end
+    every process gets the whole result, in the order of ``paths``, and rank 0 writes ``json_path``.
     """
     pre = preprocess or info.preprocess
     step = 1 if pre.mode == "full" else batch_size
     result = ExplainResult(settings=explain_settings(method, info, pre, topk, classes, threshold))
     names = _unique_stems(paths)
     headline = _headline(result.settings)
-    bar = progress_bar(len(paths), enabled=progress)
+    here = world()
+    mine = [p for _, p in shard(list(enumerate(paths)), here)]
+    json_here = None if json_path is None else rank_file(json_path, here)
+    bar = progress_bar(len(mine), enabled=progress if here.is_main else False)
     try:
-        for start in range(0, len(paths), step):
-            chunk = paths[start : start + step]
+        for start in range(0, len(mine), step):
+            chunk = mine[start : start + step]
             batch = load_batch(chunk, pre, keep_originals=out_dir is not None)
             for err in batch.errors:
                 log.warning("skipping %s", err)
@@ -141,13 +147,32 @@ def explain(
                         result.grids.append(grid)
                     result.records.append(record)
             bar.update(len(chunk))
-            if json_path is not None:
-                _write(result, json_path)
+            if json_here is not None:
+                _write(result, json_here)
     finally:
         bar.close()
-        if json_path is not None:
-            _write(result, json_path)
+        if json_here is not None:
+            _write(result, json_here)
+    if here.distributed:
+        result = _gathered(result, paths, json_path)
     return result
+
+
+def _gathered(
+    mine: ExplainResult, paths: Sequence[str | os.PathLike], json_path: str | os.PathLike | None
+) -> ExplainResult:
+    """Every rank's records, errors and grids in the order of ``paths``; rank 0 writes the JSON."""
+    order = {str(p): i for i, p in reversed(list(enumerate(paths)))}
+    parts = all_gather((mine.records, mine.errors, mine.grids))
+    whole = ExplainResult(settings=mine.settings)
+    whole.records = sorted((r for records, _, _ in parts for r in records), key=lambda r: order[str(r["path"])])
+    whole.errors = sorted((e for _, errors, _ in parts for e in errors), key=lambda e: order[str(e.path)])
+    whole.grids = [Path(r["grid"]) for r in whole.records if "grid" in r]
+    if json_path is not None and world().is_main:
+        _write(whole, json_path)
+        for rank in range(world().size):
+            rank_file(json_path, World(rank, world().size)).unlink(missing_ok=True)
+    return whole
 
 
 def describe(

@@ -50,7 +50,7 @@ from ..datasets.base import Dataset, Sample
 from ..datasets.coco import write_coco, write_coco_results
 from ..datasets.labels import Detection, ImageBoxes, OutputNames
 from ..datasets.registry import open_writers
-from ..distributed import World, all_gather, barrier, rank_file, shard, world
+from ..distributed import World, all_gather, all_sum, barrier, rank_file, shard, world
 from ..errors import InvalidArgument, OutputExists, ResumeError
 from ..images import Batch, Geometry, Preprocess, load_batch
 from ..maps.cam import CAM
@@ -657,6 +657,7 @@ def calibrate_threshold(
     items = [it for it in _items(dataset, None) if it.truths]
     if not items:
         raise InvalidArgument("calibrate", f"calibrate: {dataset.name} has no image with a ground-truth box")
+    items = shard(items)  # under torchrun each process boxes its share; the hits are added up
 
     def work(item: _Item, frames: _Frames, classes: list[int], probs: list[float], geo: Geometry) -> np.ndarray:
         truths = _truths_in(item, geo, frames.size)
@@ -680,6 +681,8 @@ def calibrate_threshold(
                     total += hits
                     read += 1
             bar.update(len(chunk))
+    sums = all_sum({"hits": total, "read": read})
+    total, read = sums["hits"], int(sums["read"])
     if read == 0:
         raise InvalidArgument("calibrate", f"calibrate: no image of {dataset.name} could be read")
     curve = (total * 100.0 / read).tolist()
