@@ -122,3 +122,21 @@ def test_box_score_by_hand():
     assert box_score(m, (0, 0, 1, 1)) == pytest.approx((1 + 0.5 + 0.25) / 3)  # the NaN pixel left out
     assert box_score(m, (2, 0, 2, 1)) == 0.0  # negatives count as 0
     assert box_score(-np.ones((2, 2)), (0, 0, 1, 1)) == 0.0  # no positive value
+
+
+def test_resizing_on_the_device_equals_opencvs_resize():
+    """Exactly where the protocol's maps are (7 x 7 or 14 x 14 to 224: OpenCV's float coefficients are exact);
+    within a few 1e-6 of the range at other ratios."""
+    import torch
+
+    from camloc.boxes.wsol import wsol_gray, wsol_minmax, wsol_resized, wsol_resized_batch
+
+    for side, tolerance in ((7, 1e-12), (14, 1e-12), (9, 1e-5)):
+        raw = torch.randn(16, side, side, dtype=torch.float64)
+        batch = wsol_resized_batch(raw, (224, 224)).numpy()
+        assert batch.shape == (16, 224, 224)
+        for m, resized in zip(raw.numpy(), batch, strict=True):
+            expected = wsol_resized(m, (224, 224))
+            assert np.abs(resized - expected).max() <= tolerance * np.abs(expected).max()
+            if tolerance < 1e-9:
+                assert np.array_equal(wsol_gray(wsol_minmax(resized)), wsol_gray(wsol_minmax(expected)))

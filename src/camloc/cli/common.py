@@ -148,6 +148,12 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_d
             metavar="NAME",
             help="module whose output the method explains (default: the last feature map)",
         )
+        g.add_argument(
+            "--amp",
+            choices=["bf16", "fp16"],
+            help="mixed precision: the forward pass in bfloat16 / float16 (autocast), the maps in float32 "
+            "(for GPUs; default: float32 throughout)",
+        )
 
 
 def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True, format_flag: str = "--format") -> None:
@@ -241,7 +247,8 @@ def load_method(args: argparse.Namespace, name: str | None = None) -> tuple[MapM
     from ..maps.registry import create_method
 
     model, info = load_model_and_info(args)
-    return create_method(name or args.method, model, args.target_layer), info
+    options = {"amp": args.amp} if getattr(args, "amp", None) else {}
+    return create_method(name or args.method, model, args.target_layer, **options), info
 
 
 #: The flags that load a model (``add_model_args``) and open a dataset (``add_dataset_args``), as results record them.

@@ -26,17 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..boxes.wsol import wsol_resized_batch
 from ..datasets.base import Dataset, Sample
 from ..distributed import World, all_gather, barrier, rank_file, shard, world
 from ..errors import InvalidArgument, OutputExists, ResumeError
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import MapMethod
 from ..metrics.localization import LocalizationMetrics
-from ..utils import atomic_path
+from ..utils import atomic_path, model_device
 from ..utils import progress as progress_bar
 from .journal import Journal, journal_lines, read_journal
 from .pipeline import background_pool, overlapped
-from .protocols import BoxProtocol, ImageResult, make_protocol
+from .protocols import BoxProtocol, ImageResult, WsolProtocol, make_protocol
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -117,7 +118,7 @@ def evaluate(
     with bar, Journal(journal_path, journal_header) as journal, background_pool(workers, 5 if overlap else 0) as pool:
 
         def decode(chunk: list[tuple[int, Sample]]) -> tuple[list[tuple[int, Sample]], Batch]:
-            return chunk, load_batch([s.path for _, s in chunk], preprocess, executor=pool)
+            return chunk, pinned(load_batch([s.path for _, s in chunk], preprocess, executor=pool), method)
 
         def finish(decoded: tuple[list[tuple[int, Sample]], Batch], maps: _Maps | None) -> None:
             chunk, batch = decoded
@@ -143,6 +144,13 @@ def evaluate(
         if here.is_main:
             merge_rank_files(per_image, here.size, header, [s.image_id for s in dataset.samples])
     return EvalResult(metrics.compute(), metrics.accuracy_curves(), plan.thresholds.tolist(), [e for _, e in skipped])
+
+
+def pinned(batch: Batch, method: MapMethod) -> Batch:
+    """``batch`` with its images in page-locked memory when the model is on a GPU (the copy then overlaps work)."""
+    if model_device(method.model).type == "cuda" and len(batch.images):
+        batch.images = batch.images.pin_memory()
+    return batch
 
 
 def _serial(chunks, decode, forward, finish):
@@ -203,7 +211,11 @@ def _forward(chunk: list[tuple[int, Sample]], batch: Batch, method: MapMethod, p
     top3 = None
     if plan.wants_top3:
         top3 = method.more_maps(out, batch.images, top5[:, :3].to(out.logits.device)).double().cpu().numpy()
-    return _Maps(samples, top5, out.raw[:, 0].double().cpu().numpy(), top3)
+    gt_maps = out.raw[:, 0]
+    if gt_maps.device.type == "cuda" and isinstance(plan, WsolProtocol):
+        # resized to the protocol's square on the GPU; the protocol's own resize of a map already that size is a copy
+        gt_maps = wsol_resized_batch(gt_maps, plan.size)
+    return _Maps(samples, top5, gt_maps.double().cpu().numpy(), top3)
 
 
 def _judge(

@@ -45,7 +45,7 @@ from torch import nn
 
 from ..boxes.box import Box, scale_box
 from ..boxes.rules import BOX_RULES, box_score, check_rule, rule_boxes
-from ..boxes.wsol import wsol_resized
+from ..boxes.wsol import wsol_resized, wsol_resized_batch
 from ..datasets.base import Dataset, Sample
 from ..datasets.coco import write_coco, write_coco_results
 from ..datasets.labels import Detection, ImageBoxes, OutputNames
@@ -60,6 +60,7 @@ from ..metrics.detection import CorLoc, coco_ap
 from ..models.info import ModelInfo, model_info
 from ..utils import atomic_path, versions, write_json
 from ..utils import progress as progress_bar
+from .evaluate import pinned
 from .journal import LineJournal, journal_lines
 from .pipeline import background_pool, overlapped
 
@@ -230,15 +231,24 @@ def _decoded(
 
 
 def _maps(
-    items: list[_Item], batch: Batch, method: MapMethod, settings: BoxSettings
+    items: list[_Item], batch: Batch, method: MapMethod, settings: BoxSettings, preprocess: Preprocess
 ) -> list[tuple[list[int], list[float], torch.Tensor]]:
-    """Per image: the classes to box, their probabilities and their raw maps (``Tensor[k, h, w]``, CPU)."""
+    """Per image: the classes to box, their probabilities and their maps ``Tensor[k, h, w]``.
+
+    On a GPU the maps are resized there: to the model's square for ``squash`` (then on the CPU), and
+    for the whole photo they stay on the GPU for :func:`_frames`; on the CPU they are the raw maps.
+    """
     labelled = settings.use_labels and all(it.sample.label >= 0 for it in items)
     if labelled:
         out = method(batch.images, classes=[[it.sample.label] for it in items], upsample=False)
     else:
         out = method(batch.images, topk=settings.topk, upsample=False)
-    raw = out.raw.detach().float().cpu()
+    raw = out.raw.detach().float()
+    if raw.device.type == "cuda" and preprocess.mode == "squash":  # _frames' resize of a map that size is a copy
+        side = preprocess.size
+        raw = wsol_resized_batch(raw.flatten(0, 1), (side, side)).view(*raw.shape[:2], side, side)
+    if preprocess.mode == "squash" or raw.device.type != "cuda":
+        raw = raw.cpu()
     per_image = []
     for classes, probs, maps in zip(out.classes.cpu().tolist(), out.scores.cpu().tolist(), raw, strict=True):
         keep = [j for j, p in enumerate(probs) if labelled or p >= settings.min_score]
@@ -260,7 +270,7 @@ def _frames(raw: torch.Tensor, geo: Geometry, preprocess: Preprocess) -> _Frames
     if preprocess.mode == "squash":  # as evaluate: float64 bicubic (OpenCV) onto the model's square
         side = (preprocess.size, preprocess.size)
         return _Frames([wsol_resized(m, side) for m in raw.double().numpy()], side, geo.box_to_original)
-    maps = to_image_frame(raw, geo).numpy() if len(raw) else np.empty((0, geo.height, geo.width), np.float32)
+    maps = to_image_frame(raw, geo).cpu().numpy() if len(raw) else np.empty((0, geo.height, geo.width), np.float32)
     return _Frames(list(maps), (geo.width, geo.height), lambda b: b)
 
 
@@ -307,10 +317,11 @@ def _iterate(
     """
 
     def decode(chunk: list[_Item]):
-        return _decoded(chunk, preprocess, pool)
+        groups, failed = _decoded(chunk, preprocess, pool)
+        return [(items, pinned(batch, method)) for items, batch in groups], failed
 
     def forward(decoded) -> list:
-        return [_maps(group, batch, method, settings) for group, batch in decoded[0]]
+        return [_maps(group, batch, method, settings, preprocess) for group, batch in decoded[0]]
 
     def finish(decoded, chosen_per_group: list) -> list:
         groups, failed = decoded
