@@ -35,6 +35,7 @@ from ..maps.core import MapMethod
 from ..metrics.localization import LocalizationMetrics
 from ..utils import atomic_path, model_device
 from ..utils import progress as progress_bar
+from . import pipeline
 from .journal import Journal, journal_lines, read_journal
 from .pipeline import background_pool, overlapped
 from .protocols import BoxProtocol, ImageResult, WsolProtocol, make_protocol
@@ -115,7 +116,8 @@ def evaluate(
     todo = [(i, s) for i, s in mine if s.image_id not in done]
     chunks = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
-    with bar, Journal(journal_path, journal_header) as journal, background_pool(workers, 5 if overlap else 0) as pool:
+    background = pipeline.BACKGROUND if overlap else 0
+    with bar, Journal(journal_path, journal_header) as journal, background_pool(workers, background) as pool:
 
         def decode(chunk: list[tuple[int, Sample]]) -> tuple[list[tuple[int, Sample]], Batch]:
             return chunk, pinned(load_batch([s.path for _, s in chunk], preprocess, executor=pool), method)
@@ -133,7 +135,9 @@ def evaluate(
             return _forward(chunk, batch, method, plan)
 
         stages = (
-            overlapped(chunks, decode, forward, finish, nice=5) if overlap else _serial(chunks, decode, forward, finish)
+            overlapped(chunks, decode, forward, finish, nice=background)
+            if overlap
+            else _serial(chunks, decode, forward, finish)
         )
         for _ in stages:
             pass

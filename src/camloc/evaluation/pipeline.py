@@ -16,7 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["background_pool", "overlapped"]
+__all__ = ["BACKGROUND", "background_pool", "overlapped"]
+
+#: The background threads' priority: a nice value, or ``"idle"`` (Linux's SCHED_IDLE: only time no
+#: other thread wants). evaluate and boxes read it at each run.
+BACKGROUND: int | str = 5
 
 C = TypeVar("C")
 D = TypeVar("D")
@@ -24,15 +28,17 @@ F = TypeVar("F")
 R = TypeVar("R")
 
 
-def _lower_priority(nice: int) -> None:
-    if nice and hasattr(os, "setpriority"):
-        try:  # on Linux a thread is a task of its own: this sets this thread's nice value only
+def _lower_priority(nice: int | str) -> None:
+    try:  # on Linux a thread is a task of its own: these set this thread's priority only
+        if nice == "idle" and hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        elif isinstance(nice, int) and nice and hasattr(os, "setpriority"):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except OSError:
-            pass
+    except OSError:
+        pass
 
 
-def background_pool(workers: int, nice: int = 0) -> ThreadPoolExecutor:
+def background_pool(workers: int, nice: int | str = 0) -> ThreadPoolExecutor:
     """A thread pool whose threads run at ``nice`` (0: the process's own priority)."""
     return ThreadPoolExecutor(max(1, workers), initializer=_lower_priority, initargs=(nice,))
 
@@ -44,7 +50,7 @@ def overlapped(
     finish: Callable[[D, F], R],
     *,
     ahead: int = 1,
-    nice: int = 0,
+    nice: int | str = 0,
 ) -> Iterator[R]:
     """``finish(d, forward(d))`` for ``d = decode(chunk)`` of each chunk, in order, the three stages overlapped.
 

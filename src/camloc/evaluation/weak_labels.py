@@ -60,6 +60,7 @@ from ..metrics.detection import CorLoc, coco_ap
 from ..models.info import ModelInfo, model_info
 from ..utils import atomic_path, versions, write_json
 from ..utils import progress as progress_bar
+from . import pipeline
 from .evaluate import pinned
 from .journal import LineJournal, journal_lines
 from .pipeline import background_pool, overlapped
@@ -78,7 +79,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCORE_FORMULA = "p(class) x mean over the box of max(M, 0) / max(M)"
-BACKGROUND_NICE = 5  # decoding and box work yield to the forward pass (camloc.evaluation.pipeline)
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ def _iterate(
 
     chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     if overlap:
-        yield from overlapped(chunks, decode, forward, finish, nice=BACKGROUND_NICE)
+        yield from overlapped(chunks, decode, forward, finish, nice=pipeline.BACKGROUND)
     else:
         for chunk in chunks:
             decoded = decode(chunk)
@@ -401,7 +401,7 @@ def boxes_for(
     method, info = _method_info(method, info)
     work, failure = _boxed(settings)
     items = _items(source, ground_truth)
-    with background_pool(workers, BACKGROUND_NICE) as pool:
+    with background_pool(workers, pipeline.BACKGROUND) as pool:
         chunks = _iterate(
             items,
             method,
@@ -485,7 +485,7 @@ def export_boxes(
     with (
         bar,
         LineJournal(journal_path, "boxes", journal_header) as journal,
-        background_pool(workers, BACKGROUND_NICE) as pool,
+        background_pool(workers, pipeline.BACKGROUND) as pool,
     ):
 
         def consume(images: list[BoxedImage]) -> None:
@@ -683,7 +683,7 @@ def calibrate_threshold(
     total, read = np.zeros(len(thresholds), dtype=np.int64), 0
     pre = preprocess or info.preprocess.with_mode("full")
     bar = progress_bar(len(items), desc="calibrating", enabled=progress)
-    with bar, background_pool(workers, BACKGROUND_NICE) as pool:
+    with bar, background_pool(workers, pipeline.BACKGROUND) as pool:
         for chunk in _iterate(
             items, method, pre, settings, work, lambda it, why: None, batch_size=batch_size, pool=pool
         ):
