@@ -36,7 +36,7 @@ from camloc.datasets import Dataset, open_dataset
 from camloc.datasets.synthetic import generate
 from camloc.evaluation import evaluate
 from camloc.runtime import keep_freed_memory
-from camloc.training.train import TrainConfig, train
+from camloc.training import TrainConfig, train
 
 
 class Utilisation:

@@ -232,3 +232,13 @@ def test_top_level_functions_stay_functions_once_their_modules_are_imported():
     )
     done = _fresh_python(code)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_name_stays_the_function_when_its_namesake_module_is_imported_first_through_the_package():
+    code = (
+        "import inspect\nfrom camloc.training import TrainConfig, train\n"  # TrainConfig imports camloc.training.train
+        "assert inspect.isfunction(train), train\n"
+        "from camloc.evaluation import ExplainResult, explain\nassert inspect.isfunction(explain), explain\n"
+    )
+    done = _fresh_python(code)
+    assert done.returncode == 0, done.stderr

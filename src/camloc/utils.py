@@ -57,9 +57,13 @@ def lazy_exports(
             if name.startswith("_") or importlib.util.find_spec(f"{package}.{name}") is None:
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
             return importlib.import_module(f"{package}.{name}")  # a submodule: camloc.figures, ...
-        value = getattr(importlib.import_module(module, package), name)
-        vars(sys.modules[package])[name] = value  # later lookups are plain attributes
-        return value
+        defining = importlib.import_module(module, package)
+        # later lookups are plain attributes; every name the module defines is bound now, since importing
+        # a submodule binds its own name on the package (camloc.training.train: the module, not the function)
+        for other, where in names.items():
+            if where == module:
+                vars(sys.modules[package])[other] = getattr(defining, other)
+        return vars(sys.modules[package])[name]
 
     def __dir__() -> list[str]:
         return sorted(set(names) | set(vars(sys.modules[package])))
