@@ -16,7 +16,7 @@ from .base import Dataset
 from .boxes_csv import read_csv_layout
 from .coco import CocoWriter, read_coco
 from .cub import read_cub
-from .folder import class_folders, folder_images, read_folder
+from .folder import class_folders, folder_images, holds_a, read_folder
 from .labels import BoxWriter
 from .voc import VocWriter, read_voc
 from .webdataset import expand_braces, read_webdataset
@@ -82,13 +82,13 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
         return "wsol", path
     if (path / "images.txt").is_file() and (path / "bounding_boxes.txt").is_file():
         return "cub", path
-    if any(path.glob("*.xml")) or any((path / "Annotations").glob("*.xml")):
+    if holds_a(path, ".xml") or holds_a(path / "Annotations", ".xml"):
         return "voc", path
     if (path / "annotations.json").is_file():
         return "coco", path / "annotations.json"
     if (path / "data.yaml").is_file():
         return "yolo", path
-    if any(path.glob("*.tar")):
+    if holds_a(path, ".tar"):
         return "webdataset", path
     if not any((path / marker).exists() for marker in _NOT_A_FOLDER_DATASET) and any(
         folder_images(folder) for folder in class_folders(path)

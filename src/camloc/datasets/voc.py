@@ -34,6 +34,7 @@ from ..errors import DatasetError
 from ..utils import IMAGE_SUFFIXES, atomic_path
 from .base import Dataset, LazySamples, Sample
 from .classes import ClassTable, load_class_table
+from .folder import holds_a
 from .labels import BoxWriter, ImageBoxes, link_image, write_text
 from .parsing import check_box, parse_float
 
@@ -117,7 +118,7 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool, lazy: bo
     samples (``camloc evaluate``) then stops at that image with the message; the rows it wrote stay,
     and ``--resume`` goes on once the file is fixed. ``lazy=None``: lazy from :data:`LAZY_FROM` files on.
     """
-    ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not any(path.glob("*.xml")) else path
+    ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not holds_a(path, ".xml") else path
     with os.scandir(ann_dir) as entries:
         names = sorted(e.name for e in entries if e.name.endswith(".xml") and e.is_file())
     if not names:
