@@ -13,22 +13,7 @@ from pathlib import Path
 import pytest
 
 from camloc.datasets import LazySamples, Sample, open_dataset
-
-WNIDS = [f"n{10_000_000 + k:08d}" for k in range(1000)]
-
-
-def write_ilsvrc_annotations(folder: Path, count: int) -> Path:
-    """``count`` ILSVRC-style XML files (one object each, no images) and the class table beside them."""
-    folder.mkdir(parents=True)
-    (folder.parent / "LOC_synset_mapping.txt").write_text("".join(f"{w} class {k}\n" for k, w in enumerate(WNIDS)))
-    for i in range(1, count + 1):
-        stem = f"ILSVRC2012_val_{i:08d}"
-        (folder / f"{stem}.xml").write_text(
-            f"<annotation><filename>{stem}</filename><size><width>500</width><height>375</height></size>"
-            f"<object><name>{WNIDS[i % 1000]}</name><bndbox><xmin>{i % 97}</xmin><ymin>20</ymin>"
-            "<xmax>300</xmax><ymax>200</ymax></bndbox></object></annotation>\n"
-        )
-    return folder
+from tests.helpers.annotations import write_ilsvrc_annotations
 
 
 def _fastest(fn, repeats: int = 3) -> float:

@@ -4,6 +4,7 @@ error, auto detection, and the shared ImageNet validation boxes."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -601,6 +602,7 @@ def test_voc_lazy_reads_each_file_when_its_sample_is_asked_for(tmp_path, monkeyp
     assert lazy.samples[::-1][1:] == eager.samples[::-1][1:] and lazy.samples[5:] == []
     assert lazy.samples != eager.samples[:2] and lazy.samples[:2] != eager.samples[1:]
     assert repr(lazy.samples) == f"LazySamples(3 of the XML files of {ann})"
+    assert pickle.loads(pickle.dumps(lazy.samples[1:])) == eager.samples[1:]  # for worker processes
     with pytest.raises(IndexError):
         lazy.samples[3]
     monkeypatch.setattr(voc, "LAZY_FROM", 3)

@@ -26,7 +26,7 @@ archive, a sample without an image or with two, or an extension twice in one sam
 :class:`DatasetError` then, naming the shard and the member. The samples are
 :class:`~camloc.datasets.base.LazySamples`: a sample's ``cls`` and ``json`` are read when it is asked
 for, and their problems raise then, naming ``SHARD/MEMBER`` (and the line, for JSON syntax). The index
-keeps each sample's key and where its members lie: about 150 bytes a sample (docs/large-datasets.md).
+keeps each sample's key and where its members lie: about 200 bytes a sample (docs/large-datasets.md).
 """
 
 from __future__ import annotations
