@@ -14,6 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import BadImage, InputTooLarge, InvalidArgument
+from .utils import readable
 
 __all__ = ["BadImage", "Batch", "Geometry", "Preprocess", "crop_to_box", "load_batch", "open_image", "to_rgb"]
 
@@ -33,14 +34,16 @@ def open_image(
     are scaled to 8 bits by their type's range rather than clipped.
 
     Args:
-        path: a file, or an open binary file (named in errors by its ``name`` attribute).
+        path: a file, a :class:`~camloc.utils.TarMember` (read from its archive), or an open binary file
+            (named in errors by its ``name`` attribute).
         max_pixels: refuse, with :class:`~camloc.errors.InputTooLarge`, an image of more pixels: its
             header is read first, so a decompression bomb is never decoded.
         formats: the PIL formats to try (``{"JPEG", "PNG"}``); the content decides, not the name.
     """
     name = path if isinstance(path, (str, os.PathLike)) else str(getattr(path, "name", "<file>"))
     try:
-        with Image.open(path, formats=None if formats is None else sorted(formats)) as im:
+        source = readable(path) if isinstance(path, (str, os.PathLike)) else path
+        with Image.open(source, formats=None if formats is None else sorted(formats)) as im:
             if max_pixels is not None and im.width * im.height > max_pixels:
                 raise InputTooLarge(f"{name}: {im.width}x{im.height} pixels is over the limit of {max_pixels:,} pixels")
             im.load()

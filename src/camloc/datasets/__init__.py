@@ -16,9 +16,16 @@ the rules:
   written by :func:`write_cub_dataset`.
 - ``voc`` (:mod:`camloc.datasets.voc`): Pascal VOC / ILSVRC XML annotations with a class table.
 - ``folder`` (:mod:`camloc.datasets.folder`): torchvision's ImageFolder, labels only.
+- ``webdataset`` (:mod:`camloc.datasets.webdataset`): WebDataset tar shards (images with ``cls`` and/or
+  ``json`` labels and boxes), read in place.
 - ``auto``: detected from the files present (:func:`detect_format`): ``boxes.csv`` -> csv,
-  ``image_ids.txt`` -> wsol, ``images.txt`` + ``bounding_boxes.txt`` -> cub, ``*.xml`` -> voc; last,
-  folder, when a subfolder holds images and nothing of the other layouts is there.
+  ``image_ids.txt`` -> wsol, ``images.txt`` + ``bounding_boxes.txt`` -> cub, ``*.xml`` -> voc,
+  ``*.tar`` (or a ``.tar`` file, or a brace pattern) -> webdataset; last, folder, when a subfolder
+  holds images and nothing of the other layouts is there.
+
+Large datasets are read lazily (:class:`LazySamples`: each sample read when it is asked for):
+voc from 10,000 XML files on (the ILSVRC validation set's 50,000), and webdataset shards; see
+docs/large-datasets.md.
 
 Procedurally drawn datasets with exact boxes (written in the csv or cub layout) come from
 :mod:`camloc.datasets.synthetic`.
@@ -35,6 +42,7 @@ from ..utils import lazy_exports
 
 _EXPORTS = {
     "Dataset": ".base",
+    "LazySamples": ".base",
     "Sample": ".base",
     "DatasetError": "..errors",
     "FORMATS": ".registry",
@@ -60,6 +68,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:
     from ..errors import DatasetError as DatasetError
     from .base import Dataset as Dataset
+    from .base import LazySamples as LazySamples
     from .base import Sample as Sample
     from .boxes_csv import CSV_COLUMNS as CSV_COLUMNS
     from .boxes_csv import write_csv_dataset as write_csv_dataset

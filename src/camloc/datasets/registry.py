@@ -6,6 +6,7 @@ help come from it); the readers live one per module beside this one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +16,10 @@ from .base import Dataset
 from .boxes_csv import read_csv_layout
 from .coco import CocoWriter, read_coco
 from .cub import read_cub
-from .folder import class_folders, folder_images, read_folder
+from .folder import class_folders, folder_images, holds_a, read_folder
 from .labels import BoxWriter
 from .voc import VocWriter, read_voc
+from .webdataset import expand_braces, read_webdataset
 from .wsol import read_wsol
 from .yolo import YoloWriter, read_yolo
 
@@ -31,6 +33,7 @@ FORMATS: dict[str, str] = {
     "voc": "Pascal VOC / ILSVRC XML annotations (*.xml or Annotations/*.xml)",
     "coco": "a COCO instances file (*.json, or a folder holding annotations.json) + its images",
     "yolo": "a YOLO dataset folder: data.yaml, images/, labels/*.txt",
+    "webdataset": "WebDataset tar shards (a folder of *.tar, one .tar, or a brace pattern: val-{000..063}.tar)",
     "folder": "class subfolders of images (torchvision's ImageFolder), labels only",
 }
 
@@ -66,8 +69,12 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
             return "wsol", path.parent
         if path.suffix.lower() == ".json":
             return "coco", path
+        if path.suffix == ".tar":
+            return "webdataset", path
         raise DatasetError("cannot tell the dataset format of this file (give the dataset's folder)", path)
     if not path.is_dir():
+        if expand_braces(str(path)) != [str(path)]:
+            return "webdataset", path
         raise DatasetError("no such dataset folder", path)
     if (path / "boxes.csv").is_file():
         return "csv", path
@@ -75,12 +82,14 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
         return "wsol", path
     if (path / "images.txt").is_file() and (path / "bounding_boxes.txt").is_file():
         return "cub", path
-    if any(path.glob("*.xml")) or any((path / "Annotations").glob("*.xml")):
+    if holds_a(path, ".xml") or holds_a(path / "Annotations", ".xml"):
         return "voc", path
     if (path / "annotations.json").is_file():
         return "coco", path / "annotations.json"
     if (path / "data.yaml").is_file():
         return "yolo", path
+    if holds_a(path, ".tar"):
+        return "webdataset", path
     if not any((path / marker).exists() for marker in _NOT_A_FOLDER_DATASET) and any(
         folder_images(folder) for folder in class_folders(path)
     ):
@@ -88,7 +97,8 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
     raise DatasetError(
         "cannot tell the dataset format: looked for boxes.csv (csv), image_ids.txt or "
         f"{split}/image_ids.txt (wsol), images.txt + bounding_boxes.txt (cub), *.xml or Annotations/*.xml (voc), "
-        "annotations.json (coco), data.yaml (yolo), <class>/<image> subfolders and no other layout's files (folder)",
+        "annotations.json (coco), data.yaml (yolo), *.tar (webdataset), <class>/<image> subfolders and no other "
+        "layout's files (folder)",
         path,
     )
 
@@ -102,6 +112,7 @@ def open_dataset(
     classes: str | Path | Sequence[str] | None = None,
     one_based: bool = False,
     masks: str | Path | None = None,
+    lazy: bool | None = None,
 ) -> Dataset:
     """Read a dataset's metadata into a :class:`Dataset` (the layouts are described in :mod:`camloc.datasets`).
 
@@ -114,7 +125,10 @@ def open_dataset(
     category's name; for csv, wsol and cub it supplies or overrides the class names; yolo takes its names from
     data.yaml.
     ``one_based``: voc only, subtract 1 from every coordinate (Pascal VOC). ``masks``: wsol
-    OpenImages mask root (default: ``images``).
+    OpenImages mask root (default: ``images``). ``lazy``: voc and webdataset, read each sample when it
+    is asked for (True), all of them now (False), or as the format does by default (None: voc lazily from
+    :data:`~camloc.datasets.voc.LAZY_FROM` files on, see :func:`~camloc.datasets.voc.read_voc`; webdataset lazily).
+    webdataset: ``path`` is a folder of shards, one shard or a brace pattern; ``images=`` does not apply.
     """
     path = Path(path)
     if format == "auto":
@@ -127,8 +141,15 @@ def open_dataset(
         path = path.parent
     if one_based and format != "voc":
         raise InvalidArgument("one_based", "one_based= applies to the voc format only")
+    if lazy is not None and format not in ("voc", "webdataset"):
+        raise InvalidArgument("lazy", "lazy= applies to the voc and webdataset formats only")
     if format == "coco":
         return read_coco(path, None if images is None else Path(images), classes)
+    if format == "webdataset":
+        if images is not None:
+            raise InvalidArgument("images", "images= does not apply to the webdataset format (the shards hold them)")
+        dataset = read_webdataset(path, classes)
+        return dataset if lazy is not False else dataclasses.replace(dataset, samples=list(dataset.samples))
     if format != "csv" and not path.is_dir():
         raise DatasetError("no such dataset folder", path)
     if format == "csv":
@@ -149,7 +170,7 @@ def open_dataset(
         if images is not None:
             raise InvalidArgument("images", "images= does not apply to the folder format (the images are the dataset)")
         return read_folder(path, classes)
-    return read_voc(path, None if images is None else Path(images), classes, one_based)
+    return read_voc(path, None if images is None else Path(images), classes, one_based, lazy)
 
 
 def open_train_test(

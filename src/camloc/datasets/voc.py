@@ -11,6 +11,10 @@ used as they are (ILSVRC: 0-based inclusive) or, with ``one_based=True`` (Pascal
 ``<filename>`` without an extension (ILSVRC) is looked up with the usual image extensions (``.JPEG``
 when none exists).
 
+From :data:`LAZY_FROM` XML files on (the 50,000 of the ILSVRC validation set), or with ``lazy=True``,
+the files are only listed when the dataset is opened and each is parsed when its sample is asked for
+(see :func:`read_voc`); then every XML file is a sample, and one without an ``<object>`` is an error.
+
 :class:`VocWriter` writes the other way, as Pascal VOC does: ``Annotations/<name>.xml`` per image
 (``size``, one ``object`` per box with ``name``, ``difficult`` 0 and a 1-based ``bndbox``),
 ``JPEGImages/`` with a link per image, ``ImageSets/Main/all.txt`` (the names) and ``classes.txt``
@@ -28,12 +32,13 @@ from xml.sax.saxutils import escape
 from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import IMAGE_SUFFIXES, atomic_path
-from .base import Dataset, Sample
-from .classes import load_class_table
+from .base import Dataset, LazySamples, Sample
+from .classes import ClassTable, load_class_table
+from .folder import holds_a
 from .labels import BoxWriter, ImageBoxes, link_image, write_text
 from .parsing import check_box, parse_float
 
-__all__ = ["VocWriter", "read_voc", "voc_xml"]
+__all__ = ["LAZY_FROM", "VocWriter", "read_voc", "voc_xml"]
 
 
 class _Node:
@@ -97,11 +102,26 @@ def _voc_image(images_dir: Path, filename: str | None, stem: str) -> Path:
     return images_dir / (stem + ".JPEG")
 
 
-def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Dataset:
-    """Pascal VOC / ILSVRC XML annotations; the rules are in the module docstring."""
-    ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not any(path.glob("*.xml")) else path
-    xmls = sorted(ann_dir.glob("*.xml"))
-    if not xmls:
+#: From this many XML files on, ``read_voc`` reads lazily by default (docs/large-datasets.md: below it,
+#: reading them all up front takes under a second and a few MB).
+LAZY_FROM = 10_000
+
+
+def read_voc(path: Path, images: Path | None, classes, one_based: bool, lazy: bool | None = None) -> Dataset:
+    """Pascal VOC / ILSVRC XML annotations; the rules are in the module docstring.
+
+    ``lazy=False`` reads every XML file now: a problem in any raises at once, and files without an
+    ``<object>`` are skipped. ``lazy=True`` lists the files and nothing more: the samples are
+    :class:`~camloc.datasets.base.LazySamples`, one per XML file, each parsed when it is asked for, so
+    memory stays flat whatever their number; a malformed file, or one without an ``<object>``,
+    raises its one-line :class:`DatasetError` (file and line) when its sample is read. A run over the
+    samples (``camloc evaluate``) then stops at that image with the message; the rows it wrote stay,
+    and ``--resume`` goes on once the file is fixed. ``lazy=None``: lazy from :data:`LAZY_FROM` files on.
+    """
+    ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not holds_a(path, ".xml") else path
+    with os.scandir(ann_dir) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".xml") and e.is_file())
+    if not names:
         raise DatasetError("no *.xml annotation files", ann_dir)
     if images is not None:
         images_dir = Path(images)
@@ -117,11 +137,43 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             )
         classes = found[0]
     table = load_class_table(classes)
-    index = table.index()
-    shift = 1 if one_based else 0
+    files = _XmlFiles(ann_dir, names, images_dir, table, 1 if one_based else 0)
+    name = ann_dir.parent.name if ann_dir.name == "Annotations" else ann_dir.name
+    if lazy or (lazy is None and len(names) >= LAZY_FROM):
+        samples: Sequence[Sample] = LazySamples(files)
+    else:
+        samples = [s for s in map(files.parse, range(len(names))) if s is not None]
+        if not samples:
+            raise DatasetError("no XML file has an <object>: no image has a label", ann_dir)
+    return Dataset(name, "voc", ann_dir, samples, list(table.names), table.all_wnids)
 
-    samples = []
-    for xml in xmls:
+
+class _XmlFiles:
+    """The XML files of one folder, each parsed into a :class:`Sample` when asked for (a ``SampleSource``)."""
+
+    def __init__(self, ann_dir: Path, names: list[str], images_dir: Path, table: ClassTable, shift: int) -> None:
+        self.ann_dir, self.names, self.images_dir, self.shift = ann_dir, names, images_dir, shift
+        self.table, self.index = table, table.index()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"the XML files of {self.ann_dir}"
+
+    def read(self, i: int) -> Sample:
+        """Sample ``i``; a file without an ``<object>`` has no label, and raises."""
+        sample = self.parse(i)
+        if sample is None:
+            raise DatasetError(
+                "no <object>: no label (read lazily, every XML file is an image to evaluate)",
+                self.ann_dir / self.names[i],
+            )
+        return sample
+
+    def parse(self, i: int) -> Sample | None:
+        """Sample ``i``, or None for a file without an ``<object>`` (a background image)."""
+        xml = self.ann_dir / self.names[i]
         root = _parse_xml(xml)
         if root.tag != "annotation":
             raise DatasetError(f"root element is <{root.tag}>, expected <annotation>", xml, root.line)
@@ -138,12 +190,16 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             name_node = obj.find("name")
             if name_node is None or not name_node.value():
                 raise DatasetError("<object> has no <name>", xml, obj.line)
-            k = index.get(name_node.value())
+            k = self.index.get(name_node.value())
             if k is None:
-                raise DatasetError(f"unknown class {name_node.value()!r} (not in {table.source})", xml, name_node.line)
+                raise DatasetError(
+                    f"unknown class {name_node.value()!r} (not in {self.table.source})", xml, name_node.line
+                )
             if k < 0:
                 raise DatasetError(
-                    f"class name {name_node.value()!r} is ambiguous in {table.source}; use WNIDs", xml, name_node.line
+                    f"class name {name_node.value()!r} is ambiguous in {self.table.source}; use WNIDs",
+                    xml,
+                    name_node.line,
                 )
             if label is None:
                 label = k
@@ -152,17 +208,13 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             bb = obj.find("bndbox")
             if bb is None:
                 continue
-            box = tuple(_coord(bb.find(t), t, bb, xml) - shift for t in ("xmin", "ymin", "xmax", "ymax"))
+            box = tuple(_coord(bb.find(t), t, bb, xml) - self.shift for t in ("xmin", "ymin", "xmax", "ymax"))
             check_box(box, size, xml, bb.line)  # type: ignore[arg-type]
             boxes.append(box)  # type: ignore[arg-type]
         if label is None:  # an image without objects (a background image) has no label to evaluate
-            continue
-        image = _voc_image(images_dir, fn.value() if fn is not None else None, xml.stem)
-        samples.append(Sample(xml.stem, image, label, tuple(boxes), size))
-    if not samples:
-        raise DatasetError("no XML file has an <object>: no image has a label", ann_dir)
-    name = ann_dir.parent.name if ann_dir.name == "Annotations" else ann_dir.name
-    return Dataset(name, "voc", ann_dir, samples, list(table.names), table.all_wnids)
+            return None
+        image = _voc_image(self.images_dir, fn.value() if fn is not None else None, xml.stem)
+        return Sample(xml.stem, image, label, tuple(boxes), size)
 
 
 def voc_xml(image: ImageBoxes, file_name: str, class_names: Sequence[str]) -> str:

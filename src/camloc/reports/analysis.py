@@ -29,6 +29,7 @@ from ..errors import DatasetError
 from ..evaluation.journal import read_results
 from ..evaluation.protocols import ImageResult
 from ..metrics.iou import box_area, box_iou, intersection_area
+from ..utils import TarMember, readable
 
 __all__ = ["GALLERIES", "ClassRow", "ImageRecord", "box_failure", "choose_galleries", "per_class", "read_records"]
 
@@ -216,9 +217,9 @@ def _truths_in_frame(sample: Sample, settings: dict) -> tuple:
     return tuple(scale_box(b, original, (size, size)) for b in sample.boxes)
 
 
-def _upright_size(path: Path) -> tuple[int, int]:
+def _upright_size(path: Path | TarMember) -> tuple[int, int]:
     """An image's (width, height) once its EXIF orientation is applied, from its header."""
-    with Image.open(path) as im:
+    with Image.open(readable(path)) as im:
         w, h = im.size
         turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
     return (h, w) if turned else (w, h)
