@@ -75,8 +75,13 @@ class OutputNames:
         return self.names[key]
 
 
-def link_image(folder: Path, name: str, source: str | os.PathLike) -> Path:
-    """A symbolic link ``folder/name<suffix>`` to ``source``'s absolute path (replaced if it pointed elsewhere)."""
+def link_image(folder: Path, name: str, source: str | os.PathLike) -> Path | None:
+    """A symbolic link ``folder/name<suffix>`` to ``source``'s absolute path (replaced if it pointed elsewhere).
+
+    None, and no link, where ``source`` is no file of its own (an image inside a tar shard).
+    """
+    if not os.path.isfile(source):
+        return None
     target = os.path.abspath(source)
     link = folder / (name + os.path.splitext(target)[1])
     try:

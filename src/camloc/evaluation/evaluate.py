@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,23 +104,25 @@ def evaluate(
         raise InvalidArgument("resume", "resume=True needs per_image=FILE: the rows of the run to continue")
     if per_image is not None and not resume and _written(Path(per_image)):
         raise OutputExists(f"{per_image}: exists; pass resume=True to continue that run, or remove it")
-    indexed = list(enumerate(dataset.samples))
-    mine = shard(indexed, here)
+    samples = dataset.samples  # may be lazy (read when asked for): only indices are kept here
+    mine = shard(range(len(samples)), here)
     skipped: list[tuple[int, dict]] = []
     done: set[str] = set()
     if resume and journal_path is not None and _written(journal_path):
-        index_of = {s.image_id: i for i, s in mine}
-        for result in read_journal(journal_path, journal_header, len(plan.thresholds)):
+        recorded = list(read_journal(journal_path, journal_header, len(plan.thresholds)))
+        index_of = {samples[i].image_id: i for i in mine} if recorded else {}
+        for result in recorded:
             if result.image_id not in done:
                 done.add(result.image_id)
                 _account(index_of[result.image_id], result, metrics, skipped)
-    todo = [(i, s) for i, s in mine if s.image_id not in done]
+    todo = [i for i in mine if samples[i].image_id not in done] if done else mine
     chunks = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
     background = pipeline.BACKGROUND if overlap else 0
     with bar, Journal(journal_path, journal_header) as journal, background_pool(workers, background) as pool:
 
-        def decode(chunk: list[tuple[int, Sample]]) -> tuple[list[tuple[int, Sample]], Batch]:
+        def decode(indices: list[int]) -> tuple[list[tuple[int, Sample]], Batch]:
+            chunk = [(i, samples[i]) for i in indices]
             return chunk, pinned(load_batch([s.path for _, s in chunk], preprocess, executor=pool), method)
 
         def finish(decoded: tuple[list[tuple[int, Sample]], Batch], maps: _Maps | None) -> None:
@@ -146,7 +149,7 @@ def evaluate(
     if per_image is not None and here.distributed:
         barrier()  # every rank's journal is complete
         if here.is_main:
-            merge_rank_files(per_image, here.size, header, [s.image_id for s in dataset.samples])
+            merge_rank_files(per_image, here.size, header, (s.image_id for s in samples))
     return EvalResult(metrics.compute(), metrics.accuracy_curves(), plan.thresholds.tolist(), [e for _, e in skipped])
 
 
@@ -167,7 +170,7 @@ def _written(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
 
-def merge_rank_files(path: str | os.PathLike, size: int, header: dict, order: list[str]) -> Path:
+def merge_rank_files(path: str | os.PathLike, size: int, header: dict, order: Iterable[str]) -> Path:
     """Write ``path``, a single process's per-image file, from the ``size`` ranks' journals (then removed).
 
     Rank r's journal holds the images ``r, r + size, ...`` in order, one row each, so the rows are
