@@ -25,12 +25,12 @@ from ..datasets.base import Dataset, Sample
 from ..errors import InvalidArgument, OutputExists
 from ..images import Preprocess, load_batch
 from ..maps.core import MapMethod
-from ..metrics.localization import LocalizationMetrics
+from ..metrics.localization import LocalizationMetrics, calibrated_accuracy
 from ..utils import progress as progress_bar
 from .journal import Journal, read_journal
 from .protocols import BoxProtocol, ImageResult, make_protocol
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "calibrate", "evaluate"]
 
 
 @dataclass
@@ -142,3 +142,15 @@ def _evaluate_batch(
 
 def _failed(sample: Sample, reason: str) -> ImageResult:
     return ImageResult(sample.image_id, str(sample.path), sample.label, error=reason)
+
+
+def calibrate(test: EvalResult, val: EvalResult) -> dict:
+    """Test accuracy at the CAM thresholds chosen on a validation set (Choe et al.'s protocol).
+
+    ``test`` and ``val`` are two evaluations of the same maps and protocol; the result is
+    :func:`camloc.metrics.localization.calibrated_accuracy` of their curves plus ``images``: the
+    number of validation images. Put it in ``test.summary["calibrated"]`` to have it reported.
+    """
+    if test.cam_thresholds != val.cam_thresholds:
+        raise InvalidArgument("step", "the validation and test evaluations must use the same CAM thresholds (step=)")
+    return {"images": val.summary["images"], **calibrated_accuracy(val.curves, test.curves, test.cam_thresholds)}
