@@ -7,7 +7,7 @@ counters and per-threshold counts, so memory stays flat in the number of images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,8 +138,8 @@ def calibrated_threshold(curve: Sequence[float] | np.ndarray, cam_thresholds: Se
 
 
 def calibrated_accuracy(
-    val_curves: dict[str, Sequence[float]],
-    test_curves: dict[str, Sequence[float]],
+    val_curves: Mapping[str, Sequence[float]],
+    test_curves: Mapping[str, Sequence[float]],
     cam_thresholds: Sequence[float] | np.ndarray,
 ) -> dict:
     """Test accuracy at CAM thresholds chosen on a validation set, not on the test set itself.
