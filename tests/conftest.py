@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.helpers.data import VAL_BOXES
 
 # Fixtures that put a test in a marker's group (markers are described in pyproject.toml).
-_FIXTURE_MARKS = {"mobilenet": "pretrained", "val_boxes": "shared_data", "val": "shared_data"}
+_FIXTURE_MARKS = {"mobilenet": "pretrained", "val_boxes": "shared_data", "val": "shared_data", "browser": "browser"}
 
 
 def pytest_collection_modifyitems(items):
@@ -56,3 +57,18 @@ def val_boxes():
     for path in sorted(labels):
         items[path] = (labels[path], boxes[path])
     return items
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's /usr/bin/chromium) through Playwright; a skip when it is not installed."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

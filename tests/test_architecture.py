@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     ["camloc.errors"],
     ["camloc.utils"],
-    ["camloc.images", "camloc.runtime"],
+    ["camloc.images", "camloc.runtime", "camloc.distributed"],
     ["camloc.models"],
     ["camloc.maps"],
     ["camloc.boxes"],
@@ -27,7 +27,7 @@ LAYERS = [
     ["camloc.datasets", "camloc.figures"],
     ["camloc.evaluation"],
     ["camloc.training"],
-    ["camloc.reports"],
+    ["camloc.reports", "camloc.viewer"],
     ["camloc.cli"],
 ]
 
@@ -222,3 +222,23 @@ def test_version_prints_without_a_model(capsys):
     import camloc
 
     assert capsys.readouterr().out.strip() == f"camloc {camloc.__version__}"
+
+
+def test_top_level_functions_stay_functions_once_their_modules_are_imported():
+    code = (
+        "import camloc.evaluation.explain, camloc.evaluation.evaluate, camloc, inspect\n"
+        "assert inspect.isfunction(camloc.explain) and inspect.isfunction(camloc.evaluate)\n"
+        "assert camloc.explain.__module__ == 'camloc.evaluation.explain'\n"
+    )
+    done = _fresh_python(code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_name_stays_the_function_when_its_namesake_module_is_imported_first_through_the_package():
+    code = (
+        "import inspect\nfrom camloc.training import TrainConfig, train\n"  # TrainConfig imports camloc.training.train
+        "assert inspect.isfunction(train), train\n"
+        "from camloc.evaluation import ExplainResult, explain\nassert inspect.isfunction(explain), explain\n"
+    )
+    done = _fresh_python(code)
+    assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -535,3 +536,26 @@ def test_full_mode_maps_cover_the_photo():
     assert frame.shape == (1, 300, 400) and torch.isfinite(frame).all()
     direct = torch.nn.functional.interpolate(raw[None], size=(300, 400), mode="bilinear", align_corners=False)[0]
     assert torch.allclose(frame, direct, atol=1e-5)
+
+
+def test_open_image_checks_pixels_from_the_header_and_names_file_objects(tmp_path):
+    from camloc.errors import InputTooLarge
+    from tests.helpers.images import bomb_png
+
+    big = tmp_path / "big.png"
+    big.write_bytes(bomb_png(9000, 9000))  # 81 million pixels in a few hundred bytes
+    with pytest.raises(InputTooLarge, match=r"big.png: 9000x9000 pixels is over the limit of 1,000,000 pixels"):
+        open_image(big, max_pixels=1_000_000)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(30000, 30000))
+    with pytest.raises(InputTooLarge, match=r"bomb.png: over PIL's limit against decompression bombs"):
+        open_image(bomb)  # PIL's own check (2 x 89.5 million pixels) comes first
+    photo = io.BytesIO()
+    _noise(40, 30, seed=1).save(photo, format="JPEG")
+    photo.name = "upload.jpg"
+    assert open_image(photo, max_pixels=1200, formats={"JPEG"}).size == (40, 30)
+    photo.seek(0)
+    with pytest.raises(
+        BadImage, match=r"^upload.jpg: not a readable image: its content is in no image format PIL reads \(PNG\)$"
+    ):
+        open_image(photo, formats={"PNG"})

@@ -60,8 +60,21 @@ _EXPORTS = {
     "best_iou": ".metrics",
     "box_iou": ".metrics",
     "open_dataset": ".datasets",
-    "evaluate": ".evaluation",
-    "explain": ".evaluation",
+    # from their modules: camloc.evaluation.evaluate / .explain name the modules once these are imported
+    "evaluate": ".evaluation.evaluate",
+    "explain": ".evaluation.explain",
+    "BoxSettings": ".evaluation",
+    "boxes_for": ".evaluation",
+    "export_boxes": ".evaluation",
+    "BoxWriter": ".datasets",
+    "CocoWriter": ".datasets",
+    "Detection": ".datasets",
+    "ImageBoxes": ".datasets",
+    "VocWriter": ".datasets",
+    "YoloWriter": ".datasets",
+    "rule_boxes": ".boxes",
+    "CorLoc": ".metrics",
+    "coco_ap": ".metrics",
     "overlay": ".figures",
 }
 
@@ -71,6 +84,13 @@ if TYPE_CHECKING:
     from .boxes import Box as Box
     from .boxes import paper_box as paper_box
     from .boxes import paper_boxes as paper_boxes
+    from .boxes import rule_boxes as rule_boxes
+    from .datasets import BoxWriter as BoxWriter
+    from .datasets import CocoWriter as CocoWriter
+    from .datasets import Detection as Detection
+    from .datasets import ImageBoxes as ImageBoxes
+    from .datasets import VocWriter as VocWriter
+    from .datasets import YoloWriter as YoloWriter
     from .datasets import open_dataset as open_dataset
     from .errors import BadImage as BadImage
     from .errors import CamlocError as CamlocError
@@ -79,8 +99,11 @@ if TYPE_CHECKING:
     from .errors import InvalidArgument as InvalidArgument
     from .errors import ModelFileError as ModelFileError
     from .errors import WeightsNotFound as WeightsNotFound
+    from .evaluation import BoxSettings as BoxSettings
+    from .evaluation import boxes_for as boxes_for
     from .evaluation import evaluate as evaluate
     from .evaluation import explain as explain
+    from .evaluation import export_boxes as export_boxes
     from .figures import overlay as overlay
     from .images import Batch as Batch
     from .images import Geometry as Geometry
@@ -101,8 +124,10 @@ if TYPE_CHECKING:
     from .maps import create_method as create_method
     from .maps import normalize_maps as normalize_maps
     from .maps import to_image_frame as to_image_frame
+    from .metrics import CorLoc as CorLoc
     from .metrics import best_iou as best_iou
     from .metrics import box_iou as box_iou
+    from .metrics import coco_ap as coco_ap
     from .models import CamAdapter as CamAdapter
     from .models import ModelInfo as ModelInfo
     from .models import adapt as adapt

@@ -19,6 +19,7 @@ __all__ = [
     "CamlocError",
     "DatasetError",
     "HeadNotFound",
+    "InputTooLarge",
     "InvalidArgument",
     "MissingDependency",
     "ModelFileError",
@@ -73,6 +74,10 @@ class BadImage(CamlocError, ValueError):
 
     def __reduce__(self) -> tuple:  # picklable, for process pools
         return (type(self), (self.path, self.reason))
+
+
+class InputTooLarge(CamlocError, ValueError):
+    """An input over a size limit (bytes, or an image's pixels); the message names the input and the limit."""
 
 
 class WeightsNotFound(CamlocError, FileNotFoundError):

@@ -1,4 +1,4 @@
-"""Pictures: heat-map overlays, boxes drawn on images, the paper's top-k grid, accuracy-vs-threshold curves."""
+"""Pictures: heat-map overlays, boxes on images, the paper's top-k grid, accuracy-vs-threshold curves, histograms."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ from .utils import atomic_path
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["draw_box", "overlay", "plot_curves", "save_image", "score_text", "topk_grid"]
+__all__ = [
+    "curves_figure",
+    "draw_box",
+    "histogram_figure",
+    "overlay",
+    "plot_curves",
+    "save_image",
+    "score_text",
+    "topk_grid",
+]
 
 
 def overlay(
@@ -185,6 +194,19 @@ def plot_curves(
         path: the PNG to write (atomically).
         xlabel: what the threshold is a fraction of.
     """
+    fig = curves_figure(thresholds, curves, xlabel=xlabel)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def curves_figure(
+    thresholds: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str = "CAM threshold τ (pixels above τ of the min-max score map are kept)",
+) -> Figure:
+    """The figure :func:`plot_curves` saves (for other formats: SVG in the HTML report)."""
     fig = Figure(figsize=(7, 4.6), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     for name, values in curves.items():
@@ -199,9 +221,24 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return fig
+
+
+def histogram_figure(
+    values: Sequence[float], edges: Sequence[float], *, xlabel: str, marker: float | None = None
+) -> Figure:
+    """A histogram of ``values`` over the bins ``edges``, with a dashed line at ``marker`` (a pass mark)."""
+    fig = Figure(figsize=(7, 3.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(np.asarray(values, dtype=np.float64), bins=list(edges), color="tab:blue", edgecolor="white")
+    if marker is not None:
+        ax.axvline(marker, color="black", linestyle="--", linewidth=1.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("images")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
 
 
 def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import BadImage, InvalidArgument
+from .errors import BadImage, InputTooLarge, InvalidArgument
+from .utils import readable
 
 __all__ = ["BadImage", "Batch", "Geometry", "Preprocess", "crop_to_box", "load_batch", "open_image", "to_rgb"]
 
@@ -24,22 +25,42 @@ ResizeMode = Literal["crop", "squash", "full"]
 RESIZE_MODES = ("crop", "squash", "full")
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(
+    path: str | os.PathLike | BinaryIO, *, max_pixels: int | None = None, formats: Collection[str] | None = None
+) -> Image.Image:
     """Open any PIL-readable file as an upright 8-bit RGB image.
 
     EXIF orientation is applied; transparency is composited on white; 16-bit and float grayscale
     are scaled to 8 bits by their type's range rather than clipped.
+
+    Args:
+        path: a file, a :class:`~camloc.utils.TarMember` (read from its archive), or an open binary file
+            (named in errors by its ``name`` attribute).
+        max_pixels: refuse, with :class:`~camloc.errors.InputTooLarge`, an image of more pixels: its
+            header is read first, so a decompression bomb is never decoded.
+        formats: the PIL formats to try (``{"JPEG", "PNG"}``); the content decides, not the name.
     """
+    name = path if isinstance(path, (str, os.PathLike)) else str(getattr(path, "name", "<file>"))
     try:
-        with Image.open(path) as im:
+        source = readable(path) if isinstance(path, (str, os.PathLike)) else path
+        with Image.open(source, formats=None if formats is None else sorted(formats)) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise InputTooLarge(f"{name}: {im.width}x{im.height} pixels is over the limit of {max_pixels:,} pixels")
             im.load()
             return to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
-        raise BadImage(path, "no such file") from None
+        raise BadImage(name, "no such file") from None
     except IsADirectoryError:
-        raise BadImage(path, "is a directory") from None
+        raise BadImage(name, "is a directory") from None
+    except UnidentifiedImageError:
+        known = f" ({', '.join(sorted(formats))})" if formats else ""
+        raise BadImage(name, f"not a readable image: its content is in no image format PIL reads{known}") from None
+    except Image.DecompressionBombError as err:
+        raise InputTooLarge(f"{name}: over PIL's limit against decompression bombs ({err})") from None
+    except InputTooLarge:
+        raise
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
-        raise BadImage(path, f"not a readable image ({type(err).__name__}: {err})") from None
+        raise BadImage(name, f"not a readable image ({type(err).__name__}: {err})") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

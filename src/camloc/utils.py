@@ -9,10 +9,12 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "TarMember",
+    "readable",
     "atomic_path",
     "camloc_version",
     "default_device",
@@ -57,9 +61,13 @@ def lazy_exports(
             if name.startswith("_") or importlib.util.find_spec(f"{package}.{name}") is None:
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
             return importlib.import_module(f"{package}.{name}")  # a submodule: camloc.figures, ...
-        value = getattr(importlib.import_module(module, package), name)
-        vars(sys.modules[package])[name] = value  # later lookups are plain attributes
-        return value
+        defining = importlib.import_module(module, package)
+        # later lookups are plain attributes; every name the module defines is bound now, since importing
+        # a submodule binds its own name on the package (camloc.training.train: the module, not the function)
+        for other, where in names.items():
+            if where == module:
+                vars(sys.modules[package])[other] = getattr(defining, other)
+        return vars(sys.modules[package])[name]
 
     def __dir__() -> list[str]:
         return sorted(set(names) | set(vars(sys.modules[package])))
@@ -70,6 +78,51 @@ def lazy_exports(
 def is_image_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` has one of :data:`IMAGE_SUFFIXES` (any case)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """A file inside an uncompressed tar archive, read in place (the images of WebDataset shards).
+
+    ``str()`` and ``os.fspath()`` give ``ARCHIVE/NAME`` (``shards/000.tar/cat1.jpg``): that names the
+    member in messages and per-image rows, but is no file the system opens; read it with
+    :meth:`open` or :meth:`read_bytes` (as :func:`camloc.images.open_image` does).
+
+    Attributes:
+        archive: the tar file.
+        name: the member's name inside it.
+        offset: where its data starts in the archive, in bytes.
+        size: its length in bytes.
+    """
+
+    archive: Path
+    name: str
+    offset: int
+    size: int
+
+    def read_bytes(self) -> bytes:
+        """The member's bytes; :class:`EOFError` when the archive ends before they do."""
+        with open(self.archive, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.size)
+        if len(data) < self.size:
+            raise EOFError(f"the archive ends inside this member ({len(data)} of its {self.size} bytes are there)")
+        return data
+
+    def open(self) -> io.BytesIO:
+        """The member as a binary file in memory."""
+        return io.BytesIO(self.read_bytes())
+
+    def __fspath__(self) -> str:
+        return f"{self.archive}/{self.name}"
+
+    def __str__(self) -> str:
+        return self.__fspath__()
+
+
+def readable(path: str | os.PathLike) -> str | os.PathLike | io.BytesIO:
+    """What a reader taking a path or a binary file (PIL's ``Image.open``) can open: a :class:`TarMember`'s bytes."""
+    return path.open() if isinstance(path, TarMember) else path
 
 
 def progress(

@@ -4,6 +4,7 @@ error, auto detection, and the shared ImageNet validation boxes."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from camloc.datasets import (
     CSV_COLUMNS,
     Dataset,
     DatasetError,
+    LazySamples,
     Sample,
     open_dataset,
     read_class_table,
+    voc,
     write_csv_dataset,
     write_cub_dataset,
 )
@@ -565,8 +568,11 @@ def test_voc_errors(tmp_path):
     assert "<ymin> is not a number" in _raises(bad.name, 14, open_dataset, ann, classes=classes)
     _write(bad, _xml("x", (30, "wide"), [("n00000003", (5, 5, 6, 6))]))
     assert "<height> is not a number" in _raises(bad.name, 6, open_dataset, ann, classes=classes)
-    _write(bad, _xml("x", (30, 30), []))
-    assert "no <object>" in _raises(bad.name, 1, open_dataset, ann, classes=classes)
+    _write(bad, _xml("x", (30, 30), []))  # an image without objects has no label: skipped
+    assert [s.image_id for s in open_dataset(ann, classes=classes)] == [f"ILSVRC2012_val_0000000{i}" for i in (1, 3)]
+    for xml in ann.glob("*.xml"):
+        _write(xml, _xml("x", (30, 30), []))
+    assert "no XML file has an <object>" in _raises("val_xml", None, open_dataset, ann, classes=classes)
     _write(bad, _xml("x", (30, 30), [("", (5, 5, 6, 6))]))
     assert "<object> has no <name>" in _raises(bad.name, 9, open_dataset, ann, classes=classes)
     _write(bad, _xml("x", (30, 30), [("n00000003", (5, 5, 6, 6))]).replace("<xmax>6</xmax>", ""))
@@ -582,6 +588,42 @@ def test_voc_errors(tmp_path):
     assert "needs classes=" in _raises("val_xml", None, open_dataset, ann)
     (tmp_path / "empty").mkdir()
     assert "no *.xml" in _raises("empty", None, open_dataset, tmp_path / "empty", "voc", classes=classes)
+
+
+def test_voc_lazy_reads_each_file_when_its_sample_is_asked_for(tmp_path, monkeypatch):
+    ann, classes = _ilsvrc_set(tmp_path)
+    eager = open_dataset(ann, "voc", classes=classes)
+    assert isinstance(eager.samples, list)  # below LAZY_FROM files: read at once
+    lazy = open_dataset(ann, "voc", classes=classes, lazy=True)
+    assert isinstance(lazy.samples, LazySamples) and len(lazy) == 3
+    assert lazy.samples == eager.samples and eager.samples == lazy.samples and lazy == eager
+    assert list(lazy) == eager.samples and [lazy[i] for i in (-1, 0)] == [eager[2], eager[0]]
+    assert isinstance(lazy.samples[1::2], LazySamples) and lazy.samples[1::2] == eager.samples[1::2]
+    assert lazy.samples[::-1][1:] == eager.samples[::-1][1:] and lazy.samples[5:] == []
+    assert lazy.samples != eager.samples[:2] and lazy.samples[:2] != eager.samples[1:]
+    assert repr(lazy.samples) == f"LazySamples(3 of the XML files of {ann})"
+    assert pickle.loads(pickle.dumps(lazy.samples[1:])) == eager.samples[1:]  # for worker processes
+    with pytest.raises(IndexError):
+        lazy.samples[3]
+    monkeypatch.setattr(voc, "LAZY_FROM", 3)
+    assert isinstance(open_dataset(ann, classes=classes).samples, LazySamples)
+    assert isinstance(open_dataset(ann, classes=classes, lazy=False).samples, list)
+
+    # nothing is parsed at open: a broken file raises, naming file and line, only when its sample is read
+    bad = ann / "ILSVRC2012_val_00000002.xml"
+    _write(bad, _xml("x", (30, 30), [("n00000009", (5, 5, 6, 6))]))
+    lazy = open_dataset(ann, classes=classes)
+    assert lazy[0] == eager[0] and lazy[2] == eager[2]
+    assert "unknown class 'n00000009'" in _raises(bad.name, 10, lambda: lazy[1])
+    assert "unknown class" in _raises(bad.name, 10, list, lazy.samples[1:])  # iterating meets it in turn
+    _write(bad, _xml("x", (30, 30), []))  # eager reading skips a background image; lazily, it is an error
+    assert [s.image_id for s in open_dataset(ann, classes=classes, lazy=False)] == [
+        eager[0].image_id,
+        eager[2].image_id,
+    ]
+    assert "no <object>: no label" in _raises(bad.name, None, lambda: lazy[1])
+    with pytest.raises(ValueError, match="voc and webdataset formats only"):
+        open_dataset(tmp_path / "csv", "csv", lazy=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -669,7 +711,7 @@ def test_auto_detection(tmp_path):
     assert "no such dataset folder" in _raises("absent", None, open_dataset, tmp_path / "absent")
     assert "format of this file" in _raises("synsets.txt", None, open_dataset, classes)
     with pytest.raises(ValueError, match="unknown dataset format"):
-        open_dataset(tmp_path, "coco")
+        open_dataset(tmp_path, "kitti")
     with pytest.raises(ValueError, match="voc format only"):
         open_dataset(tmp_path / "csv", one_based=True)
 

@@ -1,4 +1,4 @@
-"""Real birds end to end on a slice of CUB-200-2011: the recipe's train -> evaluate --calibrate -> finegrained --localizer."""
+"""Real birds end to end on a CUB-200-2011 slice: the recipe's train -> evaluate --calibrate -> finegrained --localizer."""
 
 import json
 

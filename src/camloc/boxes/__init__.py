@@ -27,6 +27,11 @@ _EXPORTS = {
     "authors_boxes": ".authors",
     "authors_heatmap": ".authors",
     "authors_top5": ".authors",
+    "BOX_RULES": ".rules",
+    "box_score": ".rules",
+    "component_boxes": ".rules",
+    "rule_boxes": ".rules",
+    "wsol_box": ".rules",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -41,6 +46,11 @@ if TYPE_CHECKING:
     from .paper import minmax_box as minmax_box
     from .paper import paper_box as paper_box
     from .paper import paper_boxes as paper_boxes
+    from .rules import BOX_RULES as BOX_RULES
+    from .rules import box_score as box_score
+    from .rules import component_boxes as component_boxes
+    from .rules import rule_boxes as rule_boxes
+    from .rules import wsol_box as wsol_box
     from .sweep import wsol_best_ious as wsol_best_ious
     from .sweep import wsol_best_ious_batch as wsol_best_ious_batch
     from .wsol import wsol_gray as wsol_gray

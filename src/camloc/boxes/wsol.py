@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-__all__ = ["wsol_gray", "wsol_levels", "wsol_minmax", "wsol_resized", "wsol_scoremap"]
+__all__ = ["wsol_gray", "wsol_levels", "wsol_minmax", "wsol_resized", "wsol_resized_batch", "wsol_scoremap"]
 
 
 def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
@@ -23,6 +25,20 @@ def wsol_scoremap(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.nda
 def wsol_resized(raw: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
     """``float64[h, w]``: the raw CAM as float64, resized bicubically by OpenCV to ``size`` (w, h)."""
     return cv2.resize(np.asarray(raw, dtype=np.float64), size, interpolation=cv2.INTER_CUBIC)
+
+
+def wsol_resized_batch(raw: torch.Tensor, size: tuple[int, int] = (224, 224)) -> torch.Tensor:
+    """``Tensor[N, h, w]`` maps resized as :func:`wsol_resized` resizes one, on their own device (a GPU's).
+
+    Bicubic (a = -0.75) in float64 on pixel centres, as OpenCV's ``INTER_CUBIC``. Where the size is a
+    whole multiple of the map's (7 x 7 or 14 x 14 to 224 x 224) the two agree to about 1e-15 of the
+    map's range and give the same uint8 score maps (tested on the CPU); at other ratios OpenCV's
+    float32 interpolation coefficients put them a few 1e-6 apart.
+
+    Returns:
+        ``Tensor[N, H, W]`` float64 with ``size`` = (W, H).
+    """
+    return F.interpolate(raw.double()[:, None], size=(size[1], size[0]), mode="bicubic", align_corners=False)[:, 0]
 
 
 def wsol_minmax(cam: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS = {
     "explain": (".explain", "top-k class activation maps, boxes, grids and JSON for images"),
     "evaluate": (".evaluate", "weakly-supervised localization metrics on a dataset with boxes (or masks)"),
+    "boxes": (".boxes", "weak labels: CAM boxes of a folder or dataset as COCO, Pascal VOC or YOLO annotations"),
     "faithfulness": (
         ".faithfulness",
         "deletion/insertion AUC, average drop and increase in confidence of map methods on a dataset",
@@ -38,6 +39,8 @@ COMMANDS = {
         "the paper's fine-grained experiment: probe on full images, on CAM-box crops and on ground-truth crops",
     ),
     "demo": (".demo", "explain scikit-image's sample photos (chelsea, coffee) with the default model"),
+    "report": (".report", "one self-contained HTML file of an evaluation: summary, curves, per class, galleries"),
+    "serve": (".serve", "a local web page: explain an image, any class and method, boxes redrawn live"),
 }
 
 
@@ -78,3 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CamlocError, OSError) as err:
         print(f"camloc: error: {user_message(err)}", file=sys.stderr)
         return 2
+    finally:
+        if "torch.distributed" in sys.modules:  # a torchrun launch: leave its process group cleanly
+            from ..distributed import leave
+
+            leave()

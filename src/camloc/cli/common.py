@@ -29,9 +29,9 @@ DEFAULT_MODEL = "mobilenet_v2"
 _FLAGS = {"classes": "--class-map", "per_image": "--per-image", "resume": "--resume"}
 _PARAMETERS = (
     "arch", "augment", "baseline", "batch_size", "calibrate", "classes", "device", "epochs", "format", "freeze",
-    "hide", "hide_grid", "images", "kind", "label_smoothing", "method", "min_scale", "model", "new_lr_scale",
-    "one_based", "optimizer", "per_image", "protocol", "resume", "schedule", "size", "split", "step",
-    "target_layer", "threshold", "weights",
+    "hide", "hide_grid", "images", "kind", "label_smoothing", "method", "min_area", "min_scale", "min_score",
+    "model", "new_lr_scale", "one_based", "optimizer", "per_image", "protocol", "resume", "rule", "schedule",
+    "size", "split", "step", "target_layer", "threshold", "threshold_from", "topk", "weights",
 )  # fmt: skip
 _MENTION = re.compile(r"\b(" + "|".join(_PARAMETERS) + r")=(True\b)?")
 
@@ -148,13 +148,20 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_d
             metavar="NAME",
             help="module whose output the method explains (default: the last feature map)",
         )
+        g.add_argument(
+            "--amp",
+            choices=["bf16", "fp16"],
+            help="mixed precision: the forward pass in bfloat16 / float16 (autocast), the maps in float32 "
+            "(for GPUs; default: float32 throughout)",
+        )
 
 
-def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True) -> None:
-    """``--format``, ``--images``, ``--split``, ``--class-map``, ``--one-based``."""
+def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True, format_flag: str = "--format") -> None:
+    """``--format`` (or ``format_flag``), ``--images``, ``--split``, ``--class-map``, ``--one-based``."""
     g = p.add_argument_group("dataset")
     g.add_argument(
-        "--format",
+        format_flag,
+        dest="format",
         choices=["auto", *FORMATS],
         default="auto",
         help="dataset layout (default: %(default)s, detected from the files): "
@@ -183,13 +190,20 @@ def open_data(args: argparse.Namespace) -> Dataset:
 
 
 def resolve_device(name: str | None) -> str:
-    """``--device`` checked: a device torch knows, and a CUDA device only where one is available."""
+    """``--device`` checked: a device torch knows, and a CUDA device only where one is available.
+
+    Under torchrun, ``cuda`` (or no ``--device`` on a machine with CUDA) is this process's GPU, ``cuda:LOCAL_RANK``.
+    """
     import torch
 
+    from ..distributed import world
     from ..utils import default_device
 
+    here = world()
     if name is None:
-        return default_device()
+        name = default_device()
+    if name == "cuda" and here.distributed:
+        name = f"cuda:{here.local_rank}"
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
@@ -201,12 +215,14 @@ def resolve_device(name: str | None) -> str:
 
 def load_model_and_info(args: argparse.Namespace):
     """The model that ``--model`` / ``--weights`` name, on ``--device``, with the preprocessing overrides applied."""
+    from ..distributed import join
     from ..models.info import model_info, with_info
     from ..models.loading import load_model
     from ..runtime import keep_freed_memory
 
     keep_freed_memory()
     device = resolve_device(args.device)
+    join(device)  # the process group of a torchrun launch (nothing to join otherwise)
     names = None
     if args.classes:
         path = Path(args.classes)
@@ -231,7 +247,31 @@ def load_method(args: argparse.Namespace, name: str | None = None) -> tuple[MapM
     from ..maps.registry import create_method
 
     model, info = load_model_and_info(args)
-    return create_method(name or args.method, model, args.target_layer), info
+    options = {"amp": args.amp} if getattr(args, "amp", None) else {}
+    return create_method(name or args.method, model, args.target_layer, **options), info
+
+
+#: The flags that load a model (``add_model_args``) and open a dataset (``add_dataset_args``), as results record them.
+MODEL_FLAGS = ("model", "weights", "classes", "mean", "std", "size", "resize", "method", "target_layer")
+DATASET_FLAGS = ("data", "format", "images", "split", "class_map", "one_based")
+
+
+def recorded_arguments(args: argparse.Namespace) -> dict:
+    """The model and dataset flags of a run, paths made absolute, so that a later command can load the same again."""
+
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value else value
+
+    out = {k: getattr(args, k, None) for k in MODEL_FLAGS + DATASET_FLAGS}
+    for key in ("weights", "classes", "images", "class_map", "data"):
+        out[key] = absolute(out[key])
+    model = out["model"] or ""
+    file, colon, factory = model.rpartition(":")
+    if colon and file.endswith(".py"):
+        out["model"] = f"{absolute(file)}:{factory}"
+    elif Path(model).exists():
+        out["model"] = absolute(model)
+    return out
 
 
 def report_skipped(skipped: list[dict]) -> int:
@@ -245,6 +285,8 @@ def report_skipped(skipped: list[dict]) -> int:
 
 
 __all__ = [
+    "DATASET_FLAGS",
+    "MODEL_FLAGS",
     "add_dataset_args",
     "add_model_args",
     "flag_of",
@@ -253,6 +295,7 @@ __all__ = [
     "load_model_and_info",
     "open_data",
     "positive",
+    "recorded_arguments",
     "report_skipped",
     "resolve_device",
     "show_library_log",

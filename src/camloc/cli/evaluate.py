@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 
 from ..evaluation.protocols import BASELINES, PROTOCOLS
-from .common import add_dataset_args, add_model_args, fraction, load_method, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    fraction,
+    load_method,
+    open_data,
+    positive,
+    recorded_arguments,
+    report_skipped,
+)
 
 __all__ = ["register", "run"]
 
@@ -41,6 +50,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-image", metavar="FILE.csv", help="append one row per image as it is computed")
     p.add_argument("--resume", action="store_true", help="continue the run recorded in --per-image")
     p.add_argument(
+        "--report", metavar="FILE.html", help="also write the run's HTML report (as camloc report does, galleries of 8)"
+    )
+    p.add_argument(
         "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
     )
     p.add_argument(
@@ -64,10 +76,12 @@ def register(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary, write the JSON and the curves' plot."""
     from ..datasets.registry import open_dataset
+    from ..distributed import barrier, rank_file, world
     from ..evaluation.evaluate import calibrate, evaluate
     from ..figures import plot_curves
     from ..reports.summary import format_summary
     from ..utils import versions, write_json
+    from .report import print_report
 
     dataset = open_data(args)
     method, info = load_method(args)
@@ -79,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
+    here = world()
+    # the report reads the per-image rows: without --per-image they go to a scratch file beside the JSON
+    scratch = (
+        Path(args.json).with_name(f".{Path(args.json).stem}.rows.csv") if args.report and not args.per_image else None
+    )
+    if scratch is not None:
+        for stale in {scratch, rank_file(scratch, here)}:
+            stale.unlink(missing_ok=True)
+        barrier()
+    per_image = str(scratch) if scratch else args.per_image
     result = evaluate(
         dataset,
         method,
@@ -88,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         step=args.step,
         threshold=args.threshold,
-        per_image=args.per_image,
+        per_image=per_image,
         resume=args.resume,
         config=config,
         baseline=args.baseline,
@@ -105,11 +129,26 @@ def run(args: argparse.Namespace) -> int:
         same = {k: getattr(args, k) for k in ("protocol", "batch_size", "workers", "step", "threshold", "baseline")}
         val = evaluate(val_set, method, info.preprocess, **same)
         result.summary["calibrated"] = {"data": str(Path(args.calibrate).resolve()), **calibrate(result, val)}
-    json_path = write_json({**config, "protocol": args.protocol, **result.to_json(), "versions": versions()}, args.json)
+    if not here.is_main:  # rank 0 writes, prints and gives the exit status for the run
+        return 0
+    # how to load the model, data and rows again (camloc report does)
+    again = {
+        "arguments": recorded_arguments(args),
+        "per_image": str(Path(args.per_image).resolve()) if args.per_image else None,
+    }
+    json_path = write_json(
+        {**config, "protocol": args.protocol, **result.to_json(), "versions": versions(), **again}, args.json
+    )
     if result.curves:
         plot_curves(result.cam_thresholds, result.curves, json_path.with_suffix(".png"))
     what = f"{args.baseline} baseline" if args.baseline else args.method
     title = f"{info.name}, {what}, on {dataset.name} ({args.protocol} protocol)"
     print(format_summary(result.summary, title, baseline=bool(args.baseline)))
     print(f"camloc: results in {json_path}" + (f", per-image rows in {args.per_image}" if args.per_image else ""))
+    if args.report:
+        names = dataset.class_names or (list(info.class_names) if info.class_names else None)
+        kept = None if scratch is None else "rows that were not kept (evaluate --per-image FILE.csv keeps them)"
+        print_report(json_path, args.report, per_image, dataset, method, info.preprocess, names, 8, kept)
+    if scratch is not None:
+        scratch.unlink(missing_ok=True)
     return report_skipped(result.skipped)

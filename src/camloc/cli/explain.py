@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     """Explain ``inputs`` with the settings of ``args``; the exit status."""
+    from ..distributed import world
     from ..evaluation.explain import collect_images, explain
 
     missing = [i for i in inputs if not Path(i).exists()]
@@ -81,6 +82,8 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
         threshold=args.threshold,
         alpha=args.alpha,
     )
+    if not world().is_main:  # rank 0 of a torchrun launch prints for the run
+        return 0
     where = f"grids in {args.out}/" + (f", maps in {maps_dir}/" if maps_dir else "")
     print(
         f"camloc: explained {len(result.records)} image(s) with {info.name}, {method.name}: {where}, "

@@ -83,6 +83,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score every method, print and write the table and the JSON."""
+    from ..distributed import world
     from ..evaluation.faithfulness import evaluate_faithfulness
     from ..maps.registry import create_method
     from ..utils import atomic_path, versions, write_json
@@ -92,12 +93,13 @@ def run(args: argparse.Namespace) -> int:
     methods = {name: create_method(name, model, args.target_layer) for name in args.methods}
     samples = dataset.samples[: args.limit] if args.limit else dataset.samples
     per_image = 2 * (args.steps + 1) + 2
-    print(
-        f"camloc: {len(samples)} image(s) x {len(methods)} method(s); each costs {per_image} forward passes per image"
-        + (", and Score-CAM one more per channel of its layer (1,280 for MobileNetV2): about 35 s per image on 2 "
-           "CPU cores" if "scorecam" in methods else ""),
-        file=sys.stderr,
-    )  # fmt: skip
+    if world().is_main:  # one line for a torchrun launch, from rank 0
+        scorecam = (
+            ", and Score-CAM one more per channel of its layer (1,280 for MobileNetV2): about 35 s per image on 2 "
+            "CPU cores"
+        )
+        cost = f"each costs {per_image} forward passes per image" + (scorecam if "scorecam" in methods else "")
+        print(f"camloc: {len(samples)} image(s) x {len(methods)} method(s); {cost}", file=sys.stderr)
     result = evaluate_faithfulness(
         samples,
         model,
@@ -110,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         workers=args.workers,
     )
+    if not world().is_main:  # rank 0 of a torchrun launch writes and prints for the run
+        return 0
     data = str(Path(args.data).resolve())
     result.config = {
         "model": info.name,

@@ -33,6 +33,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract and save the features."""
+    from ..distributed import world
     from ..training.features import extract_features, save_features
     from ..training.finegrained import gt_boxes
 
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     result = extract_features(
         model, dataset, info.preprocess, crops=crops, batch_size=args.batch_size, workers=args.workers
     )
+    if not world().is_main:  # rank 0 of a torchrun launch saves and prints for the run
+        return 0
     result.meta.update(model=args.model, weights=args.weights, data=str(Path(args.data).resolve()), crop=args.crop)
     save_features(result, args.out)
     print(f"camloc: {len(result.labels)} feature vectors of {result.values.shape[1]} values in {args.out}")

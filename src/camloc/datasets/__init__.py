@@ -16,9 +16,16 @@ the rules:
   written by :func:`write_cub_dataset`.
 - ``voc`` (:mod:`camloc.datasets.voc`): Pascal VOC / ILSVRC XML annotations with a class table.
 - ``folder`` (:mod:`camloc.datasets.folder`): torchvision's ImageFolder, labels only.
+- ``webdataset`` (:mod:`camloc.datasets.webdataset`): WebDataset tar shards (images with ``cls`` and/or
+  ``json`` labels and boxes), read in place.
 - ``auto``: detected from the files present (:func:`detect_format`): ``boxes.csv`` -> csv,
-  ``image_ids.txt`` -> wsol, ``images.txt`` + ``bounding_boxes.txt`` -> cub, ``*.xml`` -> voc; last,
-  folder, when a subfolder holds images and nothing of the other layouts is there.
+  ``image_ids.txt`` -> wsol, ``images.txt`` + ``bounding_boxes.txt`` -> cub, ``*.xml`` -> voc,
+  ``*.tar`` (or a ``.tar`` file, or a brace pattern) -> webdataset; last, folder, when a subfolder
+  holds images and nothing of the other layouts is there.
+
+Large datasets are read lazily (:class:`LazySamples`: each sample read when it is asked for):
+voc from 10,000 XML files on (the ILSVRC validation set's 50,000), and webdataset shards; see
+docs/large-datasets.md.
 
 Procedurally drawn datasets with exact boxes (written in the csv or cub layout) come from
 :mod:`camloc.datasets.synthetic`.
@@ -35,6 +42,7 @@ from ..utils import lazy_exports
 
 _EXPORTS = {
     "Dataset": ".base",
+    "LazySamples": ".base",
     "Sample": ".base",
     "DatasetError": "..errors",
     "FORMATS": ".registry",
@@ -45,6 +53,14 @@ _EXPORTS = {
     "CSV_COLUMNS": ".boxes_csv",
     "write_csv_dataset": ".boxes_csv",
     "write_cub_dataset": ".cub",
+    "BOX_FORMATS": ".registry",
+    "open_writers": ".registry",
+    "BoxWriter": ".labels",
+    "Detection": ".labels",
+    "ImageBoxes": ".labels",
+    "CocoWriter": ".coco",
+    "VocWriter": ".voc",
+    "YoloWriter": ".yolo",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -52,12 +68,21 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:
     from ..errors import DatasetError as DatasetError
     from .base import Dataset as Dataset
+    from .base import LazySamples as LazySamples
     from .base import Sample as Sample
     from .boxes_csv import CSV_COLUMNS as CSV_COLUMNS
     from .boxes_csv import write_csv_dataset as write_csv_dataset
     from .classes import read_class_table as read_class_table
+    from .coco import CocoWriter as CocoWriter
     from .cub import write_cub_dataset as write_cub_dataset
+    from .labels import BoxWriter as BoxWriter
+    from .labels import Detection as Detection
+    from .labels import ImageBoxes as ImageBoxes
+    from .registry import BOX_FORMATS as BOX_FORMATS
     from .registry import FORMATS as FORMATS
     from .registry import detect_format as detect_format
     from .registry import open_dataset as open_dataset
     from .registry import open_train_test as open_train_test
+    from .registry import open_writers as open_writers
+    from .voc import VocWriter as VocWriter
+    from .yolo import YoloWriter as YoloWriter

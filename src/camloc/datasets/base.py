@@ -5,13 +5,15 @@ Every box is ``(x0, y0, x1, y1)`` in inclusive, 0-based pixel coordinates of the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, overload
 
 from ..boxes.box import Box
+from ..utils import TarMember
 
-__all__ = ["Dataset", "Sample", "hold_out"]
+__all__ = ["Dataset", "LazySamples", "Sample", "SampleSource", "hold_out"]
 
 
 @dataclass(frozen=True)
@@ -19,8 +21,9 @@ class Sample:
     """One image of a dataset: its file, class label and ground-truth boxes.
 
     Attributes:
-        image_id: the id the format uses (relative path for wsol/csv/cub, file stem for VOC).
-        path: the image file.
+        image_id: the id the format uses (relative path for wsol/csv/cub, file stem for VOC, key for WebDataset).
+        path: the image file, or a :class:`~camloc.utils.TarMember` (WebDataset shards), which
+            :func:`~camloc.images.open_image` and :func:`~camloc.images.load_batch` read in place.
         label: 0-based class index.
         boxes: GT boxes ``(x0, y0, x1, y1)``, inclusive, in the image file's own pixels; ``()`` when none.
         size: ``(width, height)`` declared by the metadata, None if it declares none.
@@ -29,7 +32,7 @@ class Sample:
     """
 
     image_id: str
-    path: Path
+    path: Path | TarMember
     label: int
     boxes: tuple[Box, ...]
     size: tuple[int, int] | None
@@ -45,7 +48,8 @@ class Dataset:
         name: a short name for reports, derived from the folder names (with the split for CUB).
         format: the layout it was read from (``"csv"``, ``"folder"``, ``"cub"``, ``"voc"``, ``"wsol"``).
         root: the folder the metadata was read from.
-        samples: the images, in the order the format lists them.
+        samples: the images, in the order the format lists them: a list, or :class:`LazySamples` that reads
+            each when it is asked for (voc from :data:`~camloc.datasets.voc.LAZY_FROM` files, webdataset).
         class_names: the class names in index order, None when the metadata names no classes.
         class_wnids: WordNet ids when the class table gives one for every class, else None.
     """
@@ -53,7 +57,7 @@ class Dataset:
     name: str
     format: str
     root: Path
-    samples: list[Sample]
+    samples: Sequence[Sample]
     class_names: list[str] | None
     class_wnids: list[str] | None = None
 
@@ -70,6 +74,63 @@ class Dataset:
     def num_boxes(self) -> int:
         """The number of ground-truth boxes over all samples."""
         return sum(len(s.boxes) for s in self.samples)
+
+
+class SampleSource(Protocol):
+    """Where :class:`LazySamples` reads from: a number of samples and a way to read the ``i``-th."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, i: int) -> Sample:
+        """Sample ``i`` (``0 <= i < len(self)``), read now; a problem in its metadata raises a DatasetError."""
+        ...
+
+
+class LazySamples(Sequence[Sample]):
+    """The samples of a :class:`SampleSource`, each read when it is asked for and not kept.
+
+    Length, indexing, slicing (``samples[rank::size]``: a ``LazySamples`` too, nothing read) and
+    iteration work as on a list, so a dataset of 50,000 annotation files costs a list of their names
+    until its samples are used, and iterating holds one sample at a time. Reading the same sample twice
+    reads its file twice; ``list(samples)`` reads them all. A sample's metadata problem raises its
+    one-line :class:`~camloc.errors.DatasetError` when that sample is read, not before. Equal to
+    any sequence of the same samples (which compares by reading them).
+
+    Args:
+        source: the samples' reader.
+        indices: which of the source's samples, in order (default: all).
+    """
+
+    def __init__(self, source: SampleSource, indices: range | None = None) -> None:
+        self.source = source
+        self.indices = range(len(source)) if indices is None else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> LazySamples: ...
+
+    def __getitem__(self, i: int | slice) -> Sample | LazySamples:
+        if isinstance(i, slice):
+            return LazySamples(self.source, self.indices[i])
+        return self.source.read(self.indices[i])
+
+    def __iter__(self) -> Iterator[Sample]:
+        return map(self.source.read, self.indices)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # like a list: equal by content
+
+    def __repr__(self) -> str:
+        return f"LazySamples({len(self)} of {self.source!r})"
 
 
 def hold_out(dataset: Dataset, per_class: int, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -7,6 +7,7 @@ index order, is ``WNID [NAME]`` (e.g. ImageNet's ``LOC_synset_mapping.txt``) or 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ def read_class_table(path: str | Path) -> tuple[list[str], list[str] | None]:
     return table.names, table.all_wnids
 
 
-def check_label(label: int, table: ClassTable | None, path: Path, line: int) -> None:
+def check_label(label: int, table: ClassTable | None, path: str | os.PathLike, line: int | None) -> None:
     """Raise a :class:`DatasetError` (at ``path``, ``line``) for a negative label or one outside ``table``."""
     if label < 0:
         raise DatasetError(f"class label {label} is negative", path, line)

@@ -9,6 +9,7 @@ no boxes, no sizes. When every subfolder is named by a WNID, those are ``class_w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import DatasetError
@@ -16,13 +17,24 @@ from ..utils import IMAGE_SUFFIXES, is_image_file
 from .base import Dataset, Sample
 from .classes import WNID, ClassTable, load_class_table
 
-__all__ = ["class_folders", "folder_images", "read_folder"]
+__all__ = ["class_folders", "folder_images", "holds_a", "read_folder"]
 
 
 def folder_images(folder: Path) -> list[Path]:
     """The image files directly inside ``folder`` (not below it), sorted by name; hidden files skipped."""
     images = [p for p in folder.iterdir() if is_image_file(p) and not p.name.startswith(".")]
     return sorted((p for p in images if p.is_file()), key=lambda p: p.name)
+
+
+def holds_a(folder: Path, suffix: str) -> bool:
+    """Whether ``folder`` exists and directly holds a name ending in ``suffix``; it stops at the first one.
+
+    (``any(folder.glob("*.xml"))`` lists all 50,000 files of the ILSVRC validation annotations first.)
+    """
+    if not folder.is_dir():
+        return False
+    with os.scandir(folder) as entries:
+        return any(e.name.endswith(suffix) for e in entries)
 
 
 def class_folders(root: Path) -> list[Path]:

@@ -5,6 +5,7 @@ Every problem is a one-line :class:`~camloc.errors.DatasetError` naming the file
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield n, text
 
 
-def parse_int(text: str, what: str, path: Path, line: int) -> int:
+def parse_int(text: str, what: str, path: str | os.PathLike, line: int | None) -> int:
     """``int(text)``, or a :class:`DatasetError` naming the field ``what`` at ``path``, ``line``."""
     try:
         return int(text)
@@ -64,7 +65,7 @@ def split_fields(
     return parts
 
 
-def check_box(box: Box, size: tuple[int, int] | None, path: Path, line: int | None) -> None:
+def check_box(box: Box, size: tuple[int, int] | None, path: str | os.PathLike, line: int | None) -> None:
     """Raise a :class:`DatasetError` for a box that is invalid, or lies outside an image of ``size``.
 
     A box with a negative coordinate is rejected; so is one with ``x1 < x0`` or ``y1 < y0``, unless
@@ -92,7 +93,7 @@ def check_box(box: Box, size: tuple[int, int] | None, path: Path, line: int | No
             )
 
 
-def check_size(w: int, h: int, path: Path, line: int) -> tuple[int, int]:
+def check_size(w: int, h: int, path: str | os.PathLike, line: int | None) -> tuple[int, int]:
     """``(w, h)`` when both are positive, else a :class:`DatasetError` at ``path``, ``line``."""
     if w <= 0 or h <= 0:
         raise DatasetError(f"image size {w}x{h} is not positive", path, line)

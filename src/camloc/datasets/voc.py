@@ -4,26 +4,41 @@ a folder of Pascal VOC / ILSVRC XML annotations (or a root with an ``Annotations
 table (``classes=``, or a ``classes.txt`` beside the XML) that maps ``<name>`` (WNID or class name)
 to an index, images in ``images=`` (default: the sibling ``JPEGImages/``, else the XML folder).
 ``image_id`` is the XML file's stem. An image's label is its first ``<object>``'s class and only
-that class's boxes are kept (ILSVRC localization images carry one class; a VOC image with several
-is reduced to its first). Coordinates are used as they are (ILSVRC: 0-based inclusive) or, with
-``one_based=True`` (Pascal VOC), shifted by -1; non-integer coordinates are truncated. ``<size>``
-gives ``Sample.size`` (0 or missing: None). A ``<filename>`` without an extension (ILSVRC) is
-looked up with the usual image extensions (``.JPEG`` when none exists).
+that class's boxes are kept (ILSVRC localization images carry one class; a VOC image with several is
+reduced to its first); an XML file without objects (a background image) is skipped. Coordinates are
+used as they are (ILSVRC: 0-based inclusive) or, with ``one_based=True`` (Pascal VOC), shifted by
+-1; non-integer coordinates are truncated. ``<size>`` gives ``Sample.size`` (0 or missing: None). A
+``<filename>`` without an extension (ILSVRC) is looked up with the usual image extensions (``.JPEG``
+when none exists).
+
+From :data:`LAZY_FROM` XML files on (the 50,000 of the ILSVRC validation set), or with ``lazy=True``,
+the files are only listed when the dataset is opened and each is parsed when its sample is asked for
+(see :func:`read_voc`); then every XML file is a sample, and one without an ``<object>`` is an error.
+
+:class:`VocWriter` writes the other way, as Pascal VOC does: ``Annotations/<name>.xml`` per image
+(``size``, one ``object`` per box with ``name``, ``difficult`` 0 and a 1-based ``bndbox``),
+``JPEGImages/`` with a link per image, ``ImageSets/Main/all.txt`` (the names) and ``classes.txt``
+(``index name`` lines), so that ``read_voc(..., one_based=True)`` reads the same boxes back.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from xml.parsers import expat
+from xml.sax.saxutils import escape
 
 from ..boxes.box import Box
 from ..errors import DatasetError
-from ..utils import IMAGE_SUFFIXES
-from .base import Dataset, Sample
-from .classes import load_class_table
+from ..utils import IMAGE_SUFFIXES, atomic_path
+from .base import Dataset, LazySamples, Sample
+from .classes import ClassTable, load_class_table
+from .folder import holds_a
+from .labels import BoxWriter, ImageBoxes, link_image, write_text
 from .parsing import check_box, parse_float
 
-__all__ = ["read_voc"]
+__all__ = ["LAZY_FROM", "VocWriter", "read_voc", "voc_xml"]
 
 
 class _Node:
@@ -87,11 +102,26 @@ def _voc_image(images_dir: Path, filename: str | None, stem: str) -> Path:
     return images_dir / (stem + ".JPEG")
 
 
-def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Dataset:
-    """Pascal VOC / ILSVRC XML annotations; the rules are in the module docstring."""
-    ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not any(path.glob("*.xml")) else path
-    xmls = sorted(ann_dir.glob("*.xml"))
-    if not xmls:
+#: From this many XML files on, ``read_voc`` reads lazily by default (docs/large-datasets.md: below it,
+#: reading them all up front takes under a second and a few MB).
+LAZY_FROM = 10_000
+
+
+def read_voc(path: Path, images: Path | None, classes, one_based: bool, lazy: bool | None = None) -> Dataset:
+    """Pascal VOC / ILSVRC XML annotations; the rules are in the module docstring.
+
+    ``lazy=False`` reads every XML file now: a problem in any raises at once, and files without an
+    ``<object>`` are skipped. ``lazy=True`` lists the files and nothing more: the samples are
+    :class:`~camloc.datasets.base.LazySamples`, one per XML file, each parsed when it is asked for, so
+    memory stays flat whatever their number; a malformed file, or one without an ``<object>``,
+    raises its one-line :class:`DatasetError` (file and line) when its sample is read. A run over the
+    samples (``camloc evaluate``) then stops at that image with the message; the rows it wrote stay,
+    and ``--resume`` goes on once the file is fixed. ``lazy=None``: lazy from :data:`LAZY_FROM` files on.
+    """
+    ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not holds_a(path, ".xml") else path
+    with os.scandir(ann_dir) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".xml") and e.is_file())
+    if not names:
         raise DatasetError("no *.xml annotation files", ann_dir)
     if images is not None:
         images_dir = Path(images)
@@ -107,11 +137,43 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             )
         classes = found[0]
     table = load_class_table(classes)
-    index = table.index()
-    shift = 1 if one_based else 0
+    files = _XmlFiles(ann_dir, names, images_dir, table, 1 if one_based else 0)
+    name = ann_dir.parent.name if ann_dir.name == "Annotations" else ann_dir.name
+    if lazy or (lazy is None and len(names) >= LAZY_FROM):
+        samples: Sequence[Sample] = LazySamples(files)
+    else:
+        samples = [s for s in map(files.parse, range(len(names))) if s is not None]
+        if not samples:
+            raise DatasetError("no XML file has an <object>: no image has a label", ann_dir)
+    return Dataset(name, "voc", ann_dir, samples, list(table.names), table.all_wnids)
 
-    samples = []
-    for xml in xmls:
+
+class _XmlFiles:
+    """The XML files of one folder, each parsed into a :class:`Sample` when asked for (a ``SampleSource``)."""
+
+    def __init__(self, ann_dir: Path, names: list[str], images_dir: Path, table: ClassTable, shift: int) -> None:
+        self.ann_dir, self.names, self.images_dir, self.shift = ann_dir, names, images_dir, shift
+        self.table, self.index = table, table.index()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"the XML files of {self.ann_dir}"
+
+    def read(self, i: int) -> Sample:
+        """Sample ``i``; a file without an ``<object>`` has no label, and raises."""
+        sample = self.parse(i)
+        if sample is None:
+            raise DatasetError(
+                "no <object>: no label (read lazily, every XML file is an image to evaluate)",
+                self.ann_dir / self.names[i],
+            )
+        return sample
+
+    def parse(self, i: int) -> Sample | None:
+        """Sample ``i``, or None for a file without an ``<object>`` (a background image)."""
+        xml = self.ann_dir / self.names[i]
         root = _parse_xml(xml)
         if root.tag != "annotation":
             raise DatasetError(f"root element is <{root.tag}>, expected <annotation>", xml, root.line)
@@ -128,12 +190,16 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             name_node = obj.find("name")
             if name_node is None or not name_node.value():
                 raise DatasetError("<object> has no <name>", xml, obj.line)
-            k = index.get(name_node.value())
+            k = self.index.get(name_node.value())
             if k is None:
-                raise DatasetError(f"unknown class {name_node.value()!r} (not in {table.source})", xml, name_node.line)
+                raise DatasetError(
+                    f"unknown class {name_node.value()!r} (not in {self.table.source})", xml, name_node.line
+                )
             if k < 0:
                 raise DatasetError(
-                    f"class name {name_node.value()!r} is ambiguous in {table.source}; use WNIDs", xml, name_node.line
+                    f"class name {name_node.value()!r} is ambiguous in {self.table.source}; use WNIDs",
+                    xml,
+                    name_node.line,
                 )
             if label is None:
                 label = k
@@ -142,12 +208,81 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool) -> Datas
             bb = obj.find("bndbox")
             if bb is None:
                 continue
-            box = tuple(_coord(bb.find(t), t, bb, xml) - shift for t in ("xmin", "ymin", "xmax", "ymax"))
+            box = tuple(_coord(bb.find(t), t, bb, xml) - self.shift for t in ("xmin", "ymin", "xmax", "ymax"))
             check_box(box, size, xml, bb.line)  # type: ignore[arg-type]
             boxes.append(box)  # type: ignore[arg-type]
-        if label is None:
-            raise DatasetError("no <object>: the image has no label", xml, root.line)
-        image = _voc_image(images_dir, fn.value() if fn is not None else None, xml.stem)
-        samples.append(Sample(xml.stem, image, label, tuple(boxes), size))
-    name = ann_dir.parent.name if ann_dir.name == "Annotations" else ann_dir.name
-    return Dataset(name, "voc", ann_dir, samples, list(table.names), table.all_wnids)
+        if label is None:  # an image without objects (a background image) has no label to evaluate
+            return None
+        image = _voc_image(self.images_dir, fn.value() if fn is not None else None, xml.stem)
+        return Sample(xml.stem, image, label, tuple(boxes), size)
+
+
+def voc_xml(image: ImageBoxes, file_name: str, class_names: Sequence[str]) -> str:
+    """One image's boxes as a Pascal VOC annotation (1-based inclusive ``bndbox``)."""
+    lines = [
+        "<annotation>",
+        "  <folder>JPEGImages</folder>",
+        f"  <filename>{escape(file_name)}</filename>",
+        f"  <path>{escape(str(image.path))}</path>",
+        "  <source><database>camloc weak labels</database></source>",
+        f"  <size><width>{image.width}</width><height>{image.height}</height><depth>3</depth></size>",
+        "  <segmented>0</segmented>",
+    ]
+    for d in image.detections:
+        x0, y0, x1, y1 = (v + 1 for v in d.box)
+        lines += [
+            "  <object>",
+            f"    <name>{escape(class_names[d.label])}</name>",
+            "    <pose>Unspecified</pose>",
+            "    <truncated>0</truncated>",
+            "    <difficult>0</difficult>",
+            f"    <bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>",
+            "  </object>",
+        ]
+    return "\n".join([*lines, "</annotation>"]) + "\n"
+
+
+class VocWriter(BoxWriter):
+    """Pascal VOC's layout (see the module docstring); each XML is written, atomically, as its image comes."""
+
+    format = "voc"
+
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+        super().__init__(out_dir, class_names, **parts)
+        if self.given_names is not None:
+            index = load_class_table(self.given_names).index()
+            clash = next((n for n in self.given_names if index[n] < 0), None)
+            if clash is not None:  # <name> is all a VOC object says of its class
+                raise DatasetError(f"class name {clash!r} names two classes; VOC files need distinct class names")
+        self.annotations, self.images = self._folder("Annotations"), self._folder("JPEGImages")
+        self.listed = None
+        if self.whole_set:
+            self.listed = open(self._folder("ImageSets/Main") / ".all.txt.part", "w")  # noqa: SIM115 - closed in close()
+
+    def _write(self, image: ImageBoxes, name: str) -> None:
+        if self.link_images:
+            link_image(self.images, name, image.path)
+        if self.per_image:
+            xml = voc_xml(image, name + Path(image.path).suffix, self._names_upto(image))
+            write_text(self.annotations / f"{name}.xml", xml)
+        if self.listed is not None:
+            self.listed.write(name + "\n")
+
+    def _names_upto(self, image: ImageBoxes) -> list[str]:
+        top = max((d.label for d in image.detections), default=-1)
+        return self.given_names if self.given_names is not None else [str(i) for i in range(top + 1)]
+
+    def close(self) -> None:
+        """Write ``ImageSets/Main/all.txt`` and ``classes.txt``."""
+        if self.listed is None:
+            return
+        self.listed.close()
+        os.replace(self.listed.name, self.out_dir / "ImageSets" / "Main" / "all.txt")
+        with atomic_path(self.out_dir / "classes.txt") as tmp:
+            tmp.write_text("".join(f"{i} {n}\n" for i, n in enumerate(self.class_names)))
+
+    def abort(self) -> None:
+        """Keep the XML files written so far; drop the partial image list."""
+        if self.listed is not None:
+            self.listed.close()
+            Path(self.listed.name).unlink(missing_ok=True)

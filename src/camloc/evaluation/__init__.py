@@ -1,8 +1,10 @@
-"""Runs over data: ``evaluate`` (localization metrics), ``explain`` (maps, boxes, grids), ``evaluate_faithfulness``.
+"""Runs over data: ``evaluate``, ``explain``, ``evaluate_faithfulness``, ``export_boxes``.
 
-Each takes any :class:`~camloc.maps.MapMethod`, reads images in batches, skips and lists unreadable
-files, and writes what it computes as it goes; ``evaluate`` keeps a per-image journal and resumes
-from it (:mod:`camloc.evaluation.journal`). Box protocols are in :mod:`camloc.evaluation.protocols`.
+``evaluate`` gives localization metrics, ``explain`` maps, boxes and grids, ``export_boxes`` weak
+labels: boxes written for detectors (:mod:`camloc.evaluation.weak_labels`). Each takes any
+:class:`~camloc.maps.MapMethod`, reads images in batches, skips and lists unreadable files, and
+writes what it computes as it goes; ``evaluate`` keeps a per-image journal and resumes from it
+(:mod:`camloc.evaluation.journal`). Box protocols are in :mod:`camloc.evaluation.protocols`.
 """
 
 from typing import TYPE_CHECKING
@@ -21,6 +23,14 @@ _EXPORTS = {
     "PROTOCOLS": ".protocols",
     "ImageResult": ".protocols",
     "make_protocol": ".protocols",
+    "BoxSettings": ".weak_labels",
+    "BoxedImage": ".weak_labels",
+    "BoxesResult": ".weak_labels",
+    "Calibration": ".weak_labels",
+    "boxes_for": ".weak_labels",
+    "calibrate_threshold": ".weak_labels",
+    "export_boxes": ".weak_labels",
+    "threshold_from": ".weak_labels",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -37,3 +47,11 @@ if TYPE_CHECKING:
     from .protocols import PROTOCOLS as PROTOCOLS
     from .protocols import ImageResult as ImageResult
     from .protocols import make_protocol as make_protocol
+    from .weak_labels import BoxedImage as BoxedImage
+    from .weak_labels import BoxesResult as BoxesResult
+    from .weak_labels import BoxSettings as BoxSettings
+    from .weak_labels import Calibration as Calibration
+    from .weak_labels import boxes_for as boxes_for
+    from .weak_labels import calibrate_threshold as calibrate_threshold
+    from .weak_labels import export_boxes as export_boxes
+    from .weak_labels import threshold_from as threshold_from

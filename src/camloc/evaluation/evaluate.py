@@ -1,34 +1,45 @@
-"""``evaluate``: localization metrics of a map method on a dataset, streaming and resumable.
+"""``evaluate``: localization metrics of a map method on a dataset, streaming, resumable, overlapped, sharded.
 
-Each batch runs in three phases that each use every core in turn (decode in threads, the forward
-pass in torch's threads, box post-processing in threads) rather than overlapping: on a small CPU,
-decoding or post-processing running beside the forward pass slows torch's own threads far more than
-it saves.
+Batches go through :func:`~camloc.evaluation.pipeline.overlapped`: the next batch is decoded and the
+last one's boxes are made while a batch is in the forward pass (``overlap=False``: one phase after
+the other). Each image's :class:`~camloc.evaluation.protocols.ImageResult` goes to the metrics and,
+when a per-image file is given, to the journal (:mod:`camloc.evaluation.journal`), which is synced
+after every batch; ``resume`` rebuilds the metrics from the journal, so an interrupted run ends
+with exactly the JSON of an uninterrupted one.
 
-Each image's :class:`~camloc.evaluation.protocols.ImageResult` goes to the metrics and, when a
-per-image file is given, to the journal (:mod:`camloc.evaluation.journal`), which is synced after
-every batch; ``resume`` rebuilds the metrics from the journal, so an interrupted run ends with
-exactly the JSON of an uninterrupted one.
+Under torchrun (``torchrun --nproc-per-node N -m camloc evaluate ...``) each process takes the
+images ``rank, rank + N, ...`` (:func:`camloc.distributed.shard`) and keeps its own journal
+(``ROWS.rank<r>-of-<N>``); the metrics' counts are added up across the processes
+(:meth:`~camloc.metrics.state.Metric.sync`), and rank 0 merges the journals into the per-image
+file in the dataset's order. The summary, curves and per-image file equal a single process's.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ..boxes.wsol import wsol_resized_batch
 from ..datasets.base import Dataset, Sample
-from ..errors import InvalidArgument, OutputExists
-from ..images import Preprocess, load_batch
+from ..distributed import World, all_gather, barrier, rank_file, shard, world
+from ..errors import InvalidArgument, OutputExists, ResumeError
+from ..images import Batch, Preprocess, load_batch
 from ..maps.core import MapMethod
 from ..metrics.localization import LocalizationMetrics, calibrated_accuracy
+from ..utils import atomic_path, model_device
 from ..utils import progress as progress_bar
-from .journal import Journal, read_journal
-from .protocols import BoxProtocol, ImageResult, make_protocol
+from . import pipeline
+from .journal import Journal, journal_lines, read_journal
+from .pipeline import background_pool, overlapped
+from .protocols import BoxProtocol, ImageResult, WsolProtocol, make_protocol
 
 __all__ = ["EvalResult", "calibrate", "evaluate"]
 
@@ -62,6 +73,7 @@ def evaluate(
     config: dict | None = None,
     progress: bool | None = None,
     baseline: str | None = None,
+    overlap: bool = True,
 ) -> EvalResult:
     """Evaluate ``method``'s maps of each sample's labelled class with a box ``protocol``.
 
@@ -79,65 +91,157 @@ def evaluate(
         config: more settings that a resumed run must share (model, data, ...).
         progress: show a progress bar (None: when stderr is a terminal).
         baseline: ``"center"`` scores fixed centred boxes instead of the maps.
+        overlap: decode and box work beside the forward pass (False: one phase after the other).
     """
     preprocess = dataclasses.replace(preprocess, mode="squash")
     plan = make_protocol(protocol, step=step, threshold=threshold, size=preprocess.size, baseline=baseline)
     metrics = LocalizationMetrics(plan.thresholds)
-    skipped: list[dict] = []
+    here = world()
     header = {**plan.settings(), **(config or {})}
+    journal_path = None if per_image is None else rank_file(per_image, here)
+    journal_header = {**header, "rank": here.rank, "world_size": here.size} if here.distributed else header
     if resume and per_image is None:
         raise InvalidArgument("resume", "resume=True needs per_image=FILE: the rows of the run to continue")
-    if per_image is not None and not resume and Path(per_image).exists() and Path(per_image).stat().st_size:
+    if per_image is not None and not resume and _written(Path(per_image)):
         raise OutputExists(f"{per_image}: exists; pass resume=True to continue that run, or remove it")
+    samples = dataset.samples  # may be lazy (read when asked for): only indices are kept here
+    mine = shard(range(len(samples)), here)
+    skipped: list[tuple[int, dict]] = []
     done: set[str] = set()
-    if resume and Path(per_image).exists() and Path(per_image).stat().st_size:  # type: ignore[arg-type]
-        for result in read_journal(per_image, header, len(plan.thresholds)):  # type: ignore[arg-type]
+    if resume and journal_path is not None and _written(journal_path):
+        recorded = list(read_journal(journal_path, journal_header, len(plan.thresholds)))
+        index_of = {samples[i].image_id: i for i in mine} if recorded else {}
+        for result in recorded:
             if result.image_id not in done:
                 done.add(result.image_id)
-                _account(result, metrics, skipped)
-    todo = [s for s in dataset.samples if s.image_id not in done]
-    bar = progress_bar(len(dataset.samples), initial=len(done), enabled=progress)
-    with bar, Journal(per_image, header) as journal, ThreadPoolExecutor(max(1, workers)) as pool:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            for result in _evaluate_batch(chunk, method, preprocess, plan, pool):
+                _account(index_of[result.image_id], result, metrics, skipped)
+    todo = [i for i in mine if samples[i].image_id not in done] if done else mine
+    chunks = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
+    background = pipeline.BACKGROUND if overlap else 0
+    with bar, Journal(journal_path, journal_header) as journal, background_pool(workers, background) as pool:
+
+        def decode(indices: list[int]) -> tuple[list[tuple[int, Sample]], Batch]:
+            chunk = [(i, samples[i]) for i in indices]
+            return chunk, pinned(load_batch([s.path for _, s in chunk], preprocess, executor=pool), method)
+
+        def finish(decoded: tuple[list[tuple[int, Sample]], Batch], maps: _Maps | None) -> None:
+            chunk, batch = decoded
+            for index, result in _judge(chunk, batch, maps, plan, pool):
                 journal.write(result)
-                _account(result, metrics, skipped)
+                _account(index, result, metrics, skipped)
             journal.flush()
             bar.update(len(chunk))
-    return EvalResult(metrics.compute(), metrics.accuracy_curves(), plan.thresholds.tolist(), skipped)
+
+        def forward(decoded: tuple[list[tuple[int, Sample]], Batch]) -> _Maps | None:
+            chunk, batch = decoded
+            return _forward(chunk, batch, method, plan)
+
+        stages = (
+            overlapped(chunks, decode, forward, finish, nice=background)
+            if overlap
+            else _serial(chunks, decode, forward, finish)
+        )
+        for _ in stages:
+            pass
+    metrics.sync()
+    skipped = sorted((item for part in all_gather(skipped) for item in part), key=lambda t: t[0])
+    if per_image is not None and here.distributed:
+        barrier()  # every rank's journal is complete
+        if here.is_main:
+            merge_rank_files(per_image, here.size, header, (s.image_id for s in samples))
+    return EvalResult(metrics.compute(), metrics.accuracy_curves(), plan.thresholds.tolist(), [e for _, e in skipped])
 
 
-def _account(result: ImageResult, metrics: LocalizationMetrics, skipped: list[dict]) -> None:
+def pinned(batch: Batch, method: MapMethod) -> Batch:
+    """``batch`` with its images in page-locked memory when the model is on a GPU (the copy then overlaps work)."""
+    if model_device(method.model).type == "cuda" and len(batch.images):
+        batch.images = batch.images.pin_memory()
+    return batch
+
+
+def _serial(chunks, decode, forward, finish):
+    for chunk in chunks:
+        decoded = decode(chunk)
+        yield finish(decoded, forward(decoded))
+
+
+def _written(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def merge_rank_files(path: str | os.PathLike, size: int, header: dict, order: Iterable[str]) -> Path:
+    """Write ``path``, a single process's per-image file, from the ``size`` ranks' journals (then removed).
+
+    Rank r's journal holds the images ``r, r + size, ...`` in order, one row each, so the rows are
+    taken from the ranks in turn; ``order`` (the dataset's image ids) checks that they are.
+    """
+    path = Path(path)
+    parts = [rank_file(path, World(r, size)) for r in range(size)]
+    rows = [journal_lines(part, "evaluate", {**header, "rank": r, "world_size": size}) for r, part in enumerate(parts)]
+    with atomic_path(path) as tmp, Journal(tmp, header) as merged:  # the settings line and the column names
+        assert merged.file is not None
+        for i, image_id in enumerate(order):
+            line = rows[i % size][1 + i // size]  # line 0 of each journal names the columns
+            if next(csv.reader([line]))[0] != image_id:
+                raise ResumeError(f"{parts[i % size]}: its rows are not rank {i % size}'s images in order")
+            merged.file.write(line)
+    for part in parts:
+        part.unlink()
+    return path
+
+
+def _account(index: int, result: ImageResult, metrics: LocalizationMetrics, skipped: list) -> None:
     if result.outcome is None:
-        skipped.append({"image_id": result.image_id, "path": result.path, "error": result.error})
+        skipped.append((index, {"image_id": result.image_id, "path": result.path, "error": result.error}))
     else:
         metrics.update(result.outcome)
 
 
-def _evaluate_batch(
-    chunk: list[Sample], method: MapMethod, preprocess: Preprocess, plan: BoxProtocol, pool: ThreadPoolExecutor
-) -> list[ImageResult]:
-    batch = load_batch([s.path for s in chunk], preprocess, executor=pool)  # phase 1: decode
-    by_path = {str(s.path): s for s in chunk}
-    results = [_failed(by_path[e.path], e.reason) for e in batch.errors]
-    if not batch.paths:
-        return results
-    samples = [by_path[p] for p in batch.paths]
-    labels = torch.tensor([[s.label] for s in samples])
-    out = method(batch.images, classes=labels, upsample=False)  # phase 2: forward
+@dataclass
+class _Maps:
+    """What the forward pass gives the box work: per image read, its top-5 classes and its maps."""
+
+    samples: list[tuple[int, Sample]]
+    top5: torch.Tensor  # (n, 5)
+    gt_maps: np.ndarray  # (n, h, w) float64: the labelled class's raw map
+    top3: np.ndarray | None  # (n, 3, h, w) float64, for protocols that want the top-3 classes' maps
+
+
+def _forward(chunk: list[tuple[int, Sample]], batch: Batch, method: MapMethod, plan: BoxProtocol) -> _Maps | None:
+    failed = {e.path for e in batch.errors}
+    samples = [(i, s) for i, s in chunk if str(s.path) not in failed]  # batch.paths' order; a file may hold several
+    if not samples:
+        return None
+    out = method(batch.images, classes=torch.tensor([[s.label] for _, s in samples]), upsample=False)
     top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices.cpu()
-    gt_maps = out.raw[:, 0].double().cpu().numpy()
     top3 = None
     if plan.wants_top3:
-        top3 = method.more_maps(out, batch.images, top5[:, :3]).double().cpu().numpy()
+        top3 = method.more_maps(out, batch.images, top5[:, :3].to(out.logits.device)).double().cpu().numpy()
+    gt_maps = out.raw[:, 0]
+    if gt_maps.device.type == "cuda" and isinstance(plan, WsolProtocol):
+        # resized to the protocol's square on the GPU; the protocol's own resize of a map already that size is a copy
+        gt_maps = wsol_resized_batch(gt_maps, plan.size)
+    return _Maps(samples, top5, gt_maps.double().cpu().numpy(), top3)
 
-    def judge(i: int) -> ImageResult:  # phase 3: boxes, one image per task (OpenCV and the sweep release the GIL)
-        sample, geo = samples[i], batch.geometries[i]
-        original = sample.size or (geo.width, geo.height)
-        return plan.judge(sample, original, top5[i].tolist(), gt_maps[i], None if top3 is None else top3[i])
 
-    return results + list(pool.map(judge, range(len(samples))))
+def _judge(
+    chunk: list[tuple[int, Sample]], batch: Batch, maps: _Maps | None, plan: BoxProtocol, pool: ThreadPoolExecutor
+) -> list[tuple[int, ImageResult]]:
+    """Each image's result, in the chunk's order (an unreadable file's with its error)."""
+    reasons = {e.path: e.reason for e in batch.errors}
+    results = {i: _failed(s, reasons[str(s.path)]) for i, s in chunk if str(s.path) in reasons}
+    if maps is not None:
+
+        def judge(k: int) -> ImageResult:  # one image per task (OpenCV and the sweep release the GIL)
+            sample, geo = maps.samples[k][1], batch.geometries[k]
+            original = sample.size or (geo.width, geo.height)
+            top3 = None if maps.top3 is None else maps.top3[k]
+            return plan.judge(sample, original, maps.top5[k].tolist(), maps.gt_maps[k], top3)
+
+        for (i, _), result in zip(maps.samples, pool.map(judge, range(len(maps.samples))), strict=True):
+            results[i] = result
+    return [(i, results[i]) for i, _ in chunk]
 
 
 def _failed(sample: Sample, reason: str) -> ImageResult:

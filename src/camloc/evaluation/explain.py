@@ -15,18 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from ..boxes.paper import paper_box
+from ..distributed import World, all_gather, rank_file, shard, world
 from ..errors import BadImage
 from ..figures import score_text, topk_grid
-from ..images import Preprocess, load_batch
-from ..maps.core import MapMethod
+from ..images import Geometry, Preprocess, load_batch
+from ..maps.core import CamOutput, MapMethod
 from ..maps.frames import normalize_maps, to_image_frame
 from ..models.info import ModelInfo
 from ..utils import atomic_path, is_image_file, versions, write_json
 from ..utils import progress as progress_bar
 
-__all__ = ["ExplainResult", "collect_images", "explain"]
+__all__ = ["ExplainResult", "collect_images", "describe", "explain", "explain_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +95,22 @@ def explain(
         alpha: heat-map opacity in the grids.
         progress: show a progress bar (None: when stderr is a terminal).
 
-    Unreadable files are collected in ``errors`` and skipped.
+    Unreadable files are collected in ``errors`` and skipped. Under torchrun each process explains
+    the files ``rank, rank + N, ...`` and keeps its own JSON (``JSON.rank<r>-of-<N>``); at the end
+    every process gets the whole result, in the order of ``paths``, and rank 0 writes ``json_path``.
     """
     pre = preprocess or info.preprocess
     step = 1 if pre.mode == "full" else batch_size
-    result = ExplainResult(settings=_settings(method, info, pre, topk, classes, threshold))
+    result = ExplainResult(settings=explain_settings(method, info, pre, topk, classes, threshold))
     names = _unique_stems(paths)
     headline = _headline(result.settings)
-    bar = progress_bar(len(paths), enabled=progress)
+    here = world()
+    mine = [p for _, p in shard(list(enumerate(paths)), here)]
+    json_here = None if json_path is None else rank_file(json_path, here)
+    bar = progress_bar(len(mine), enabled=progress if here.is_main else False)
     try:
-        for start in range(0, len(paths), step):
-            chunk = paths[start : start + step]
+        for start in range(0, len(mine), step):
+            chunk = mine[start : start + step]
             batch = load_batch(chunk, pre, keep_originals=out_dir is not None)
             for err in batch.errors:
                 log.warning("skipping %s", err)
@@ -113,29 +120,10 @@ def explain(
                 out = method(batch.images, topk=topk, classes=wanted, upsample=False)
                 for i, path in enumerate(batch.paths):
                     geo = batch.geometries[i]
-                    maps = to_image_frame(out.raw[i].float(), geo).cpu()  # (k, height, width), not normalized
-                    boxes = [paper_box(m, threshold) for m in maps.numpy()]
-                    predictions: list[dict[str, Any]] = [
-                        {
-                            "rank": r + 1,
-                            "index": int(c),
-                            "name": info.class_name(int(c)),
-                            "score": float(s),
-                            "box": list(b) if b is not None else None,
-                        }
-                        for r, (c, s, b) in enumerate(
-                            zip(out.classes[i].tolist(), out.scores[i].tolist(), boxes, strict=True)
-                        )
-                    ]
-                    record: dict[str, Any] = {
-                        "path": path,
-                        "width": geo.width,
-                        "height": geo.height,
-                        "predictions": predictions,
-                    }
-                    if not geo.covers_image:
-                        window = geo.box_to_original((0, 0, geo.input_width - 1, geo.input_height - 1))
-                        record["window"] = list(window)
+                    described, maps = describe(out, i, geo, info, threshold)
+                    record: dict[str, Any] = {"path": path, **described}
+                    predictions = record["predictions"]
+                    boxes = [p["box"] for p in predictions]
                     if maps_dir is not None:
                         target = Path(maps_dir) / f"{names[path]}.npy"
                         with atomic_path(target) as tmp, open(tmp, "wb") as f:
@@ -159,18 +147,74 @@ def explain(
                         result.grids.append(grid)
                     result.records.append(record)
             bar.update(len(chunk))
-            if json_path is not None:
-                _write(result, json_path)
+            if json_here is not None:
+                _write(result, json_here)
     finally:
         bar.close()
-        if json_path is not None:
-            _write(result, json_path)
+        if json_here is not None:
+            _write(result, json_here)
+    if here.distributed:
+        result = _gathered(result, paths, json_path)
     return result
 
 
-def _settings(
+def _gathered(
+    mine: ExplainResult, paths: Sequence[str | os.PathLike], json_path: str | os.PathLike | None
+) -> ExplainResult:
+    """Every rank's records, errors and grids in the order of ``paths``; rank 0 writes the JSON."""
+    order = {str(p): i for i, p in reversed(list(enumerate(paths)))}
+    parts = all_gather((mine.records, mine.errors, mine.grids))
+    whole = ExplainResult(settings=mine.settings)
+    whole.records = sorted((r for records, _, _ in parts for r in records), key=lambda r: order[str(r["path"])])
+    whole.errors = sorted((e for _, errors, _ in parts for e in errors), key=lambda e: order[str(e.path)])
+    whole.grids = [Path(r["grid"]) for r in whole.records if "grid" in r]
+    if json_path is not None and world().is_main:
+        _write(whole, json_path)
+        for rank in range(world().size):
+            rank_file(json_path, World(rank, world().size)).unlink(missing_ok=True)
+    return whole
+
+
+def describe(
+    out: CamOutput, i: int, geometry: Geometry, info: ModelInfo, threshold: float
+) -> tuple[dict[str, Any], Tensor]:
+    """Image ``i`` of ``out`` as ``explain``'s JSON records it, and its maps in the image's pixels.
+
+    Args:
+        out: a map method's output (``upsample=False`` is enough).
+        i: the image's index in ``out``.
+        geometry: where the model's input lies in that image.
+        info: the model's class names.
+        threshold: the paper rule's fraction of each map's maximum.
+
+    Returns:
+        ``({"width", "height", "predictions"[, "window"]}, Tensor[k, height, width])``: per class its
+        rank, index, name, score and paper box (None when the rule keeps nothing); the maps are not
+        normalized (NaN where the model saw nothing).
+    """
+    maps = to_image_frame(out.raw[i].float(), geometry).cpu()
+    boxes = [paper_box(m, threshold) for m in maps.numpy()]
+    predictions = [
+        {
+            "rank": r + 1,
+            "index": int(c),
+            "name": info.class_name(int(c)),
+            "score": float(s),
+            "box": list(b) if b is not None else None,
+        }
+        for r, (c, s, b) in enumerate(zip(out.classes[i].tolist(), out.scores[i].tolist(), boxes, strict=True))
+    ]
+    record: dict[str, Any] = {"width": geometry.width, "height": geometry.height, "predictions": predictions}
+    if not geometry.covers_image:
+        window = geometry.box_to_original((0, 0, geometry.input_width - 1, geometry.input_height - 1))
+        record["window"] = list(window)
+    return record, maps
+
+
+def explain_settings(
     method: MapMethod, info: ModelInfo, pre: Preprocess, topk: int, classes: Sequence[int] | None, threshold: float
 ) -> dict:
+    """What explain's maps and boxes were made with, as its JSON records it (``settings``)."""
     return {
         "model": info.name,
         "method": method.name,

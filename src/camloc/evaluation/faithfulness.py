@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 
+from ..distributed import all_gather, shard, world
 from ..errors import InvalidArgument
 from ..images import Preprocess, load_batch
 from ..maps.core import MapMethod
@@ -95,29 +96,35 @@ def evaluate_faithfulness(
     :class:`~camloc.maps.CamOutput` with upsampled ``maps``. Unreadable files are skipped and listed.
     Each method has a progress bar with its rate and ETA: deletion and insertion cost
     ``2 * (steps + 1)`` forward passes per image and method, Score-CAM one more per channel.
+    Under torchrun each process scores the samples ``rank, rank + N, ...`` and the metrics' sums are
+    added up across the processes (the means agree with a single process's to float rounding).
     """
     if target not in ("predicted", "label"):
         raise InvalidArgument("target", f"target must be 'predicted' or 'label', not {target!r}")
-    samples = list(samples)
+    everyone = list(samples)
+    mine = shard(list(enumerate(everyone)))
     metrics = {name: FaithfulnessMetrics() for name in methods}
-    skipped: list[dict] = []
+    skipped: list[tuple[int, dict]] = []
+    here = world()
     bars = {
-        name: progress_bar(len(samples), desc=f"{name:>10}", enabled=progress, position=i)
+        name: progress_bar(len(mine), desc=f"{name:>10}", enabled=progress if here.is_main else False, position=i)
         for i, name in enumerate(methods)
     }
     device = model_device(model)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for start in range(0, len(samples), batch_size):
-            chunk_samples = samples[start : start + batch_size]
-            batch = load_batch([s.path for s in chunk_samples], preprocess, executor=pool)
-            by_path = {str(s.path): s for s in chunk_samples}
+        for start in range(0, len(mine), batch_size):
+            chunk_samples = mine[start : start + batch_size]
+            batch = load_batch([s.path for _, s in chunk_samples], preprocess, executor=pool)
+            by_path = {str(s.path): (i, s) for i, s in chunk_samples}
             for err in batch.errors:
-                s = by_path.get(err.path)
-                skipped.append({"image_id": getattr(s, "image_id", err.path), "path": err.path, "error": err.reason})
+                i, s = by_path[err.path]
+                skipped.append(
+                    (i, {"image_id": getattr(s, "image_id", err.path), "path": err.path, "error": err.reason})
+                )
             if batch.paths:
                 images = batch.images.to(device)
                 if target == "label":
-                    classes = torch.tensor([by_path[p].label for p in batch.paths], device=device)
+                    classes = torch.tensor([by_path[p][1].label for p in batch.paths], device=device)
                 else:
                     with torch.no_grad():
                         classes = model(images).argmax(dim=1)
@@ -134,12 +141,15 @@ def evaluate_faithfulness(
                     bar.update(len(chunk_samples))
     for bar in bars.values():
         bar.close()
+    for m in metrics.values():
+        m.sync()
+    skipped = sorted((e for part in all_gather(skipped) for e in part), key=lambda t: t[0])
     del_base, ins_base = baseline_pair(baseline)
     config = {
         "target": target,
         "steps": steps,
         "baselines": {"deletion": del_base, "insertion": ins_base},
         "masking": "normalized input x min-max map",
-        "images": len(samples) - len(skipped),
+        "images": len(everyone) - len(skipped),
     }
-    return FaithfulnessResult({name: m.compute() for name, m in metrics.items()}, config, skipped)
+    return FaithfulnessResult({name: m.compute() for name, m in metrics.items()}, config, [e for _, e in skipped])

@@ -20,17 +20,16 @@ from typing import TextIO
 
 import numpy as np
 
-from ..errors import ResumeError
+from ..errors import DatasetError, ResumeError
 from ..metrics.localization import ImageOutcome
 from .protocols import CURVES, ImageResult
 
-__all__ = ["COLUMNS", "Journal", "decode", "encode", "read_journal"]
+__all__ = ["COLUMNS", "Journal", "LineJournal", "decode", "encode", "journal_lines", "read_journal", "read_results"]
 
 COLUMNS = [
     "image_id", "path", "label", "top5", "cls_top1", "cls_top5", "iou", "box",
     "located", "top1_located", "top5_located", *CURVES, "pxap_fg", "pxap_bg", "error",
 ]  # fmt: skip
-_PREFIX = "# camloc evaluate "
 
 
 def encode(result: ImageResult) -> dict[str, str]:
@@ -100,36 +99,30 @@ def _unsparse(text: str) -> np.ndarray:
     return hist
 
 
-class Journal:
-    """Appends per-image rows to a CSV whose first line records the run's settings (``header``).
+class _JournalFile:
+    """An append-only text file whose first line records a run's settings: ``# camloc <kind> {settings}``.
 
-    With ``path=None`` it writes nothing. Use as a context manager; :meth:`flush` makes the rows
-    written so far durable (fsync), so a kill loses at most the batch in flight.
+    ``path=None``: nothing is written. Use as a context manager; :meth:`flush` makes the lines
+    written so far durable (fsync), so a kill loses at most the batch in flight; :func:`journal_lines`
+    reads the file back for a resumed run.
     """
 
-    def __init__(self, path: str | os.PathLike | None, header: dict) -> None:
-        self.path, self.header = (Path(path) if path else None), header
+    def __init__(self, path: str | os.PathLike | None, kind: str, header: dict) -> None:
+        self.path, self.kind, self.header = (Path(path) if path else None), kind, header
         self.file: TextIO | None = None
-        self.writer: csv.DictWriter | None = None
+        self.fresh = False
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> _JournalFile:
         if self.path is not None:
-            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            self.fresh = not self.path.exists() or self.path.stat().st_size == 0
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in __exit__
-            self.writer = csv.DictWriter(self.file, fieldnames=COLUMNS, extrasaction="ignore")
-            if fresh:
-                self.file.write(f"{_PREFIX}{json.dumps(self.header, sort_keys=True)}\n")
-                self.writer.writeheader()
+            if self.fresh:
+                self.file.write(f"# camloc {self.kind} {json.dumps(self.header, sort_keys=True)}\n")
         return self
 
-    def write(self, result: ImageResult) -> None:
-        """Append one image's row."""
-        if self.writer is not None:
-            self.writer.writerow(encode(result))
-
     def flush(self) -> None:
-        """Make the rows written so far durable."""
+        """Make the lines written so far durable."""
         if self.file is not None:
             self.file.flush()
             os.fsync(self.file.fileno())
@@ -139,18 +132,63 @@ class Journal:
             self.file.close()
 
 
+class LineJournal(_JournalFile):
+    """A journal of one JSON object a line (see :class:`_JournalFile`)."""
+
+    def __enter__(self) -> LineJournal:
+        super().__enter__()
+        return self
+
+    def write(self, record: dict) -> None:
+        """Append one record."""
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+
+
+class Journal(_JournalFile):
+    """Appends per-image rows to a CSV whose first line records the run's settings (``header``).
+
+    With ``path=None`` it writes nothing. Use as a context manager; :meth:`flush` makes the rows
+    written so far durable (fsync), so a kill loses at most the batch in flight.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, header: dict) -> None:
+        super().__init__(path, "evaluate", header)
+        self.writer: csv.DictWriter | None = None
+
+    def __enter__(self) -> Journal:
+        super().__enter__()
+        if self.file is not None:
+            self.writer = csv.DictWriter(self.file, fieldnames=COLUMNS, extrasaction="ignore")
+            if self.fresh:
+                self.writer.writeheader()
+        return self
+
+    def write(self, result: ImageResult) -> None:
+        """Append one image's row."""
+        if self.writer is not None:
+            self.writer.writerow(encode(result))
+
+
 def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> Iterator[ImageResult]:
     """The results an earlier run recorded, in order; a run with other settings is refused.
 
     A row cut off by an interruption is dropped from the file (so rows stay well-formed) and not
     returned: the image is computed again.
     """
+    for row in csv.DictReader(journal_lines(path, "evaluate", header)):
+        yield decode(row, n_thresholds)
+
+
+def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> list[str]:
+    """The lines after the header of a ``# camloc <kind> {...}`` journal written with the settings ``header``.
+
+    Refuses (:class:`~camloc.errors.ResumeError`) a file of another kind or of other settings. A
+    last line cut off by an interruption (no final newline) is removed from the file and not returned.
+    """
     path = Path(path)
     with open(path, newline="") as f:
-        first = f.readline()
-        if not first.startswith(_PREFIX):
-            raise ResumeError(f"{path}:1: not a camloc evaluate per-image file")
-        earlier = json.loads(first[len(_PREFIX) :])
+        earlier = _settings_line(path, f.readline(), kind, ResumeError)
         if earlier != json.loads(json.dumps(header, sort_keys=True)):
             keys = set(earlier) | set(header)
             diff = {k: (earlier.get(k), header.get(k)) for k in sorted(keys) if earlier.get(k) != header.get(k)}
@@ -164,5 +202,35 @@ def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> It
             f.seek(0)
             f.write(keep)
             f.truncate()
-    for row in csv.DictReader(lines):
-        yield decode(row, n_thresholds)
+    return lines
+
+
+def read_results(path: str | os.PathLike) -> tuple[dict, list[tuple[int, ImageResult]]]:
+    """The settings a per-image file records and each complete row's result, with its line number in the file.
+
+    For reading a finished (or running) evaluation: any settings are accepted, the file is not
+    changed, and a last row cut off by an interruption is left out. The hit curves' length comes
+    from the recorded ``step``.
+    """
+    path = Path(path)
+    with open(path, newline="") as f:
+        header = _settings_line(path, f.readline(), "evaluate", DatasetError)
+        lines = f.read().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    n_thresholds = len(np.arange(0, 1, header["step"])) if "step" in header else 0
+    try:
+        # line 1 holds the settings, line 2 the column names: the first row is line 3
+        return header, [(i + 3, decode(row, n_thresholds)) for i, row in enumerate(csv.DictReader(lines))]
+    except (KeyError, ValueError, TypeError) as err:
+        raise DatasetError(f"not a well-formed per-image row ({type(err).__name__}: {err})", path) from None
+
+
+def _settings_line(path: Path, first: str, kind: str, error: type[Exception]) -> dict:
+    prefix = f"# camloc {kind} "
+    if not first.startswith(prefix):
+        raise error(f"{path}:1: not a camloc {kind} " + ("per-image file" if kind == "evaluate" else "journal"))
+    try:
+        return json.loads(first[len(prefix) :])
+    except json.JSONDecodeError:
+        raise error(f"{path}:1: the settings line is not JSON") from None

@@ -28,7 +28,7 @@ from ..boxes.wsol import wsol_gray, wsol_levels, wsol_minmax, wsol_resized
 from ..datasets.base import Sample
 from ..errors import InvalidArgument
 from ..metrics.iou import best_iou
-from ..metrics.localization import IOU_THRESHOLDS, ImageOutcome
+from ..metrics.localization import CURVES, IOU_THRESHOLDS, ImageOutcome
 from ..metrics.pxap import PxAP, mask_histograms
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
 
 PROTOCOLS = ("wsol", "paper", "authors")
 BASELINES = ("center",)
-CURVES = ("v1_50",) + tuple(f"v2_{t}" for t in IOU_THRESHOLDS)
 
 
 @dataclass

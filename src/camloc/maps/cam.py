@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from ..errors import InvalidArgument
 from ..models.adapter import CamAdapter, adapt
 from ..utils import model_device
-from .core import CamOutput, Classes, Normalize, choose_classes, finish_maps, prepare_input
+from .core import CamOutput, Classes, Normalize, autocast, check_amp, choose_classes, finish_maps, prepare_input
 from .frames import normalize_maps
 
 __all__ = ["CAM"]
@@ -28,6 +28,8 @@ class CAM:
             upsampled ``maps`` (each from its own extremes, as wsolevaluation normalizes after resizing).
         upsample_mode: ``F.interpolate`` mode for ``maps``.
         channels_last: run the model on channels_last input (default: on the CPU only, where it is faster).
+        amp: ``"bf16"`` or ``"fp16"``: the forward pass under ``torch.autocast`` in that type, the
+            features, logits and maps in float32 (None: all in float32).
 
     Example::
 
@@ -47,6 +49,7 @@ class CAM:
         normalize: Normalize = "none",
         upsample_mode: str = "bilinear",
         channels_last: bool | None = None,
+        amp: str | None = None,
     ) -> None:
         if normalize not in ("none", "minmax", "max"):
             raise InvalidArgument("normalize", f"normalize must be 'none', 'minmax' or 'max', not {normalize!r}")
@@ -56,6 +59,7 @@ class CAM:
         self.normalize = normalize
         self.upsample_mode = upsample_mode
         self.channels_last = channels_last
+        self.amp = check_amp(amp)
 
     @property
     def device(self) -> torch.device:
@@ -79,7 +83,9 @@ class CAM:
         """
         x = prepare_input(images, self.device, self.channels_last)
         with torch.no_grad():
-            features, logits = self.adapter(x)
+            with autocast(x.device, self.amp):
+                features, logits = self.adapter(x)
+            features, logits = features.float(), logits.float()  # the maps in float32, whatever the forward's type
             chosen, scores = choose_classes(logits, topk, classes)
         raw = self.raw_maps(features, chosen)
         raw, maps = finish_maps(raw, x.shape[-2:] if upsample else None, self.upsample_mode, self.normalize)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -13,9 +14,22 @@ from torch import Tensor, nn
 from ..errors import InvalidArgument
 from .frames import normalize_maps
 
-__all__ = ["CamOutput", "Classes", "MapMethod", "Normalize", "choose_classes", "finish_maps", "prepare_input"]
+__all__ = [
+    "AMP_TYPES",
+    "CamOutput",
+    "Classes",
+    "MapMethod",
+    "Normalize",
+    "autocast",
+    "check_amp",
+    "choose_classes",
+    "finish_maps",
+    "prepare_input",
+]
 
 Normalize = Literal["none", "minmax", "max"]
+#: ``amp=`` of the map methods: the forward pass in bfloat16 or float16 (autocast), the maps in float32.
+AMP_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Classes = int | Sequence[int] | Sequence[Sequence[int]] | Tensor
 
 
@@ -69,6 +83,20 @@ class MapMethod(Protocol):
         ``output`` came from, for methods that must run the model again.
         """
         ...
+
+
+def check_amp(amp: str | None) -> str | None:
+    """``amp`` when it is None or a key of :data:`AMP_TYPES`; else :class:`~camloc.errors.InvalidArgument`."""
+    if amp is not None and amp not in AMP_TYPES:
+        raise InvalidArgument("amp", f"amp must be None or one of {', '.join(AMP_TYPES)}, not {amp!r}")
+    return amp
+
+
+def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
+    """Mixed precision for a forward pass on ``device`` (``torch.autocast``); a no-op context without ``amp``."""
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AMP_TYPES[amp])
 
 
 def prepare_input(images: Tensor, device: torch.device, channels_last: bool | None) -> Tensor:

@@ -20,7 +20,7 @@ from ..errors import HeadNotFound, InvalidArgument
 from ..models.adapter import FoldedCopy
 from ..models.graph import is_gap, module_of, output_node, trace_with_leaf
 from ..utils import model_device
-from .core import CamOutput, Classes, Normalize, choose_classes, finish_maps, prepare_input
+from .core import CamOutput, Classes, Normalize, autocast, check_amp, choose_classes, finish_maps, prepare_input
 
 __all__ = ["ClassTarget", "Target", "TracedMethod", "weighted_sum"]
 
@@ -58,6 +58,8 @@ class TracedMethod:
         relu: apply a ReLU to the maps (as the methods' papers do).
         normalize: ``"none"``, ``"minmax"`` or ``"max"``, applied to ``raw`` and to ``maps`` separately.
         upsample_mode: ``F.interpolate`` mode for ``maps``.
+        amp: ``"bf16"`` or ``"fp16"``: the forward pass under ``torch.autocast`` in that type, the
+            maps combined in float32 (None: all in float32).
     """
 
     name = "base"
@@ -72,8 +74,10 @@ class TracedMethod:
         relu: bool = True,
         normalize: Normalize = "none",
         upsample_mode: str = "bilinear",
+        amp: str | None = None,
     ) -> None:
         self.model = model
+        self.amp = check_amp(amp)
         self.relu = relu
         self.normalize = normalize
         self.upsample_mode = upsample_mode
@@ -110,7 +114,9 @@ class TracedMethod:
         """
         x = prepare_input(images, self.device, self.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
-            activations, logits = self._forward(x)
+            with autocast(x.device, self.amp):
+                activations, logits = self._forward(x)
+            logits = logits.float()  # scores and gradients of the scores in float32
             target_lists: list[list[Target]]
             if targets is None:
                 chosen, scores = choose_classes(logits, topk, classes)
@@ -146,10 +152,10 @@ class TracedMethod:
     def maps_for(self, x: Tensor, activations: Tensor, logits: Tensor, targets: list[Target]) -> Tensor:
         """``Tensor[N, h, w]`` maps for one target per image."""
         if not self.needs_gradients:
-            return self.combine(activations, None, x, targets)
+            return self.combine(activations.float(), None, x, targets)
         score = torch.stack([t(logits[i]) for i, t in enumerate(targets)]).sum()
         (grads,) = torch.autograd.grad(score, activations, retain_graph=True)
-        return self.combine(activations.detach(), grads, x, targets)
+        return self.combine(activations.detach().float(), grads.float(), x, targets)  # the maps in float32
 
     def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
         """``Tensor[N, h, w]`` maps from the target layer's ``activations`` ``Tensor[N, C, h, w]``.

@@ -23,11 +23,15 @@ _EXPORTS = {
     "faithfulness_scores": ".faithfulness",
     "pixel_ranks": ".faithfulness",
     "trapezoid_auc": ".faithfulness",
+    "CorLoc": ".detection",
+    "coco_ap": ".detection",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from .detection import CorLoc as CorLoc
+    from .detection import coco_ap as coco_ap
     from .faithfulness import FaithfulnessMetrics as FaithfulnessMetrics
     from .faithfulness import average_drop_increase as average_drop_increase
     from .faithfulness import deletion_insertion as deletion_insertion

@@ -40,12 +40,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InvalidArgument
 from ..maps.frames import normalize_maps
+from .state import Metric
 
 __all__ = [
     "BASELINES",
@@ -290,7 +292,7 @@ def faithfulness_scores(
     return {"deletion_auc": deletion, "insertion_auc": insertion, "average_drop": drop, "increase": increase}
 
 
-class FaithfulnessMetrics:
+class FaithfulnessMetrics(Metric):
     """Streaming means over batches: ``update(**faithfulness_scores(...))`` per batch, then ``compute()``.
 
     ``compute()`` gives ``images``, ``deletion_auc`` and ``insertion_auc`` (mean AUCs in [0, 1]),
@@ -300,12 +302,11 @@ class FaithfulnessMetrics:
     KEYS = ("deletion_auc", "insertion_auc", "average_drop", "increase")
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every batch seen so far."""
-        self._sums = dict.fromkeys(self.KEYS, 0.0)
-        self._counts = dict.fromkeys(self.KEYS, 0)
+        super().__init__()
+        self.sums: np.ndarray  # per KEYS, float64
+        self.counts: np.ndarray  # per KEYS
+        self.add_state("sums", np.zeros(len(self.KEYS), dtype=np.float64))
+        self.add_state("counts", np.zeros(len(self.KEYS), dtype=np.int64))
 
     def update(
         self,
@@ -322,20 +323,21 @@ class FaithfulnessMetrics:
             average_drop: drops, as fractions (:func:`average_drop_increase`).
             increase: whether the confidence increased, bool or 0/1.
         """
-        for key, value in zip(self.KEYS, (deletion_auc, insertion_auc, average_drop, increase), strict=True):
+        for k, value in enumerate((deletion_auc, insertion_auc, average_drop, increase)):
             if value is None:
                 continue
             v = torch.as_tensor(value).detach().reshape(-1).double().cpu()
-            self._sums[key] += float(v.sum())
-            self._counts[key] += v.numel()
+            self.sums[k] += float(v.sum())
+            self.counts[k] += v.numel()
 
     def _mean(self, key: str, scale: float = 1.0) -> float | None:
-        return self._sums[key] / self._counts[key] * scale if self._counts[key] else None
+        k = self.KEYS.index(key)
+        return float(self.sums[k]) / int(self.counts[k]) * scale if self.counts[k] else None
 
     def compute(self) -> dict:
         """The means so far: the keys are in the class docstring (``images``: the largest count of any metric)."""
         return {
-            "images": max(self._counts.values()),
+            "images": int(self.counts.max()),
             "deletion_auc": self._mean("deletion_auc"),
             "insertion_auc": self._mean("insertion_auc"),
             "average_drop": self._mean("average_drop", 100.0),

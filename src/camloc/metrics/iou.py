@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["best_iou", "box_iou"]
+__all__ = ["best_iou", "box_area", "box_iou", "intersection_area"]
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -18,13 +18,33 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
         >>> box_iou((0, 0, 4, 4), (5, 5, 9, 9))
         0.0
     """
+    inter = intersection_area(a, b)
+    if inter == 0:
+        return 0.0
+    union = box_area(a) + box_area(b) - inter
+    return 0.0 if union <= 0 else inter / union
+
+
+def box_area(box: Sequence[float]) -> float:
+    """The pixels an inclusive box covers: ``(x1 - x0 + 1) * (y1 - y0 + 1)``.
+
+    Example:
+        >>> box_area((0, 0, 9, 4))
+        50
+    """
+    return (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+
+
+def intersection_area(a: Sequence[float], b: Sequence[float]) -> float:
+    """The pixels two inclusive boxes share (0 when they do not meet).
+
+    Example:
+        >>> intersection_area((0, 0, 9, 9), (5, 0, 14, 9)), intersection_area((0, 0, 4, 4), (5, 5, 9, 9))
+        (50, 0)
+    """
     iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
     ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
-    return 0.0 if union <= 0 else inter / union
+    return iw * ih if iw > 0 and ih > 0 else 0
 
 
 def best_iou(box: Sequence[float] | None, truths: Iterable[Sequence[float]]) -> float:

@@ -1,7 +1,8 @@
 """Localization metrics over a stream of images: top-1 / top-5 / GT-known localization, MaxBoxAcc, MaxBoxAccV2.
 
 ``LocalizationMetrics`` is a streaming accumulator in the torchmetrics style: ``update`` with one
-image's outcome at a time, ``compute`` at the end, ``merge`` to combine shards. Its state is a few
+image's outcome at a time, ``compute`` at the end, ``merge`` to combine shards, ``sync`` to add up
+the processes of a torchrun group. Its state is a few
 counters and per-threshold counts, so memory stays flat in the number of images.
 """
 
@@ -13,10 +14,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pxap import PxAP
+from .state import Metric
 
-__all__ = ["IOU_THRESHOLDS", "ImageOutcome", "LocalizationMetrics", "calibrated_accuracy", "calibrated_threshold"]
+__all__ = [
+    "CURVES",
+    "IOU_THRESHOLDS",
+    "ImageOutcome",
+    "LocalizationMetrics",
+    "calibrated_accuracy",
+    "calibrated_threshold",
+]
 
 IOU_THRESHOLDS = (30, 50, 70)  # percent, MaxBoxAccV2's
+#: The accuracy-vs-threshold curves the wsol protocol gives: MaxBoxAcc's (V1 boxes, IoU 0.5) and MaxBoxAccV2's.
+CURVES = ("v1_50",) + tuple(f"v2_{t}" for t in IOU_THRESHOLDS)
 
 
 @dataclass
@@ -37,85 +48,82 @@ class ImageOutcome:
     pxap: tuple[np.ndarray, np.ndarray] | None = None
 
 
-class LocalizationMetrics:
-    """Classification and localization accuracies over a stream of images (percent in ``compute``)."""
+class LocalizationMetrics(Metric):
+    """Classification and localization accuracies over a stream of images (percent in ``compute``).
+
+    The state is counts only (declared with :meth:`~camloc.metrics.state.Metric.add_state`), so
+    shards and processes add up exactly.
+    """
+
+    COUNTS = ("cls_top1", "cls_top5", "gt_known_loc", "top1_loc", "top5_loc")
 
     def __init__(self, cam_thresholds: Sequence[float] | np.ndarray) -> None:
+        super().__init__()
         self.cam_thresholds = np.asarray(cam_thresholds, dtype=np.float64)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every image seen so far."""
-        self.images = 0
-        self.counts = {"cls_top1": 0, "cls_top5": 0, "gt_known_loc": 0, "top1_loc": 0, "top5_loc": 0}
-        self.loc_images = 0  # images whose protocol gives a single box
-        self.curves: dict[str, np.ndarray] = {}
-        self.pxap: PxAP | None = None
+        self.images: np.ndarray
+        self.loc_images: np.ndarray  # images whose protocol gives a single box
+        self.counts: np.ndarray  # per COUNTS
+        self.curve_images: np.ndarray  # images that gave curves (all of them, or none, per protocol)
+        self.curve_hits: np.ndarray  # per CURVES and threshold: images localized
+        self.add_state("images", 0)
+        self.add_state("loc_images", 0)
+        self.add_state("counts", np.zeros(len(self.COUNTS), dtype=np.int64))
+        self.add_state("curve_images", 0)
+        self.add_state("curve_hits", np.zeros((len(CURVES), len(self.cam_thresholds)), dtype=np.int64))
+        self.pxap: PxAP
+        self.pxap_images: np.ndarray
+        self.add_metric("pxap", PxAP(self.cam_thresholds))
+        self.add_state("pxap_images", 0)
 
     def update(self, outcome: ImageOutcome) -> None:
         """Add one image's outcome: its classification, localization, curves and PxAP histograms."""
         self.images += 1
-        self.counts["cls_top1"] += int(outcome.cls_top1)
-        self.counts["cls_top5"] += int(outcome.cls_top5)
+        flags = [outcome.cls_top1, outcome.cls_top5]
         if outcome.located is not None:
             self.loc_images += 1
-            self.counts["gt_known_loc"] += int(outcome.located)
-            self.counts["top1_loc"] += int(bool(outcome.top1_located))
-            self.counts["top5_loc"] += int(bool(outcome.top5_located))
-        for name, hits in outcome.curves.items():
-            if name not in self.curves:
-                self.curves[name] = np.zeros(len(self.cam_thresholds), dtype=np.int64)
-            self.curves[name] += np.asarray(hits, dtype=bool)
+            flags += [outcome.located, bool(outcome.top1_located), bool(outcome.top5_located)]
+        self.counts[: len(flags)] += np.asarray(flags, dtype=np.int64)
+        if outcome.curves:
+            self.curve_images += 1
+            for i, name in enumerate(CURVES):
+                self.curve_hits[i] += np.asarray(outcome.curves[name], dtype=bool)
         if outcome.pxap is not None:
-            if self.pxap is None:
-                self.pxap = PxAP(self.cam_thresholds)
+            self.pxap_images += 1
             self.pxap.update_histograms(*outcome.pxap)
-
-    def merge(self, other: LocalizationMetrics) -> None:
-        """Add another accumulator's state (e.g. from another process or shard)."""
-        self.images += other.images
-        self.loc_images += other.loc_images
-        for k, v in other.counts.items():
-            self.counts[k] += v
-        for name, counts in other.curves.items():
-            self.curves[name] = self.curves.get(name, np.zeros_like(counts)) + counts
-        if other.pxap is not None:
-            if self.pxap is None:
-                self.pxap = PxAP(self.cam_thresholds)
-            self.pxap.update_histograms(other.pxap.foreground, other.pxap.background)
 
     def accuracy_curves(self) -> dict[str, list[float]]:
         """Percent of images localized at each CAM threshold, per curve."""
-        if self.images == 0:
+        if self.images == 0 or self.curve_images == 0:
             return {}
-        return {name: (counts * 100.0 / self.images).tolist() for name, counts in self.curves.items()}
+        return {
+            name: (hits * 100.0 / int(self.images)).tolist() for name, hits in zip(CURVES, self.curve_hits, strict=True)
+        }
 
     def compute(self) -> dict:
         """The summary, in percent; None where the data or the protocol does not define a metric."""
-        n = self.images
+        n, counts = int(self.images), dict(zip(self.COUNTS, (int(c) for c in self.counts), strict=True))
 
         def pct(count: int, total: int) -> float | None:
             return 100.0 * count / total if total else None
 
         out: dict = {
             "images": n,
-            "cls_top1": pct(self.counts["cls_top1"], n),
-            "cls_top5": pct(self.counts["cls_top5"], n),
-            "top1_loc": pct(self.counts["top1_loc"], self.loc_images),
-            "top5_loc": pct(self.counts["top5_loc"], self.loc_images),
-            "gt_known_loc": pct(self.counts["gt_known_loc"], self.loc_images),
+            "cls_top1": pct(counts["cls_top1"], n),
+            "cls_top5": pct(counts["cls_top5"], n),
+            "top1_loc": pct(counts["top1_loc"], int(self.loc_images)),
+            "top5_loc": pct(counts["top5_loc"], int(self.loc_images)),
+            "gt_known_loc": pct(counts["gt_known_loc"], int(self.loc_images)),
             "max_box_acc": None,
             "max_box_acc_v2": None,
             "max_box_acc_v2_per_iou": None,
             "best_threshold": None,
-            "pxap": self.pxap.compute() if self.pxap is not None else None,
+            "pxap": self.pxap.compute() if self.pxap_images else None,
         }
         curves = self.accuracy_curves()
-        if "v1_50" in curves:
+        if curves:
             v1 = np.asarray(curves["v1_50"])
             out["max_box_acc"] = float(v1.max())
             out["best_threshold"] = float(self.cam_thresholds[int(np.argmax(v1))])
-        if all(f"v2_{t}" in curves for t in IOU_THRESHOLDS):
             per_iou = {str(t): float(max(curves[f"v2_{t}"])) for t in IOU_THRESHOLDS}
             out["max_box_acc_v2_per_iou"] = per_iou
             out["max_box_acc_v2"] = float(np.mean(list(per_iou.values())))

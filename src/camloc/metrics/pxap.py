@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .state import Metric
+
 __all__ = ["PxAP", "mask_histograms"]
 
 
-class PxAP:
+class PxAP(Metric):
     """Pixel average precision (wsolevaluation's MaskEvaluator), accumulated over images.
 
     Histograms of map values on ground-truth foreground and background pixels, then the area
@@ -21,10 +23,13 @@ class PxAP:
     """
 
     def __init__(self, cam_thresholds: Sequence[float] | np.ndarray) -> None:
+        super().__init__()
         # Bins [t0, t1), ..., [t_last, 1), [1, 2), [2, 3): the thresholds and three right edges.
         self.edges = np.append(np.asarray(cam_thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
-        self.foreground = np.zeros(len(self.edges) - 1, dtype=np.int64)
-        self.background = np.zeros(len(self.edges) - 1, dtype=np.int64)
+        self.foreground: np.ndarray
+        self.background: np.ndarray
+        self.add_state("foreground", np.zeros(len(self.edges) - 1, dtype=np.int64))
+        self.add_state("background", np.zeros(len(self.edges) - 1, dtype=np.int64))
 
     def histograms(self, scoremap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``mask``: 1 foreground, 0 background, anything else (255) ignored."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["format_summary"]
+__all__ = ["METRIC_NAMES", "format_boxes_summary", "format_summary"]
 
-_NAMES = {
+#: Summary key -> its name in tables, in the order they are shown.
+METRIC_NAMES = {
     "cls_top1": "classification top-1",
     "cls_top5": "classification top-5",
     "top1_loc": "top-1 localization",
@@ -37,7 +38,7 @@ def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
           MaxBoxAccV2 (IoU .3/.5/.7)     40.00
             at IoU 30 / 50 / 70          60.00 / 50.00 / 10.00
     """
-    names = dict(_NAMES)
+    names = dict(METRIC_NAMES)
     if baseline:
         for key in ("cls_top1", "cls_top5", "top1_loc", "top5_loc"):
             del names[key]
@@ -75,3 +76,33 @@ def _calibrated_lines(calibrated: dict, baseline: bool) -> list[str]:
             f"  {'    at IoU 30 / 50 / 70':<28}{per_iou['30']:>8.2f} / {per_iou['50']:.2f} / {per_iou['70']:.2f}"
         )
     return lines
+
+
+def format_boxes_summary(summary: dict, title: str) -> str:
+    """The counts of a ``boxes`` run and, where the ground truth was known, its quality in percent.
+
+    Example:
+        >>> print(format_boxes_summary({"images": 4, "images_with_boxes": 3, "boxes": 5, "gt_images": 4,
+        ...     "corloc": 75.0, "ap": 30.5, "ap50": 70.0, "ap75": None}, "demo"))
+        demo
+          images                             4
+          images with boxes                  3
+          boxes                              5
+          images with ground truth           4
+          CorLoc (top box, IoU 0.5)      75.00
+          COCO AP (IoU .50:.95)          30.50
+          COCO AP50                      70.00
+    """
+    lines = [title]
+    for key, name in (("images", "images"), ("images_with_boxes", "images with boxes"), ("boxes", "boxes")):
+        lines.append(f"  {name:<28}{summary[key]:>8}")
+    if summary.get("gt_images"):
+        lines.append(f"  {'images with ground truth':<28}{summary['gt_images']:>8}")
+    names = {
+        "corloc": "CorLoc (top box, IoU 0.5)",
+        "ap": "COCO AP (IoU .50:.95)",
+        "ap50": "COCO AP50",
+        "ap75": "COCO AP75",
+    }
+    lines += [f"  {name:<28}{summary[key]:>8.2f}" for key, name in names.items() if summary.get(key) is not None]
+    return "\n".join(lines)

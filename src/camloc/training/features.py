@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..datasets.base import Dataset, Sample
+from ..distributed import all_gather, shard
 from ..errors import BadImage, ModelFileError
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import prepare_input
@@ -77,18 +78,21 @@ def extract_features(
     the image is cut to that box before ``preprocess``. Unreadable images, empty crops and images
     without a crop box are skipped and listed in ``skipped``; they never stop the run. The model
     runs in eval mode (its mode is restored afterwards), without gradients, on its own device.
+    Under torchrun each process takes the images ``rank, rank + N, ...`` and every process gets the
+    whole result, in the dataset's order.
     """
     adapter = adapt(model)
     device = model_device(model)
-    todo: list[Sample] = []
-    skipped: list[dict] = []
-    for sample in dataset.samples:
+    todo: list[tuple[int, Sample]] = []
+    skipped: list[tuple[int, dict]] = []
+    for index, sample in enumerate(dataset.samples):
         if crops is not None and sample.image_id not in crops:
-            skipped.append(_skip(sample, "no crop box given for this image"))
+            skipped.append((index, _skip(sample, "no crop box given for this image")))
         else:
-            todo.append(sample)
+            todo.append((index, sample))
+    todo = shard(todo)
     vectors: list[torch.Tensor] = []
-    kept: list[Sample] = []
+    kept: list[tuple[int, Sample]] = []
     was_training = model.training
     model.eval()  # BatchNorm and dropout in train mode would make the vectors depend on the batch
     try:
@@ -96,10 +100,10 @@ def extract_features(
         with bar, ThreadPoolExecutor(max(1, workers)) as pool, torch.no_grad():
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
-                boxes = [crops[s.image_id] for s in chunk] if crops is not None else None
-                batch = load_batch([s.path for s in chunk], preprocess, executor=pool, crops=boxes)
+                boxes = [crops[s.image_id] for _, s in chunk] if crops is not None else None
+                batch = load_batch([s.path for _, s in chunk], preprocess, executor=pool, crops=boxes)
                 good, bad = _pair_with_samples(chunk, batch)
-                skipped += [_skip(s, err.reason) for s, err in bad]
+                skipped += [(i, _skip(s, err.reason)) for (i, s), err in bad]
                 if good:
                     features, _ = adapter(prepare_input(batch.images, device, None))
                     vectors.append(features.float().mean(dim=(2, 3)).cpu())
@@ -109,6 +113,12 @@ def extract_features(
         model.train(was_training)
     width = adapter.weight.shape[1] if adapter.weight is not None else 0
     values = torch.cat(vectors).numpy() if vectors else np.zeros((0, width), dtype=np.float32)
+    parts = all_gather((kept, values, skipped))  # a single process: its own
+    kept = [k for part in parts for k in part[0]]
+    values = np.concatenate([part[1] for part in parts])
+    order = np.argsort([i for i, _ in kept], kind="stable")
+    values, kept = values[order], [kept[i] for i in order]
+    skipped = sorted((s for part in parts for s in part[2]), key=lambda t: t[0])
     meta = {
         "model": model_info(model).name,
         "dataset": dataset.name,
@@ -118,10 +128,10 @@ def extract_features(
     }
     return Features(
         values=values,
-        labels=np.array([s.label for s in kept], dtype=np.int64),
-        image_ids=[s.image_id for s in kept],
+        labels=np.array([s.label for _, s in kept], dtype=np.int64),
+        image_ids=[s.image_id for _, s in kept],
         class_names=None if dataset.class_names is None else list(dataset.class_names),
-        skipped=skipped,
+        skipped=[s for _, s in skipped],
         meta=json.loads(json.dumps(meta)),  # the same JSON types a saved file gives back
     )
 
@@ -130,20 +140,23 @@ def _skip(sample: Sample, error: str) -> dict:
     return {"image_id": sample.image_id, "path": str(sample.path), "error": error}
 
 
-def _pair_with_samples(chunk: list[Sample], batch: Batch) -> tuple[list[Sample], list[tuple[Sample, BadImage]]]:
-    """(samples that loaded, in batch order; (sample, error) of those that did not).
+Indexed = tuple[int, Sample]
+
+
+def _pair_with_samples(chunk: list[Indexed], batch: Batch) -> tuple[list[Indexed], list[tuple[Indexed, BadImage]]]:
+    """(``(index, sample)`` items that loaded, in batch order; (item, error) of those that did not).
 
     ``load_batch`` keeps the order of its paths in both lists, so walking the chunk in order pairs
     them; a sample is loaded when the next loaded path is its path.
     """
-    good: list[Sample] = []
-    bad: list[tuple[Sample, BadImage]] = []
+    good: list[Indexed] = []
+    bad: list[tuple[Indexed, BadImage]] = []
     errors = iter(batch.errors)
-    for sample in chunk:
-        if len(good) < len(batch.paths) and batch.paths[len(good)] == str(sample.path):
-            good.append(sample)
+    for item in chunk:
+        if len(good) < len(batch.paths) and batch.paths[len(good)] == str(item[1].path):
+            good.append(item)
         else:
-            bad.append((sample, next(errors)))
+            bad.append((item, next(errors)))
     return good, bad
 
 

@@ -34,7 +34,7 @@ from ..models.build import build_model
 from ..models.files import read_model_file, save_checkpoint
 from ..models.graph import split_at
 from ..models.nets import ARCHS
-from ..utils import model_device
+from ..utils import TarMember, model_device
 from ..utils import progress as progress_bar
 
 __all__ = ["TrainConfig", "TrainResult", "assess", "learning_rate", "train"]
@@ -600,7 +600,7 @@ class _Decoded:
         self.images: dict[str, Image.Image | BadImage] = {}
         self.lock = threading.Lock()
 
-    def get(self, path: Path) -> Image.Image | BadImage:
+    def get(self, path: Path | TarMember) -> Image.Image | BadImage:
         key = str(path)
         item = self.images.get(key)
         if item is None:

@@ -1,0 +1,142 @@
+"""`camloc boxes` (weak labels to COCO + VOC + YOLO files) against `camloc evaluate` on the same images, and its memory.
+
+    .venv/bin/python benchmarks/bench_boxes.py [--repeats 3] [--threads 2] [--json FILE] [--skip-memory]
+
+In one process, after a warm-up: runs of ``export_boxes`` (paper rule at 0.2, images squashed to
+224 as evaluate squashes them, all three formats written, CorLoc counted) alternate with runs of
+``evaluate --protocol paper`` (the same forward pass, the same resize and box rule) over the same
+images: the 725 ImageNet images of ../shared/data/imagenet-val-boxes and the 471 CUB test images of
+../shared/data/cub-200-2011-50 (an ImageNet model there: its top-1 class is boxed; speed does not
+depend on it). Reported: images/s of each, and their ratio (target >= 0.95), by wall time and by the
+process's CPU time (steadier when other processes share the machine). Also the rate with COCO AP
+scored by pycocotools (work evaluate does not do) and on the whole photo (``--resize full``, camloc
+boxes' default). Then, in fresh processes, the peak RSS of
+boxing the ImageNet images once and ten times over (7,250 files, linked under distinct names,
+squashed as above), which must stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import camloc
+from camloc.datasets import Dataset, open_dataset
+from camloc.evaluation import evaluate
+from camloc.evaluation.weak_labels import BoxSettings, export_boxes
+from camloc.runtime import keep_freed_memory
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+IMAGENET = SHARED / "imagenet-val-boxes"
+CUB = SHARED / "cub-200-2011-50"
+
+
+def timed(run) -> tuple[float, float, dict]:
+    """(wall seconds, CPU seconds of this process, the run's summary)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    summary = run()
+    return time.perf_counter() - wall, time.process_time() - cpu, summary
+
+
+def time_boxes(data: Dataset, cam, info, preprocess, scratch: Path, use_labels: bool, ap: bool = False):
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    settings, formats = BoxSettings(use_labels=use_labels), ["coco", "voc", "yolo"]
+    return timed(
+        lambda: export_boxes(data, cam, info, out, settings, formats=formats, preprocess=preprocess, ap=ap).summary
+    )
+
+
+def time_evaluate(data: Dataset, cam, info) -> tuple[float, float, dict]:
+    return timed(lambda: evaluate(data, cam, info.preprocess, protocol="paper", progress=False).summary)
+
+
+def peak_memory(repeat: int, scratch: Path) -> float:
+    """Peak RSS (MiB, VmHWM) of a fresh process boxing the ImageNet images ``repeat`` times over."""
+    links = scratch / f"links{repeat}"
+    links.mkdir()
+    for k in range(repeat):
+        for image in sorted((IMAGENET / "images").iterdir()):
+            (links / f"{k}_{image.name}").symlink_to(image)
+    code = (
+        "import camloc\nfrom camloc.evaluation.weak_labels import export_boxes\n"
+        "from camloc.runtime import keep_freed_memory\nkeep_freed_memory()\n"
+        "m = camloc.load_model('mobilenet_v2')\n"
+        f"paths = sorted(__import__('pathlib').Path({str(links)!r}).iterdir())\n"
+        "squash = camloc.model_info(m).preprocess.with_mode('squash')\n"
+        f"r = export_boxes(paths, m, None, {str(scratch / f'out{repeat}')!r}, formats=['coco', 'voc', 'yolo'], "
+        "preprocess=squash)\n"
+        "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
+        "print(r.summary['images'], int(hwm.split()[1]) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    model = camloc.load_model("mobilenet_v2")
+    info, cam = camloc.model_info(model), camloc.CAM(model)
+    squash = info.preprocess.with_mode("squash")
+    sets = {"imagenet": (open_dataset(IMAGENET), True), "cub": (open_dataset(CUB, split="test"), False)}
+    report: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        warm = dataclasses.replace(sets["imagenet"][0], samples=sets["imagenet"][0].samples[:64])
+        time_boxes(warm, cam, info, squash, scratch, True)
+        time_evaluate(warm, cam, info)
+        for name, (data, labels) in sets.items():
+            boxes, evals, scored = [], [], []
+            for _ in range(args.repeats):
+                boxes.append(time_boxes(data, cam, info, squash, scratch, labels))
+                evals.append(time_evaluate(data, cam, info))
+                scored.append(time_boxes(data, cam, info, squash, scratch, labels, ap=True))
+            full = time_boxes(data, cam, info, info.preprocess.with_mode("full"), scratch, labels)
+            n = len(data)
+            wall_b, wall_e = (statistics.median(r[0] for r in runs) for runs in (boxes, evals))
+            cpu_b, cpu_e = (statistics.median(r[1] for r in runs) for runs in (boxes, evals))
+            wall_s = statistics.median(r[0] for r in scored)
+            report[name] = {
+                "images": n,
+                "boxes_images_per_s": n / wall_b,
+                "evaluate_images_per_s": n / wall_e,
+                "ratio": wall_e / wall_b,
+                "cpu_ratio": cpu_e / cpu_b,
+                "boxes_full_photo_images_per_s": n / full[0],
+                "boxes_with_ap_images_per_s": n / wall_s,
+                "ap_ms_per_image": 1000 * (wall_s - wall_b) / n,
+                "boxes_s": [r[0] for r in boxes],
+                "evaluate_s": [r[0] for r in evals],
+                "boxes_cpu_s": [r[1] for r in boxes],
+                "evaluate_cpu_s": [r[1] for r in evals],
+                "corloc": scored[-1][2]["corloc"],
+                "ap50": scored[-1][2]["ap50"],
+            }
+            print(f"{name} ({n} images): boxes {n / wall_b:6.1f} img/s, evaluate {n / wall_e:6.1f} img/s: ratio "
+                  f"{wall_e / wall_b:.2f} by wall time, {cpu_e / cpu_b:.2f} by CPU time (target >= 0.95); "
+                  f"with COCO AP {n / wall_s:6.1f} img/s; whole photo {n / full[0]:6.1f} img/s")  # fmt: skip
+        if not args.skip_memory:
+            once, ten = peak_memory(1, scratch), peak_memory(10, scratch)
+            report.update(peak_rss_mib_725=once, peak_rss_mib_7250=ten)
+            print(f"peak RSS: {once:.0f} MiB for 725 images, {ten:.0f} MiB for 7,250 images")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""``camloc boxes``: weak labels out: a classifier's CAM boxes as COCO, Pascal VOC or YOLO annotations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..boxes.rules import BOX_RULES
+from ..datasets.registry import BOX_FORMATS
+from ..errors import DatasetError, InvalidArgument
+from .common import add_dataset_args, add_model_args, fraction, load_method, positive, report_skipped
+
+__all__ = ["register", "run"]
+
+
+def formats(text: str) -> list[str]:
+    """``coco,voc`` -> the format names, each checked."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in BOX_FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected formats among {', '.join(BOX_FORMATS)}, got {text!r}")
+    return names
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
+    p.add_argument(
+        "data",
+        nargs="+",
+        metavar="DATA",
+        help="a dataset evaluate reads (boxes of each image's labelled class), an ImageFolder tree (the class of its "
+        "folder), or image files and folders of images (the model's top classes)",
+    )
+    p.add_argument("--out", metavar="DIR", default="out/boxes", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        type=formats,
+        action="append",
+        metavar="coco,voc,yolo",
+        help="annotation formats, comma-separated or repeated (default: coco): coco = annotations.json + results.json; "
+        "voc = Annotations/*.xml; yolo = labels/*.txt + data.yaml; each with links to the images",
+    )
+    g = p.add_argument_group("boxes")
+    g.add_argument(
+        "--rule",
+        choices=BOX_RULES,
+        help="paper: pixels >= tau x the map's max, largest 8-connected component (default); wsol: wsolevaluation's "
+        "largest contour above tau of the min-max map; all: every component above --min-area, each its own box; "
+        "authors: the CAM authors' box generator (fixed thresholds)",
+    )
+    t = g.add_mutually_exclusive_group()
+    t.add_argument("--threshold", type=fraction, help="tau, the rule's threshold (default: 0.2)")
+    t.add_argument(
+        "--threshold-from",
+        metavar="RESULTS.json",
+        help="take tau (and the rule) from camloc evaluate --protocol wsol's results (its MaxBoxAcc threshold, wsol "
+        "rule) or from an earlier camloc boxes run's summary.json",
+    )
+    t.add_argument(
+        "--calibrate",
+        metavar="DATA",
+        help="first choose tau of the rule on this labelled dataset with boxes (the highest CorLoc), then use it",
+    )
+    g.add_argument(
+        "--min-area",
+        type=fraction,
+        default=0.01,
+        help="all rule: the smallest component boxed, as a fraction of the image (default: %(default)s)",
+    )
+    g.add_argument(
+        "--topk",
+        type=positive,
+        default=1,
+        metavar="K",
+        help="images without labels: box the K best classes (default: 1)",
+    )
+    g.add_argument(
+        "--min-score",
+        type=fraction,
+        default=0.0,
+        metavar="P",
+        help="images without labels: only classes of probability >= P (default: %(default)s)",
+    )
+    g.add_argument(
+        "--classes-from",
+        choices=["labels", "model"],
+        default="labels",
+        help="labels: box each image's labelled class where the data has labels; model: the model's top classes "
+        "(default: %(default)s)",
+    )
+    g.add_argument("--gt", metavar="DATA", help="ground truth to score the boxes by (default: DATA's own boxes)")
+    p.add_argument("--resume", action="store_true", help="continue the run recorded in OUT/journal.jsonl")
+    p.add_argument(
+        "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers", type=positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)"
+    )
+    p.add_argument("--no-links", action="store_true", help="do not link the images into each format's folder")
+    p.add_argument(
+        "--no-ap", action="store_true", help="skip COCO AP (CorLoc is still given where there is ground truth)"
+    )
+    add_dataset_args(p, format_flag="--data-format")
+    add_model_args(p, resize_default="full")
+    p.set_defaults(run=run)
+
+
+def _source(args: argparse.Namespace, class_names):
+    """DATA as a dataset when it is one, else as a list of image files (labels unknown)."""
+    from ..datasets.registry import detect_format, open_dataset
+    from ..evaluation.explain import collect_images
+    from ..utils import is_image_file
+
+    def dataset(path: str, format: str):
+        return open_dataset(
+            path, format, images=args.images, split=args.split, classes=args.class_map, one_based=args.one_based
+        )
+
+    if args.format != "auto":
+        if len(args.data) != 1:
+            raise InvalidArgument("data", "--data-format reads one dataset: give one DATA")
+        return dataset(args.data[0], args.format)
+    if len(args.data) == 1 and not is_image_file(args.data[0]):
+        try:
+            format, _ = detect_format(Path(args.data[0]), args.split)
+        except DatasetError:
+            format = None
+        labelled = args.classes_from == "labels"
+        if format == "folder" and labelled and args.class_map is None and class_names is not None:
+            strangers = sorted(set(dataset(args.data[0], "folder").class_names or []) - set(class_names))
+            if strangers:  # folder labels are indices in sorted folder order: the model's classes only by name
+                raise DatasetError(
+                    f"the class folders are not classes of the model (e.g. {strangers[0]!r}): "
+                    "name them as the model's classes, give --class-map, or use --classes-from model",
+                    args.data[0],
+                )
+            return open_dataset(args.data[0], "folder", classes=list(class_names))
+        if format is not None:
+            return dataset(args.data[0], format)
+    paths = collect_images(args.data)
+    if not paths:
+        raise InvalidArgument("data", f"no image files in {' '.join(args.data)}")
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    """Box every image, write the annotation files, print the summary."""
+    from ..datasets.registry import open_dataset
+    from ..distributed import world
+    from ..evaluation.weak_labels import BoxSettings, calibrate_threshold, export_boxes, threshold_from
+    from ..reports.summary import format_boxes_summary
+
+    method, info = load_method(args)
+    source = _source(args, info.class_names)
+    rule, threshold, origin = args.rule or "paper", 0.2 if args.threshold is None else args.threshold, "given"
+    if args.threshold_from:
+        threshold, found_with = threshold_from(args.threshold_from)
+        if args.rule and args.rule != found_with:
+            raise InvalidArgument(
+                "rule",
+                f"--threshold-from {args.threshold_from} holds a threshold of the {found_with} rule, not of "
+                f"{args.rule}; drop --rule or use --rule {found_with}",
+            )
+        rule, origin = found_with, f"from {Path(args.threshold_from).resolve()}"
+    settings = BoxSettings(
+        rule, threshold, args.min_area, args.topk, args.min_score, use_labels=args.classes_from == "labels"
+    )
+    if args.calibrate:
+        labelled = open_dataset(args.calibrate, split=args.split, classes=args.class_map)
+        found = calibrate_threshold(labelled, method, info, settings, batch_size=args.batch_size, workers=args.workers)
+        settings = BoxSettings(rule, found.threshold, args.min_area, args.topk, args.min_score, settings.use_labels)
+        origin = f"calibrated on {Path(args.calibrate).resolve()}: CorLoc {found.corloc:.2f} over {found.images} images"
+        if world().is_main:
+            print(
+                f"camloc: calibrated the {rule} rule on {found.images} images: threshold {found.threshold:g}",
+                file=sys.stderr,
+            )
+    ground_truth = open_dataset(args.gt, split=args.split, classes=args.class_map) if args.gt else None
+    data = [str(Path(d).resolve()) for d in args.data]
+    config = {"model": info.name, "method": args.method, "data": data, "threshold_source": origin}
+    result = export_boxes(
+        source,
+        method,
+        info,
+        args.out,
+        settings,
+        formats=[f for group in (args.formats or [["coco"]]) for f in group],
+        ground_truth=ground_truth,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        resume=args.resume,
+        link_images=not args.no_links,
+        ap=not args.no_ap,
+        config=config,
+    )
+    if not world().is_main:  # rank 0 of a torchrun launch prints for the run
+        return 0
+    title = f"{info.name}, {args.method}, {rule} rule at {settings.threshold:g} ({info.preprocess.mode} resize)"
+    print(format_boxes_summary(result.summary, title))
+    written = ", ".join(f"{k} in {v}" for k, v in result.files.items())
+    print(f"camloc: {written}")
+    return report_skipped(result.skipped)
