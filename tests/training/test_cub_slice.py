@@ -1,4 +1,4 @@
-"""Real birds end to end on a CUB-200-2011 slice: the recipe's train -> evaluate --calibrate -> finegrained --localizer."""
+"""Real birds on a CUB-200-2011 slice: the recipe's train -> evaluate --calibrate -> finegrained --localizer."""
 
 import json
 
