@@ -28,10 +28,10 @@ DEFAULT_MODEL = "mobilenet_v2"
 # Python parameter -> the flag that sets it, where the two are not simply "--" + the name with dashes.
 _FLAGS = {"classes": "--class-map", "per_image": "--per-image", "resume": "--resume"}
 _PARAMETERS = (
-    "arch", "baseline", "batch_size", "calibrate", "classes", "device", "epochs", "format", "images", "kind",
-    "method", "min_area", "min_scale", "min_score", "model", "one_based", "optimizer", "per_image", "protocol",
-    "resume", "rule", "schedule", "size", "split", "step", "target_layer", "threshold", "threshold_from", "topk",
-    "weights",
+    "arch", "augment", "baseline", "batch_size", "calibrate", "classes", "device", "epochs", "format", "freeze",
+    "hide", "hide_grid", "images", "kind", "label_smoothing", "method", "min_area", "min_scale", "min_score",
+    "model", "new_lr_scale", "one_based", "optimizer", "per_image", "protocol", "resume", "rule", "schedule",
+    "size", "split", "step", "target_layer", "threshold", "threshold_from", "topk", "weights",
 )  # fmt: skip
 _MENTION = re.compile(r"\b(" + "|".join(_PARAMETERS) + r")=(True\b)?")
 

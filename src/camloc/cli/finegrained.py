@@ -42,6 +42,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold", type=fraction, default=0.2, help="CAM box threshold, fraction of the max (default: %(default)s)"
     )
+    p.add_argument(
+        "--margin",
+        type=fraction,
+        default=0.0,
+        help="probe mode: grow every CAM box by this fraction of its sides before cropping (default: %(default)s)",
+    )
+    p.add_argument(
+        "--crop-size", type=positive, metavar="PX", help="probe mode: side crops are squashed to (default: --size)"
+    )
     p.add_argument("--json", metavar="FILE", default="out/finegrained/results.json", help="(default: %(default)s)")
     p.add_argument(
         "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
@@ -83,10 +92,13 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         localizer=localizer,
         localizer_preprocess=None if localizer is None else model_info(localizer).preprocess,
+        margin=args.margin,
+        crop_size=args.crop_size,
     )
     data = str(Path(args.data).resolve())
     record = {"model": info.name, "localizer": args.localizer, "data": data, "mode": "probe", "kind": args.kind}
-    path = write_json({**record, "C": args.C, **result.to_json(), "versions": versions()}, args.json)
+    settings = {"C": args.C, "threshold": args.threshold, "margin": args.margin, "crop_size": args.crop_size}
+    path = write_json({**record, **settings, **result.to_json(), "versions": versions()}, args.json)
     boxes = f", boxes from {args.localizer}" if args.localizer else ""
     return _print(result, f"{info.name} + {args.kind} probe{boxes}, on {test_set.name}", path)
 
@@ -110,11 +122,15 @@ def _print(result, title: str, path) -> int:
     rows = [
         ("full image", result.full),
         ("crop to the CAM box", result.cam_crop),
+        ("full image + CAM crop", result.full_and_cam_crop),
         ("crop to the GT box", result.gt_crop),
+        ("full image + GT crop", result.full_and_gt_crop),
     ]
     print(f"{title} ({result.train_images} train / {result.test_images} test images)")
     for name, value in rows:
-        print(f"  {name:<28}{value:>8.2f}")
+        if value is not None:
+            gain = f"  ({value - result.full:+.2f})" if name != "full image" else ""
+            print(f"  {name:<28}{value:>8.2f}{gain}")
     print(f"  {'CAM boxes with IoU > 0.5':<28}{result.localized:>8.2f}")
     print(f"camloc: results in {path}")
     return report_skipped(result.skipped)

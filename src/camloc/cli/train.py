@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..datasets.registry import FORMATS
-from ..training.train import OPTIMIZERS, SCHEDULES
+from ..training.train import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES
 from .common import fraction, positive, report_skipped, resolve_device
 
 __all__ = ["add_train_data_args", "register", "run"]
@@ -53,7 +53,11 @@ def register(p: argparse.ArgumentParser) -> None:
         "add conv3x3 + GAP + linear",
     )
     p.add_argument("--gap-width", type=positive, default=1024, help="units of the added conv (default: %(default)s)")
-    p.add_argument("--epochs", type=positive, default=20, help="passes over the training set (default: %(default)s)")
+    p.add_argument(
+        "--epochs",
+        type=positive,
+        help="passes over the training set (default: 8 for the fine-tuning recipe, see --freeze; otherwise 20)",
+    )
     p.add_argument(
         "--batch-size", type=positive, default=64, metavar="N", help="images per step (default: %(default)s)"
     )
@@ -61,16 +65,57 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lr", type=float, help="peak learning rate (default: 0.1 SGD from scratch, 0.01 SGD fine-tuning, 1e-3 AdamW)"
     )
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
+    p.add_argument(
+        "--new-lr-scale",
+        type=float,
+        metavar="X",
+        help="learning-rate factor of the layers that start from random weights (default: 10 when fine-tuning, "
+        "as wsolevaluation)",
+    )
+    p.add_argument("--weight-decay", type=float, help="(default: 1e-4 fine-tuning, 5e-4 from scratch)")
     p.add_argument(
         "--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default: %(default)s)"
     )
-    p.add_argument("--size", type=positive, help="input side in pixels (default: 64 for gapnet, 224 otherwise)")
+    p.add_argument(
+        "--size", type=positive, help="input side in pixels (default: 64 for gapnet, 448 for the recipe, else 224)"
+    )
+    p.add_argument(
+        "--freeze",
+        default="auto",
+        metavar="LAYER",
+        help="keep LAYER and everything before it as pretrained ('none': train everything; default: the fine-tuning "
+        "recipe's stage for pretrained "
+        + ", ".join(f"{arch} ({layer})" for arch, layer in FROZEN_STAGE.items())
+        + ", else none)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        help="images: random crops and flips of the images every epoch; features: the frozen layers run once per "
+        "image (and its mirror image) and every epoch crops their output (default: features for the recipe)",
+    )
     p.add_argument(
         "--min-scale",
         type=fraction,
-        default=0.35,
-        help="random-resized-crop smallest area fraction (default: %(default)s)",
+        help="smallest crop area, a fraction of the image or frozen-layer output (default: 0.35 images, 0.5 features)",
+    )
+    p.add_argument(
+        "--hide",
+        type=fraction,
+        metavar="P",
+        help="Hide-and-Seek: blank each cell of a grid over the input with probability P (default: 0.5 for the "
+        "recipe, else 0)",
+    )
+    p.add_argument(
+        "--hide-grid", type=positive, default=4, metavar="N", help="cells per side of that grid (default: %(default)s)"
+    )
+    p.add_argument("--label-smoothing", type=fraction, default=0.0, help="(default: %(default)s)")
+    p.add_argument(
+        "--calibrate",
+        type=int,
+        metavar="N",
+        help="hold N boxed images of each class out of training and report the test accuracy at the CAM "
+        "thresholds chosen on them (default: 2 for the recipe, else 0)",
     )
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips")
     p.add_argument(
@@ -113,24 +158,33 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         optimizer=args.optimizer,
         lr=args.lr,
+        new_lr_scale=args.new_lr_scale,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         size=args.size,
+        freeze=None if args.freeze == "none" else args.freeze,
+        augment=args.augment,
         min_scale=args.min_scale,
+        hide=args.hide,
+        hide_grid=args.hide_grid,
+        label_smoothing=args.label_smoothing,
+        calibrate=args.calibrate,
         hflip=not args.no_flip,
         seed=args.seed,
         workers=args.workers,
     )
     device = resolve_device(args.device)
     classes = len(train_set.class_names or [])
+    held = f", {config.calibrate} a class held out to calibrate on" if config.calibrate else ""
     print(
-        f"camloc: training {args.arch} on {train_set.name} ({len(train_set)} images, {classes} classes), "
-        f"{config.epochs} epochs, {device}",
+        f"camloc: training {args.arch} on {train_set.name} ({len(train_set)} images, {classes} classes{held}), "
+        f"{config.epochs} epochs at {config.size} px, {device}",
         file=sys.stderr,
     )
     result = train(config, train_set, args.out, resume=args.resume, device=device)
     seconds = sum(h["seconds"] for h in result.history)
     report = {
+        "prepare_seconds": result.prepare_seconds,
         "model": str(args.out),
         "data": str(Path(args.data).resolve()),
         "config": {**vars(config)},
@@ -142,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         "versions": versions(),
     }
     if test_set is not None and not args.no_eval:
-        scores = assess(result.model, test_set, config.preprocess(), workers=args.workers)
+        scores = assess(result.model, test_set, config.preprocess(), workers=args.workers, held_out=result.held_out)
         report.update(test=test_set.name, **scores)
         print(format_summary(scores["cam"], f"{args.out} on {test_set.name}: CAM boxes (wsol protocol)"))
         print(

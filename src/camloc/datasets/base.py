@@ -6,14 +6,14 @@ Every box is ``(x0, y0, x1, y1)`` in inclusive, 0-based pixel coordinates of the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, overload
 
 from ..boxes.box import Box
 from ..utils import TarMember
 
-__all__ = ["Dataset", "LazySamples", "Sample", "SampleSource"]
+__all__ = ["Dataset", "LazySamples", "Sample", "SampleSource", "hold_out"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,31 @@ class LazySamples(Sequence[Sample]):
 
     def __repr__(self) -> str:
         return f"LazySamples({len(self)} of {self.source!r})"
+
+
+def hold_out(dataset: Dataset, per_class: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """``(rest, held_out)``: ``per_class`` images of each class, drawn among those with boxes, set apart.
+
+    The draw depends on ``seed`` and the sample ids only, so one seed always sets apart the same
+    images. A class with no more than ``per_class`` boxed images keeps at least one for training;
+    ``per_class=0`` holds nothing out.
+
+    Example:
+        >>> samples = [Sample(f"{c}{i}", None, c, ((0, 0, 1, 1),), None) for c in (0, 1) for i in range(3)]
+        >>> rest, val = hold_out(Dataset("d", "csv", None, samples, None), 1)
+        >>> len(rest), sorted(s.label for s in val)
+        (4, [0, 1])
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for label in sorted({s.label for s in dataset.samples}):
+        boxed = sorted(s.image_id for s in dataset.samples if s.label == label and s.boxes)
+        total = sum(1 for s in dataset.samples if s.label == label)
+        take = min(per_class, len(boxed), total - 1)
+        if take > 0:
+            chosen.update(boxed[i] for i in rng.choice(len(boxed), take, replace=False))
+    rest = [s for s in dataset.samples if s.image_id not in chosen]
+    held = [s for s in dataset.samples if s.image_id in chosen]
+    return replace(dataset, samples=rest), replace(dataset, name=f"{dataset.name} (held out)", samples=held)

@@ -33,7 +33,7 @@ from ..distributed import World, all_gather, barrier, rank_file, shard, world
 from ..errors import InvalidArgument, OutputExists, ResumeError
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import MapMethod
-from ..metrics.localization import LocalizationMetrics
+from ..metrics.localization import LocalizationMetrics, calibrated_accuracy
 from ..utils import atomic_path, model_device
 from ..utils import progress as progress_bar
 from . import pipeline
@@ -41,7 +41,7 @@ from .journal import Journal, journal_lines, read_journal
 from .pipeline import background_pool, overlapped
 from .protocols import BoxProtocol, ImageResult, WsolProtocol, make_protocol
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "calibrate", "evaluate"]
 
 
 @dataclass
@@ -246,3 +246,15 @@ def _judge(
 
 def _failed(sample: Sample, reason: str) -> ImageResult:
     return ImageResult(sample.image_id, str(sample.path), sample.label, error=reason)
+
+
+def calibrate(test: EvalResult, val: EvalResult) -> dict:
+    """Test accuracy at the CAM thresholds chosen on a validation set (Choe et al.'s protocol).
+
+    ``test`` and ``val`` are two evaluations of the same maps and protocol; the result is
+    :func:`camloc.metrics.localization.calibrated_accuracy` of their curves plus ``images``: the
+    number of validation images. Put it in ``test.summary["calibrated"]`` to have it reported.
+    """
+    if test.cam_thresholds != val.cam_thresholds:
+        raise InvalidArgument("step", "the validation and test evaluations must use the same CAM thresholds (step=)")
+    return {"images": val.summary["images"], **calibrated_accuracy(val.curves, test.curves, test.cam_thresholds)}

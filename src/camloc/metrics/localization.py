@@ -8,7 +8,7 @@ counters and per-threshold counts, so memory stays flat in the number of images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +16,14 @@ import numpy as np
 from .pxap import PxAP
 from .state import Metric
 
-__all__ = ["CURVES", "IOU_THRESHOLDS", "ImageOutcome", "LocalizationMetrics"]
+__all__ = [
+    "CURVES",
+    "IOU_THRESHOLDS",
+    "ImageOutcome",
+    "LocalizationMetrics",
+    "calibrated_accuracy",
+    "calibrated_threshold",
+]
 
 IOU_THRESHOLDS = (30, 50, 70)  # percent, MaxBoxAccV2's
 #: The accuracy-vs-threshold curves the wsol protocol gives: MaxBoxAcc's (V1 boxes, IoU 0.5) and MaxBoxAccV2's.
@@ -121,3 +128,63 @@ class LocalizationMetrics(Metric):
             out["max_box_acc_v2_per_iou"] = per_iou
             out["max_box_acc_v2"] = float(np.mean(list(per_iou.values())))
         return out
+
+
+def calibrated_threshold(curve: Sequence[float] | np.ndarray, cam_thresholds: Sequence[float] | np.ndarray) -> float:
+    """The CAM threshold at which a validation accuracy curve peaks.
+
+    Where several thresholds reach the peak (a small validation set gives flat tops), the middle
+    one of them, which sits furthest inside the best range.
+
+    Example:
+        >>> calibrated_threshold([10.0, 50.0, 50.0, 50.0, 20.0], [0.0, 0.1, 0.2, 0.3, 0.4])
+        0.2
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    best = np.flatnonzero(curve == curve.max())
+    return float(np.asarray(cam_thresholds, dtype=np.float64)[best[len(best) // 2]])
+
+
+def calibrated_accuracy(
+    val_curves: Mapping[str, Sequence[float]],
+    test_curves: Mapping[str, Sequence[float]],
+    cam_thresholds: Sequence[float] | np.ndarray,
+) -> dict:
+    """Test accuracy at CAM thresholds chosen on a validation set, not on the test set itself.
+
+    MaxBoxAcc picks its threshold on the images it scores. Choe et al. (CVPR 2020) ask for the
+    operating threshold to come from a small labelled validation set instead; this reads each test
+    curve at the threshold where the same curve of the validation set peaks.
+
+    Args:
+        val_curves: ``accuracy_curves()`` of the validation set (percent per CAM threshold).
+        test_curves: ``accuracy_curves()`` of the test set, over the same thresholds.
+        cam_thresholds: the thresholds of both.
+
+    Returns:
+        ``{"box_acc": test accuracy at IoU 0.5 (MaxBoxAcc's boxes), "box_acc_v2": mean of
+        "box_acc_v2_per_iou" (MaxBoxAccV2's boxes), "box_acc_v2_per_iou": {"30": ..., "50": ...,
+        "70": ...}, "thresholds": {curve name: threshold}}``, in percent; None where a curve is missing.
+
+    Example:
+        >>> t = [0.0, 0.5]
+        >>> val = {"v1_50": [20.0, 80.0]}
+        >>> calibrated_accuracy(val, {"v1_50": [70.0, 60.0]}, t)["box_acc"]  # not 70: that is the test's own pick
+        60.0
+    """
+    thresholds = np.asarray(cam_thresholds, dtype=np.float64)
+    chosen = {name: calibrated_threshold(val_curves[name], thresholds) for name in test_curves if name in val_curves}
+
+    def at(name: str) -> float | None:
+        if name not in chosen:
+            return None
+        return float(test_curves[name][int(np.flatnonzero(thresholds == chosen[name])[0])])
+
+    per_iou = {str(t): at(f"v2_{t}") for t in IOU_THRESHOLDS}
+    values = [v for v in per_iou.values() if v is not None]
+    return {
+        "box_acc": at("v1_50"),
+        "box_acc_v2": float(np.mean(values)) if len(values) == len(per_iou) else None,
+        "box_acc_v2_per_iou": per_iou if len(values) == len(per_iou) else None,
+        "thresholds": chosen,
+    }

@@ -36,15 +36,23 @@ def build_model(
         convert_gap: keyword arguments of :func:`camloc.models.gap.convert`
             (e.g. ``{"layer": "features.29"}``); the network becomes its ``-GAP`` variant after the
             pretrained weights are in.
+
+    Returns:
+        The network, in train mode. Its ``camloc_new`` attribute names the parameters that did not
+        come from pretrained weights (all of them when none were loaded): the classifier, the
+        ``-GAP`` head.
     """
     if num_classes < 1:
         raise InvalidArgument("num_classes", f"num_classes must be at least 1, got {num_classes}")
     builder_classes = 1000 if convert_gap is not None and arch not in ARCHS else num_classes
     model = _skeleton(arch, builder_classes)
+    loaded: set[str] = set()
     if pretrained or weights is not None:
-        _load_fitting(model, _pretrained_state(arch, weights))
+        loaded = _load_fitting(model, _pretrained_state(arch, weights))
     if convert_gap is not None:
         model = convert(model, **{**convert_gap, "num_classes": num_classes})
+        loaded = {f"backbone.{k}" for k in loaded}
+    object.__setattr__(model, "camloc_new", tuple(k for k, _ in model.named_parameters() if k not in loaded))
     return model
 
 
@@ -80,8 +88,8 @@ def _pretrained_state(arch: str, weights: str | os.PathLike | None) -> dict[str,
     return load_pretrained(arch, weights)[0].state_dict()
 
 
-def _load_fitting(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load every tensor whose name and shape fit; only the classifier may be left out."""
+def _load_fitting(model: nn.Module, state: dict[str, torch.Tensor]) -> set[str]:
+    """Load every tensor whose name and shape fit (only the classifier may be left out); their names."""
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in fitting]
@@ -90,3 +98,4 @@ def _load_fitting(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             f"pretrained weights do not fit this architecture ({len(missing)} tensors missing, e.g. {missing[:3]})"
         )
     model.load_state_dict(fitting, strict=False)
+    return set(fitting)

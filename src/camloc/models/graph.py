@@ -27,6 +27,7 @@ __all__ = [
     "is_global_size",
     "module_of",
     "output_node",
+    "split_at",
     "trace",
     "trace_with_leaf",
 ]
@@ -275,3 +276,28 @@ def extract_head(model: nn.Module, graph: fx.Graph, feature: fx.Node, value: fx.
             env[n] = head_graph.node_copy(n, lambda a: env[a])
     head_graph.output(env[value])
     return fx.GraphModule(model, head_graph)
+
+
+def split_at(model: nn.Module, layer: str) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """``(first, rest)``: the part of ``model`` up to module ``layer``'s output, and the part after it.
+
+    ``rest(first(x))`` computes ``model(x)`` (traced in eval mode); both share ``model``'s modules
+    and parameters, so training ``rest`` trains ``model``. ``layer`` must be a cut that one tensor
+    crosses (a stage of a sequential backbone), not a block that a skip connection bypasses.
+    """
+    graph = trace_with_leaf(model, layer)
+    cut = next((n for n in graph.nodes if n.op == "call_module" and n.target == layer), None)
+    value = _single_output_value(output_node(graph))
+    if cut is None or value is None:
+        raise HeadNotFound(
+            f"{type(model).__name__}.forward does not call the module {layer!r} as one step, or returns no tensor"
+        )
+    source = next(n for n in graph.nodes if n.op == "placeholder")
+    try:
+        rest = extract_head(model, graph, cut, value)
+    except HeadNotFound:
+        raise HeadNotFound(
+            f"{type(model).__name__}: its output depends on more than the output of {layer!r} (a skip connection "
+            f"passes it); cut at another module"
+        ) from None
+    return extract_head(model, graph, source, cut), rest

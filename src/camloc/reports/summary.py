@@ -55,7 +55,27 @@ def format_summary(summary: dict, title: str, *, baseline: bool = False) -> str:
             lines.append(
                 f"  {'  at IoU 30 / 50 / 70':<28}{per_iou['30']:>8.2f} / {per_iou['50']:.2f} / {per_iou['70']:.2f}"
             )
+    calibrated = summary.get("calibrated")
+    if calibrated and calibrated.get("box_acc") is not None:
+        lines += _calibrated_lines(calibrated, baseline)
     return "\n".join(lines)
+
+
+def _calibrated_lines(calibrated: dict, baseline: bool) -> list[str]:
+    """The test accuracies at thresholds chosen on validation images (``evaluation.evaluate.calibrate``)."""
+    tau = calibrated["thresholds"]["v1_50"]
+    chosen = f"box side {1.0 - tau:.2f}" if baseline else f"threshold {tau:.2f}"
+    lines = [
+        f"  thresholds chosen on {calibrated['images']} validation images:",
+        f"  {'  BoxAcc (IoU 0.5)':<28}{calibrated['box_acc']:>8.2f}   ({chosen})",
+    ]
+    per_iou = calibrated.get("box_acc_v2_per_iou")
+    if per_iou:
+        lines.append(f"  {'  BoxAccV2 (IoU .3/.5/.7)':<28}{calibrated['box_acc_v2']:>8.2f}")
+        lines.append(
+            f"  {'    at IoU 30 / 50 / 70':<28}{per_iou['30']:>8.2f} / {per_iou['50']:.2f} / {per_iou['70']:.2f}"
+        )
+    return lines
 
 
 def format_boxes_summary(summary: dict, title: str) -> str:

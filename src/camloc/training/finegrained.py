@@ -62,6 +62,9 @@ class FinegrainedResult:
         skipped: one ``{"image_id", "path", "error"}`` per image that could not be read.
         test_boxes: test image id -> its CAM box in the original image's pixels (None where the
             CAM keeps no pixel).
+        full_and_cam_crop: test accuracy (%) of a probe on the full image's and the CAM crop's
+            features concatenated (probe mode; None in train mode).
+        full_and_gt_crop: the same with the ground-truth crop.
     """
 
     full: float  # test accuracy (%) of the probe on full images
@@ -72,6 +75,8 @@ class FinegrainedResult:
     test_images: int
     skipped: list[dict] = field(default_factory=list)
     test_boxes: dict[str, Box | None] = field(default_factory=dict)
+    full_and_cam_crop: float | None = None  # ... on full-image and CAM-crop features side by side
+    full_and_gt_crop: float | None = None  # ... on full-image and GT-crop features side by side
 
     def to_json(self) -> dict:
         """All fields as JSON values (boxes as lists)."""
@@ -94,6 +99,8 @@ def finegrained(
     progress: bool | None = None,
     localizer: nn.Module | None = None,
     localizer_preprocess: Preprocess | None = None,
+    margin: float = 0.0,
+    crop_size: int | None = None,
 ) -> FinegrainedResult:
     """The paper's fine-grained experiment with linear probes on ``model``'s GAP features (module docstring).
 
@@ -115,15 +122,20 @@ def finegrained(
             probe's CAM (a class-agnostic object finder, for backbones whose own CAM does not localize
             on the data).
         localizer_preprocess: the localizer's preprocessing (default: ``preprocess``), also squashed.
+        margin: every CAM box grows by this fraction of its width and height on each side (clipped
+            to the image) before cropping; ground-truth boxes are cropped as they are.
+        crop_size: the side crops are squashed to (default: ``preprocess.size``).
     """
     preprocess = dataclasses.replace(preprocess, mode="squash")
+    cropped = preprocess if crop_size is None else dataclasses.replace(preprocess, size=crop_size)
     options: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
 
     def probe_accuracy(
         crops_train: dict | None, crops_test: dict | None, what: str
-    ) -> tuple[float, LinearProbe, Features]:
-        f_train = extract_features(model, train_set, preprocess, crops=crops_train, **options)
-        f_test = extract_features(model, test_set, preprocess, crops=crops_test, **options)
+    ) -> tuple[float, LinearProbe, tuple[Features, Features]]:
+        pre = preprocess if crops_train is None else cropped
+        f_train = extract_features(model, train_set, pre, crops=crops_train, **options)
+        f_test = extract_features(model, test_set, pre, crops=crops_test, **options)
         probe = fit_probe(f_train, kind=kind, C=C)
         accuracy = probe.accuracy(f_test)
         log.info(
@@ -134,10 +146,18 @@ def finegrained(
             len(f_test.labels),
         )
         skipped.extend(f_train.skipped + f_test.skipped)
-        return accuracy, probe, f_test
+        return accuracy, probe, (f_train, f_test)
+
+    def side_by_side(crops: tuple[Features, Features], what: str) -> float:
+        """A probe on the full image's features and the crop's, concatenated (images with both)."""
+        train_pair, test_pair = (_concatenated(f, c) for f, c in zip(full_features, crops, strict=True))
+        accuracy = fit_probe(train_pair, kind=kind, C=C).accuracy(test_pair)
+        log.info("full images + %s: %.2f %% test accuracy", what, accuracy)
+        return accuracy
 
     skipped: list[dict] = []
-    full, probe, f_test = probe_accuracy(None, None, "full images")
+    full, probe, full_features = probe_accuracy(None, None, "full images")
+    f_test = full_features[1]
     if localizer is None:
         cam_model = attach_probe(model, probe)
         # The probe's rows score its own classes (those present in training), not dataset labels.
@@ -151,10 +171,24 @@ def finegrained(
         train_boxes = cam_boxes(localizer, train_set, pre, None, threshold, **options)
         test_boxes = cam_boxes(localizer, test_set, pre, None, threshold, **options)
     localized = _localized(test_set, test_boxes)
-    cam_crop, _, _ = probe_accuracy(_usable(train_boxes), _usable(test_boxes), "crops to the CAM box")
-    gt_crop, _, _ = probe_accuracy(gt_boxes(train_set), gt_boxes(test_set), "crops to the ground-truth box")
+    cam_crop, _, cam_features = probe_accuracy(
+        _usable(train_boxes, margin), _usable(test_boxes, margin), "crops to the CAM box"
+    )
+    gt_crop, _, gt_features = probe_accuracy(gt_boxes(train_set), gt_boxes(test_set), "crops to the ground-truth box")
     unique = list({s["image_id"]: s for s in skipped}.values())
-    return FinegrainedResult(full, cam_crop, gt_crop, localized, len(train_set), len(test_set), unique, test_boxes)
+    return FinegrainedResult(
+        full, cam_crop, gt_crop, localized, len(train_set), len(test_set), unique, test_boxes,
+        side_by_side(cam_features, "CAM crops"), side_by_side(gt_features, "ground-truth crops"),
+    )  # fmt: skip
+
+
+def _concatenated(full: Features, crops: Features) -> Features:
+    """The full image's vector and the crop's side by side, for the images both have (in ``full``'s order)."""
+    row = {image_id: i for i, image_id in enumerate(crops.image_ids)}
+    keep = [i for i, image_id in enumerate(full.image_ids) if image_id in row]
+    both = full.subset(keep)
+    other = crops.values[[row[full.image_ids[i]] for i in keep]]
+    return dataclasses.replace(both, values=np.concatenate([both.values, other], axis=1))
 
 
 def _localized(test_set: Dataset, boxes: dict[str, Box | None]) -> float:
@@ -165,13 +199,21 @@ def _localized(test_set: Dataset, boxes: dict[str, Box | None]) -> float:
     return localized
 
 
-def _usable(boxes: dict[str, Box | None]) -> dict[str, Box]:
-    """Image id -> crop box; an image whose CAM keeps no pixel is classified whole.
+def _usable(boxes: dict[str, Box | None], margin: float = 0.0) -> dict[str, Box]:
+    """Image id -> crop box, grown by ``margin`` of its sides; an image whose CAM keeps no pixel is classified whole.
 
-    (Say, a map below zero everywhere.) Its box is clipped to the image, whatever the image's size.
+    (Say, a map below zero everywhere.) Boxes are clipped to the image when it is cropped, whatever
+    its size.
     """
     whole = (0, 0, 2**31 - 1, 2**31 - 1)
-    return {k: whole if b is None else b for k, b in boxes.items()}
+    out = {}
+    for k, b in boxes.items():
+        if b is None:
+            out[k] = whole
+        else:
+            dx, dy = round(margin * (b[2] - b[0] + 1)), round(margin * (b[3] - b[1] + 1))
+            out[k] = (max(0, b[0] - dx), max(0, b[1] - dy), b[2] + dx, b[3] + dy)
+    return out
 
 
 def gt_boxes(dataset: Dataset) -> dict[str, Box]:

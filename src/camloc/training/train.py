@@ -13,10 +13,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,13 +25,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..datasets.base import Dataset, Sample
+from ..datasets.base import Dataset, Sample, hold_out
 from ..errors import BadImage, InvalidArgument, OutputExists, ResumeError
-from ..evaluation.evaluate import evaluate
-from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, open_image
+from ..evaluation.evaluate import calibrate, evaluate
+from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, load_batch, open_image
 from ..maps.cam import CAM
 from ..models.build import build_model
 from ..models.files import read_model_file, save_checkpoint
+from ..models.graph import split_at
 from ..models.nets import ARCHS
 from ..utils import TarMember, model_device
 from ..utils import progress as progress_bar
@@ -40,7 +42,13 @@ __all__ = ["TrainConfig", "TrainResult", "assess", "learning_rate", "train"]
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw")
+AUGMENTS = ("images", "features")
 SCHEDULES = ("cosine", "step", "constant")
+# A TrainConfig field left at AUTO gets the default of its kind of run in __post_init__.
+AUTO: Any = None
+# The fine-tuning recipe for pretrained backbones (docs/experiments.md, "Real birds"): the stages up to
+# stride 16 stay frozen and run once per image, the rest is fine-tuned at 448 px with Hide-and-Seek.
+FROZEN_STAGE = {"mobilenet_v2": "features.13"}
 DECODED_CACHE_BYTES = 2 << 30  # decoded training images kept in memory (the generated shapes: 98 MB)
 
 
@@ -48,23 +56,53 @@ DECODED_CACHE_BYTES = 2 << 30  # decoded training images kept in memory (the gen
 class TrainConfig:
     """Everything that defines a training run (a run resumes only with the same values, ``workers`` aside).
 
+    Fields left at ``AUTO`` take the defaults of the kind of run: from scratch, fine-tuning a
+    pretrained network, or the fine-tuning recipe (:attr:`recipe`: a pretrained architecture of
+    :data:`FROZEN_STAGE`, not ``-GAP`` converted), which freezes the stages up to stride 16, keeps
+    their output for 448-pixel images in memory and fine-tunes the rest with Hide-and-Seek
+    (measured on CUB-200-2011 in docs/experiments.md).
+
     Attributes:
         arch: ``"gapnet"`` (camloc's small GAP net), a torchvision name, or ``"timm:<name>"``.
         pretrained: start from the architecture's pretrained weights (all but the classifier).
         weights: or from this weight file.
         convert_gap: :func:`camloc.models.gap.convert` arguments: train the paper's "-GAP" variant.
-        epochs: epochs of the run (the default gapnet run on the generated shapes: 3-6 min on 2 cores).
+        epochs: epochs of the run; AUTO: 8 for the recipe, else 20 (gapnet on the generated shapes:
+            3-6 min on 2 cores).
         batch_size: images per step (at least 2).
         optimizer: ``"sgd"`` (Nesterov momentum when ``momentum > 0``) or ``"adamw"``.
         lr: the base learning rate; None: 0.1 for SGD from scratch, 0.01 SGD fine-tuning, 1e-3 AdamW.
         momentum: SGD's momentum.
-        weight_decay: applied to weights only, not to biases and BatchNorm parameters.
+        weight_decay: applied to weights only, not to biases and BatchNorm parameters; AUTO: 1e-4
+            fine-tuning, 5e-4 from scratch.
         schedule: ``"cosine"`` (to zero), ``"step"`` (x0.1 at 1/2 and 3/4 of the run) or ``"constant"``.
         warmup_epochs: linear warm-up from lr/10, so a large from-scratch lr does not diverge.
-        size: input side (images are squashed, as the WSOL protocol evaluates them); None: 64 for
-            camloc's own nets, 224 for torchvision / timm ones.
-        min_scale: random-resized-crop area range ``[min_scale, 1]``.
+        size: input side (images are squashed, as the WSOL protocol evaluates them); AUTO: 64 for
+            camloc's own nets, 448 for the recipe, 224 otherwise.
+        min_scale: the crops' area range ``[min_scale, 1]``; AUTO: 0.35, 0.5 with ``augment="features"``.
         hflip: mirror each training image with probability 1/2 (drawn per epoch).
+        freeze: a module name (``"features.13"``): its parameters and every parameter registered
+            before it stay as they start, their BatchNorm layers use their running statistics, and
+            no gradient flows through them (a cheaper step). None: train everything; ``"auto"``:
+            the recipe's :data:`FROZEN_STAGE`, else None.
+        new_lr_scale: the learning rate of the parameters that start from random weights (the
+            classifier, a ``-GAP`` head) is ``lr`` times this when the rest is pretrained; AUTO: 10
+            fine-tuning (as wsolevaluation), else 1.
+        label_smoothing: cross-entropy's label smoothing.
+        hide: Hide-and-Seek (Singh and Lee, ICCV 2017): each cell of a ``hide_grid`` x ``hide_grid``
+            grid over the input is set to zero (the mean colour, after normalization; with
+            ``augment="features"``, over the frozen layers' output) with this probability, drawn
+            per image and epoch, so that the classifier cannot rely on the most telling part alone
+            and the CAM spreads over the whole object. AUTO: 0.5 for the recipe, else 0.
+        hide_grid: the cells per side of that grid.
+        augment: ``"images"``: every epoch, a random crop (area in ``[min_scale, 1]``) of each image,
+            squashed to ``size`` and maybe mirrored. ``"features"`` (needs ``freeze``): the frozen
+            layers run once on each image squashed whole (and mirrored), and every epoch takes a
+            random crop of their output (see ``_FrozenMaps``): far cheaper when the frozen part is
+            most of the network. AUTO: ``"features"`` for the recipe, else ``"images"``.
+        calibrate: images of each class (with boxes) held out of training, on which :func:`assess`
+            chooses the CAM thresholds it reports the test accuracy at (drawn by ``seed``); AUTO: 2
+            for the recipe, else 0.
         seed: seeds the initialization, the shuffling and every augmentation draw.
         workers: threads decoding images.
         mean: the normalization's per-channel mean.
@@ -75,22 +113,33 @@ class TrainConfig:
     pretrained: bool = False  # start from the architecture's pretrained weights (all but the classifier)
     weights: str | None = None  # or from this weight file
     convert_gap: dict | None = None  # camloc.gap.convert arguments: train the paper's "-GAP" variant
-    epochs: int = 20  # the default gapnet run on the generated shapes: 3-6 min on 2 cores
+    epochs: int = AUTO  # None: 20 from scratch (3-6 min on the generated shapes), 8 for the recipe
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float | None = None  # default: 0.1 for SGD from scratch, 0.01 SGD fine-tuning, 1e-3 AdamW
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = AUTO  # None: 5e-4 from scratch, 1e-4 fine-tuning
     schedule: str = "cosine"  # cosine: to zero; step: x0.1 at 1/2 and 3/4 of the run
     warmup_epochs: float = 1.0  # linear warm-up from lr/10, so a large from-scratch lr does not diverge
-    size: int | None = None  # input side (images are squashed, as the WSOL protocol evaluates them);
-    # default: 64 for camloc's own nets, 224 for torchvision / timm ones
-    min_scale: float = 0.35  # random-resized-crop area range [min_scale, 1]
+    size: int = AUTO  # input side (images are squashed, as the WSOL protocol evaluates them)
+    min_scale: float = AUTO  # crop area range [min_scale, 1]; None: 0.35 (images), 0.5 (features)
     hflip: bool = True
+    freeze: str | None = "auto"  # the last module kept frozen (its parameters and all registered before it)
+    new_lr_scale: float = AUTO  # learning-rate factor of the fresh layers; None: 10 fine-tuning, else 1
+    label_smoothing: float = 0.0
+    hide: float = AUTO  # Hide-and-Seek: probability of blanking each cell of a hide_grid x hide_grid grid
+    hide_grid: int = 4
+    augment: str = AUTO  # "images": crops and flips of the images; "features": of the frozen layers' output
+    calibrate: int = AUTO  # images per class held out of training, to choose the CAM thresholds on
     seed: int = 0
     workers: int = 2
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def recipe(self) -> bool:
+        """Whether the fine-tuning recipe's defaults apply: a pretrained architecture of :data:`FROZEN_STAGE`."""
+        return bool(self.pretrained or self.weights) and self.convert_gap is None and self.arch in FROZEN_STAGE
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -99,15 +148,48 @@ class TrainConfig:
             )
         if self.schedule not in SCHEDULES:
             raise InvalidArgument("schedule", f"schedule= must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
-        if self.size is None:
-            self.size = 64 if self.arch in ARCHS else 224
+        self._fill_defaults()
+        if self.augment not in AUGMENTS:
+            raise InvalidArgument("augment", f"augment= must be one of {', '.join(AUGMENTS)}, not {self.augment!r}")
+        if not 0.0 <= self.hide < 1.0 or self.hide_grid < 1:
+            raise InvalidArgument(
+                "hide", f"hide= must be in [0, 1) and hide_grid= >= 1, got {self.hide}, {self.hide_grid}"
+            )
+        if self.calibrate < 0:
+            raise InvalidArgument("calibrate", f"calibrate= must be >= 0, got {self.calibrate}")
         if self.epochs < 1 or self.batch_size < 2 or self.size < 16:
             raise InvalidArgument("epochs", "epochs= must be >= 1, batch_size= >= 2 and size= >= 16")
+        if self.new_lr_scale <= 0 or not 0.0 <= self.label_smoothing < 1.0:
+            raise InvalidArgument("new_lr_scale", "new_lr_scale= must be positive and label_smoothing= in [0, 1)")
         if not 0.0 < self.min_scale <= 1.0:
             raise InvalidArgument("min_scale", f"min_scale= must be in (0, 1], got {self.min_scale}")
+        if self.augment == "features" and self.freeze is None:
+            raise InvalidArgument("augment", "augment='features' needs freeze=: the layers whose output is kept")
         # lists after a JSON / checkpoint round trip
         self.mean = (float(self.mean[0]), float(self.mean[1]), float(self.mean[2]))
         self.std = (float(self.std[0]), float(self.std[1]), float(self.std[2]))
+
+    def _fill_defaults(self) -> None:
+        """Resolve every None (and ``freeze="auto"``) to the defaults of this kind of run (class docstring)."""
+        tuned = bool(self.pretrained or self.weights)
+        if self.freeze == "auto":
+            self.freeze = FROZEN_STAGE[self.arch] if self.recipe else None
+        if self.augment is None:
+            self.augment = "features" if self.recipe else "images"
+        if self.size is None:
+            self.size = 64 if self.arch in ARCHS else 448 if self.recipe else 224
+        if self.epochs is None:
+            self.epochs = 8 if self.recipe else 20
+        if self.weight_decay is None:
+            self.weight_decay = 1e-4 if tuned else 5e-4
+        if self.min_scale is None:
+            self.min_scale = 0.5 if self.augment == "features" else 0.35
+        if self.new_lr_scale is None:
+            self.new_lr_scale = 10.0 if tuned else 1.0
+        if self.hide is None:
+            self.hide = 0.5 if self.recipe else 0.0
+        if self.calibrate is None:
+            self.calibrate = 2 if self.recipe else 0
 
     @property
     def base_lr(self) -> float:
@@ -135,6 +217,9 @@ class TrainResult:
             lr, images/s, seconds.
         skipped: one ``{"image_id", "path", "error"}`` per unreadable training image.
         seconds: wall time of the epochs run in this call.
+        held_out: the images ``config.calibrate`` set apart (None when it is 0).
+        prepare_seconds: the part of ``seconds`` spent computing the frozen layers' output before
+            the first epoch (``augment="features"``).
     """
 
     model: nn.Module
@@ -142,6 +227,8 @@ class TrainResult:
     history: list[dict]  # one entry per epoch: loss, accuracy, lr, images/s, seconds
     skipped: list[dict] = field(default_factory=list)  # unreadable training images
     seconds: float = 0.0  # wall time of the epochs run in this call
+    held_out: Dataset | None = None
+    prepare_seconds: float = 0.0  # of seconds: computing the frozen layers' output (augment="features")
 
 
 def train(
@@ -164,6 +251,9 @@ def train(
     out = Path(out)
     class_names = train_set.class_names
     num_classes = len(class_names) if class_names else 1 + max(s.label for s in train_set.samples)
+    held_out = None
+    if config.calibrate:
+        train_set, held_out = hold_out(train_set, config.calibrate, config.seed)
     samples = list(train_set.samples)
     if len(samples) < 2:
         raise InvalidArgument(
@@ -173,6 +263,7 @@ def train(
     model = build_model(
         config.arch, num_classes, pretrained=config.pretrained, weights=config.weights, convert_gap=config.convert_gap
     )
+    frozen = _freeze(model, config.freeze)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(model, config)
     history: list[dict] = []
@@ -184,15 +275,19 @@ def train(
     elif out.exists():
         raise OutputExists(f"{out}: exists; pass resume=True to continue that run, or remove it")
 
-    steps_per_epoch = _batches(len(samples), config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
     end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
     began = time.perf_counter()
-    decoded = _Decoded(cache_bytes)
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
+        source: _Images | _FrozenMaps
+        if config.augment == "features":
+            source = _FrozenMaps(model, samples, config, pool, bad, progress)
+        else:
+            source = _Images(samples, config, pool, _Decoded(cache_bytes), bad, model)
+        steps_per_epoch = _batches(source.count, config.batch_size)
+        total_steps = steps_per_epoch * config.epochs
         for epoch in range(start_epoch, end_epoch):
             stats = _train_epoch(
-                model, optimizer, samples, config, epoch, steps_per_epoch, total_steps, pool, decoded, bad, progress
+                source, model, frozen, optimizer, config, epoch, steps_per_epoch, total_steps, progress
             )
             history.append(stats)
             log.info(
@@ -202,7 +297,8 @@ def train(
             )  # fmt: skip
             _save(out, model, config, num_classes, class_names, optimizer, epoch + 1, history, bad)
     model.eval()
-    return TrainResult(model, out, history, list(bad.values()), time.perf_counter() - began)
+    prepared = source.seconds if start_epoch < end_epoch else 0.0
+    return TrainResult(model, out, history, list(bad.values()), time.perf_counter() - began, held_out, prepared)
 
 
 def _batches(n: int, batch_size: int) -> int:
@@ -210,11 +306,53 @@ def _batches(n: int, batch_size: int) -> int:
     return full + (1 if rest >= 2 else 0)  # a 1-image batch would break BatchNorm's training statistics
 
 
+def _freeze(model: nn.Module, last: str | None) -> list[nn.Module]:
+    """Stop training ``last`` and every parameter registered before it; the modules left without a trainable one.
+
+    Those modules are switched back to eval mode at every epoch's start (BatchNorm keeps its
+    running statistics), so that they compute exactly what they computed before training.
+    """
+    if last is None:
+        return []
+    names = [name for name, _ in model.named_parameters()]
+    inside = [i for i, name in enumerate(names) if name.startswith(last + ".")]
+    if not inside:
+        raise InvalidArgument(
+            "freeze", f"freeze={last!r}: {type(model).__name__} has no module of that name with parameters"
+        )
+    stop = set(names[: inside[-1] + 1])
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in stop)
+    return [
+        m
+        for m in model.modules()
+        if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())
+    ]
+
+
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on biases and BatchNorm parameters (standard practice; they set scale, not capacity).
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """SGD or AdamW over the trainable parameters, in groups: fresh or pretrained, with or without weight decay.
+
+    Each group's ``lr_scale`` multiplies the schedule's learning rate: ``new_lr_scale`` for the
+    parameters that start from random weights when the rest is pretrained (wsolevaluation trains
+    those at 10x), 1 otherwise. No weight decay on biases and BatchNorm parameters (standard
+    practice; they set scale, not capacity).
+    """
+    fresh = set(getattr(model, "camloc_new", ())) if config.pretrained or config.weights else set()
+    groups = []
+    for new in (False, True):
+        for decay in (True, False):
+            params = [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and (n in fresh) == new and (p.ndim > 1) == decay
+            ]
+            if params:
+                groups.append({
+                    "params": params,
+                    "weight_decay": config.weight_decay if decay else 0.0,
+                    "lr_scale": config.new_lr_scale if new else 1.0,
+                })  # fmt: skip
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.base_lr)
     return torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum, nesterov=config.momentum > 0)
@@ -238,67 +376,44 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_ep
 
 
 def _train_epoch(
+    source: _Images | _FrozenMaps,
     model: nn.Module,
+    frozen: list[nn.Module],
     optimizer: torch.optim.Optimizer,
-    samples: Sequence[Sample],
     config: TrainConfig,
     epoch: int,
     steps_per_epoch: int,
     total_steps: int,
-    pool: ThreadPoolExecutor,
-    decoded: _Decoded,
-    bad: dict[str, dict],
     show: bool | None,
 ) -> dict:
     model.train()
-    rng = np.random.default_rng([config.seed, epoch])
-    order = rng.permutation(len(samples))
-    # Every augmentation draw is made here, up front, so it does not depend on thread timing.
-    crops = rng.random((len(samples), 4))
-    flips = rng.random(len(samples)) < 0.5 if config.hflip else np.zeros(len(samples), bool)
-    preprocess = config.preprocess()
+    for m in frozen:
+        m.eval()
+    device = model_device(model)
     seen = correct = 0
     loss_sum = 0.0
     began = time.perf_counter()
     bar = progress_bar(
         steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", enabled=show, leave=False
     )
-
-    def load(b: int) -> tuple[np.ndarray, list]:
-        idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-        return idx, [pool.submit(_augmented, decoded, samples[i], crops[i], flips[i], config, preprocess) for i in idx]
-
-    pending = load(0)
-    for b in range(steps_per_epoch):
-        idx, loading = pending
-        if b + 1 < steps_per_epoch:
-            pending = load(b + 1)  # prepared while this batch trains
-        images, labels = [], []
-        for i, item in zip(idx, (f.result() for f in loading), strict=True):
-            if isinstance(item, BadImage):
-                bad.setdefault(
-                    samples[i].image_id,
-                    {"image_id": samples[i].image_id, "path": str(samples[i].path), "error": item.reason},
-                )
-                continue
-            images.append(item)
-            labels.append(samples[i].label)
-        if len(images) < 2:
-            bar.update()
+    lr = learning_rate(config, epoch * steps_per_epoch, total_steps, steps_per_epoch)
+    for b, batch in enumerate(source.batches(epoch, steps_per_epoch)):
+        bar.update()
+        if batch is None:
             continue
+        lr = learning_rate(config, epoch * steps_per_epoch + b, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, epoch * steps_per_epoch + b, total_steps, steps_per_epoch)
-        x = torch.stack(images).to(model_device(model)).contiguous(memory_format=torch.channels_last)
-        y = torch.tensor(labels, device=x.device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+            group["lr"] = lr * group["lr_scale"]
+        x = batch[0].to(device).contiguous(memory_format=torch.channels_last)
+        y = batch[1].to(device)
+        logits = source.net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        seen += len(labels)
+        seen += len(y)
         correct += int((logits.argmax(1) == y).sum())
-        loss_sum += loss.item() * len(labels)
-        bar.update()
+        loss_sum += loss.item() * len(y)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
     bar.close()
     seconds = time.perf_counter() - began
@@ -306,11 +421,172 @@ def _train_epoch(
         "epoch": epoch + 1,
         "loss": loss_sum / max(1, seen),
         "accuracy": 100.0 * correct / max(1, seen),
-        "lr": optimizer.param_groups[0]["lr"],
+        "lr": lr,
         "images": seen,
         "seconds": seconds,
         "images_per_s": seen / seconds if seconds else 0.0,
     }
+
+
+Batch = tuple[torch.Tensor, torch.Tensor] | None  # (inputs, labels), or None for a step with fewer than 2 images
+
+
+class _Images:
+    """Training batches of augmented images: a random crop and flip of every image, drawn anew every epoch.
+
+    The next batch is decoded (or taken from ``decoded``), cropped and normalized in ``pool``'s
+    threads while the current one trains. Unreadable images are left out of their batch and
+    recorded in ``bad``.
+    """
+
+    seconds = 0.0  # no preparation before the first epoch
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        config: TrainConfig,
+        pool: ThreadPoolExecutor,
+        decoded: _Decoded,
+        bad: dict[str, dict],
+        model: nn.Module,
+    ) -> None:
+        self.samples, self.config, self.pool, self.decoded, self.bad = samples, config, pool, decoded, bad
+        self.net = model
+        self.count = len(samples)
+        self.preprocess = config.preprocess()
+
+    def batches(self, epoch: int, steps: int) -> Iterator[Batch]:
+        config, samples = self.config, self.samples
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(samples))
+        # Every augmentation draw is made here, up front, so it does not depend on thread timing.
+        crops = rng.random((len(samples), 4))
+        flips = rng.random(len(samples)) < 0.5 if config.hflip else np.zeros(len(samples), bool)
+        shown = _hide_draws(rng, len(samples), config)
+
+        def load(b: int) -> tuple[np.ndarray, list]:
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            return idx, [
+                self.pool.submit(_augmented, self.decoded, samples[i], crops[i], flips[i], config, self.preprocess)
+                for i in idx
+            ]
+
+        pending = load(0)
+        for b in range(steps):
+            idx, loading = pending
+            if b + 1 < steps:
+                pending = load(b + 1)  # prepared while this batch trains
+            images, labels, kept = [], [], []
+            for i, item in zip(idx, (f.result() for f in loading), strict=True):
+                if isinstance(item, BadImage):
+                    sample = samples[i]
+                    self.bad.setdefault(
+                        sample.image_id, {"image_id": sample.image_id, "path": str(sample.path), "error": item.reason}
+                    )
+                    continue
+                images.append(item)
+                labels.append(samples[i].label)
+                kept.append(i)
+            if len(images) < 2:
+                yield None
+                continue
+            yield _hidden(torch.stack(images), shown, kept), torch.tensor(labels)
+
+
+class _FrozenMaps:
+    """Training batches of the frozen layers' output, computed once per image (``augment="features"``).
+
+    Every training image is squashed to the input size and, with ``hflip``, mirrored; the frozen
+    part of the network (up to ``config.freeze``) runs once on each, in eval mode, and its output is
+    kept in memory as float16. An epoch then takes, per image, one of its views and a random crop
+    of it (a window of ``[sqrt(min_scale), 1]`` of each side, one size per batch) and runs only the
+    layers after the cut: the frozen part costs one forward pass per image and view instead of one
+    per image and epoch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        samples: Sequence[Sample],
+        config: TrainConfig,
+        pool: ThreadPoolExecutor,
+        bad: dict[str, dict],
+        show: bool | None,
+    ) -> None:
+        if config.freeze is None:
+            raise InvalidArgument("augment", "augment='features' needs freeze=: the layers whose output is kept")
+        began = time.perf_counter()
+        first, self.net = split_at(model, config.freeze)
+        self.config = config
+        preprocess = config.preprocess()
+        device = model_device(model)
+        was_training = model.training
+        model.eval()
+        maps, labels = [], []
+        try:
+            with torch.no_grad(), progress_bar(len(samples), desc="frozen layers", enabled=show, leave=False) as bar:
+                for start in range(0, len(samples), config.batch_size):
+                    chunk = samples[start : start + config.batch_size]
+                    batch = load_batch([s.path for s in chunk], preprocess, executor=pool)
+                    by_path = {str(s.path): s for s in chunk}
+                    for err in batch.errors:
+                        sample = by_path[err.path]
+                        bad.setdefault(
+                            sample.image_id, {"image_id": sample.image_id, "path": err.path, "error": err.reason}
+                        )
+                    if batch.paths:
+                        x = batch.images.to(device).contiguous(memory_format=torch.channels_last)
+                        views = [x, x.flip(-1)] if config.hflip else [x]
+                        maps.append(torch.stack([first(v).half() for v in views], dim=1).cpu())
+                        labels += [by_path[p].label for p in batch.paths]
+                    bar.update(len(chunk))
+        finally:
+            model.train(was_training)
+        if len(labels) < 2:
+            raise InvalidArgument("train_set", f"a training set needs at least 2 readable images, found {len(labels)}")
+        self.maps = torch.cat(maps)  # [N, views, C, h, w]
+        self.labels = torch.tensor(labels)
+        self.count = len(labels)
+        self.seconds = time.perf_counter() - began
+        log.info(
+            "frozen layers up to %s: %d images x %d views, %.0f MiB, %.1f s",
+            config.freeze, self.count, self.maps.shape[1], self.maps.numel() * 2 / 2**20, self.seconds,
+        )  # fmt: skip
+
+    def batches(self, epoch: int, steps: int) -> Iterator[Batch]:
+        config = self.config
+        n, views, _, h, w = self.maps.shape
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(n)
+        view = rng.integers(0, views, n)
+        sides = np.sqrt(config.min_scale) + (1.0 - np.sqrt(config.min_scale)) * rng.random(steps)
+        offsets = rng.random((n, 2))
+        shown = _hide_draws(rng, n, config)
+        for b in range(steps):
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            ch, cw = max(1, round(h * sides[b])), max(1, round(w * sides[b]))
+            tops = (offsets[idx, 0] * (h - ch + 1)).astype(int)
+            lefts = (offsets[idx, 1] * (w - cw + 1)).astype(int)
+            crops = [
+                self.maps[i, v, :, t : t + ch, left : left + cw]
+                for i, v, t, left in zip(idx, view[idx], tops, lefts, strict=True)
+            ]
+            yield _hidden(torch.stack(crops).float(), shown, idx), self.labels[idx]
+
+
+def _hide_draws(rng: np.random.Generator, n: int, config: TrainConfig) -> np.ndarray | None:
+    """Which cells of each image's hide grid stay visible this epoch (``bool[n, g, g]``), None without hiding."""
+    if not config.hide:
+        return None
+    return rng.random((n, config.hide_grid, config.hide_grid)) >= config.hide
+
+
+def _hidden(x: torch.Tensor, shown: np.ndarray | None, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
+    """``x`` (``Tensor[N, C, H, W]``) with the hidden cells of its images' grids (``shown[rows]``) set to zero."""
+    if shown is None:
+        return x
+    keep = torch.from_numpy(shown[np.asarray(rows)]).to(x.dtype)[:, None]
+    return x * F.interpolate(keep, size=x.shape[-2:], mode="nearest")
 
 
 class _Decoded:
@@ -415,16 +691,27 @@ def _normal(value):
 
 
 def assess(
-    model: nn.Module, test_set: Dataset, preprocess: Preprocess, *, batch_size: int = 64, workers: int = 2
+    model: nn.Module,
+    test_set: Dataset,
+    preprocess: Preprocess,
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    held_out: Dataset | None = None,
 ) -> dict:
     """Classification and localization of a trained model on ``test_set`` (wsol protocol), next to the best centred box.
 
     Returns ``{"cam": summary, "center": summary}``, the second for the best fixed centred box.
+    With ``held_out`` (labelled images the model was not trained on) each summary also holds
+    ``"calibrated"``: the test accuracy at the thresholds (box sizes) chosen on those images.
     """
     cam = CAM(model)
-    return {
-        "cam": evaluate(test_set, cam, preprocess, batch_size=batch_size, workers=workers, progress=False).summary,
-        "center": evaluate(
-            test_set, cam, preprocess, baseline="center", batch_size=batch_size, workers=workers, progress=False
-        ).summary,
-    }
+    options: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": False}
+    out = {}
+    for name, baseline in (("cam", None), ("center", "center")):
+        result = evaluate(test_set, cam, preprocess, baseline=baseline, **options)
+        if held_out is not None and len(held_out):
+            val = evaluate(held_out, cam, preprocess, baseline=baseline, **options)
+            result.summary["calibrated"] = calibrate(result, val)
+        out[name] = result.summary
+    return out

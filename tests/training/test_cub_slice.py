@@ -1,0 +1,42 @@
+"""Real birds on a CUB-200-2011 slice: the recipe's train -> evaluate --calibrate -> finegrained --localizer."""
+
+import json
+
+import pytest
+
+from camloc.cli import main
+from tests.conftest import require_shared
+from tests.helpers.data import CUB_50, cub_slice
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data, pytest.mark.pretrained]
+
+
+def test_recipe_on_a_cub_slice_trains_localizes_and_crops(tmp_path, capsys):
+    require_shared(CUB_50 / "images.txt")
+    data = cub_slice(tmp_path / "cub", classes=5, train=8, test=4)  # 40 train / 20 test images, chance 20 %
+    model = tmp_path / "m.pt"
+    # The recipe's defaults (freeze features.13, frozen output kept, crops of it, Hide-and-Seek,
+    # 2 images a class held out), shrunk: 224 px, 3 epochs.
+    args = ["train", str(data), "--arch", "mobilenet_v2", "--pretrained", "--out", str(model), "--size", "224"]
+    assert main([*args, "--epochs", "3", "--batch-size", "10"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(model.with_suffix(".json").read_text())
+    assert report["train_images"] == 40 and report["config"]["freeze"] == "features.13"
+    assert sum(h["images"] for h in report["history"]) == 3 * 30  # 2 of each class's 8 held out
+    cam, center = report["cam"], report["center"]
+    assert cam["images"] == center["images"] == 20
+    assert cam["cls_top1"] >= 60.0  # chance: 20 %
+    assert cam["calibrated"]["images"] == 10 and set(cam["calibrated"]["thresholds"]) == {
+        "v1_50", "v2_30", "v2_50", "v2_70",
+    }  # fmt: skip
+    assert 0.0 <= cam["calibrated"]["box_acc"] <= cam["max_box_acc"]  # the test's own best threshold is an upper bound
+    assert "thresholds chosen on 10 validation images" in out
+
+    fg = tmp_path / "fg.json"
+    assert main(["finegrained", str(data), "--localizer", str(model), "--json", str(fg), "--size", "128"]) == 0
+    result = json.loads(fg.read_text())
+    assert (result["train_images"], result["test_images"]) == (40, 20) and result["skipped"] == []
+    assert len(result["test_boxes"]) == 20 and all(b is not None for b in result["test_boxes"].values())
+    for key in ("full", "cam_crop", "full_and_cam_crop", "gt_crop", "full_and_gt_crop"):
+        assert 20.0 < result[key] <= 100.0, key  # every probe beats chance
+    assert "full image + CAM crop" in capsys.readouterr().out
