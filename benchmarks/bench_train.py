@@ -1,6 +1,7 @@
 """`camloc train`'s throughput vs a bare training step on tensors already in memory.
 
     .venv/bin/python benchmarks/bench_train.py [--images 640] [--rounds 5] [--threads 2] [--json FILE]
+    .venv/bin/python benchmarks/bench_train.py --recipe [--images 320] [--size 448] [--rounds 3]
 
 Both train gapnet (camloc's default architecture) at its default 64² input, batch 64, SGD with
 momentum, channels_last. The bare step is forward + cross-entropy + backward + optimizer step on one
@@ -10,11 +11,21 @@ kept, random crop, flip and normalization in two threads while the previous batc
 rate read off the run's own history (writing the model file after the epoch is not in it). The two
 alternate, round after round, in one process; reported are the medians and their ratio, i.e. how
 much of the bare speed the data pipeline leaves; a third variant turns the decoded-image cache off.
+
+``--recipe``: the fine-tuning recipe instead (pretrained MobileNetV2, ``features.13`` and all before
+it frozen, their output for the squashed image and its mirror image computed once, epochs of crops
+of it with Hide-and-Seek) on the first ``--images`` CUB-200-2011 training images of
+../shared/data/cub-200-2011-50. The bare step runs the layers after the cut (forward,
+cross-entropy, backward, SGD step of their parameters, frozen BatchNorm in eval mode) on random
+tensors of the frozen output's shape, cropped to the same side as camloc's batches (one side per
+batch, as the recipe draws them). Also reported: the one-off cost of the frozen layers' output and
+the process's peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -46,15 +57,98 @@ def bare_rate(config: TrainConfig, num_classes: int, steps: int) -> float:
     return steps * config.batch_size / (time.perf_counter() - start)
 
 
+def recipe(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from camloc.datasets.registry import open_train_test
+    from camloc.models import build_model
+    from camloc.models.graph import split_at
+    from camloc.training.train import _freeze, _optimizer
+
+    cub = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub-200-2011-50"
+    full, _ = open_train_test(cub)
+    train_set = dataclasses.replace(full, samples=list(full.samples)[: args.images])
+    config = TrainConfig(arch="mobilenet_v2", pretrained=True, epochs=2, calibrate=0, size=args.size)
+    classes = len(full.class_names)
+    model = build_model("mobilenet_v2", classes, pretrained=True)
+    _freeze(model, config.freeze)
+    model = model.to(memory_format=torch.channels_last).train()
+    first, tail = split_at(model, config.freeze)
+    with torch.no_grad():
+        shape = first(torch.zeros(1, 3, config.size, config.size)).shape[1:]
+    for m in model.modules():  # frozen layers stay in eval mode, as in train()
+        if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+    optimizer = _optimizer(model, config)
+    rng = np.random.default_rng(0)
+    bare, camloc_rates, prepare = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds + 1):  # round 0 warms both up
+            steps = args.images // config.batch_size
+            sides = np.sqrt(config.min_scale) + (1 - np.sqrt(config.min_scale)) * rng.random(steps + 2)
+            start = 0.0
+            for i, side in enumerate(sides):
+                if i == 2:
+                    start = time.perf_counter()
+                h = max(1, round(shape[1] * side))
+                x = torch.randn(config.batch_size, shape[0], h, h).contiguous(memory_format=torch.channels_last)
+                loss = F.cross_entropy(tail(x), torch.randint(0, classes, (config.batch_size,)))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            rate = steps * config.batch_size / (time.perf_counter() - start)
+            result = train(config, train_set, Path(tmp) / f"m{r}.pt", progress=False)
+            if r:
+                bare.append(rate)
+                camloc_rates.append(result.history[1]["images_per_s"])
+                prepare.append(result.prepare_seconds)
+                print(f"round {r}: bare {rate:.1f} img/s, camloc train {camloc_rates[-1]:.1f} img/s, "
+                      f"frozen layers' output {prepare[-1]:.1f} s")  # fmt: skip
+    results = {
+        "recipe": True,
+        "threads": args.threads,
+        "images": args.images,
+        "size": config.size,
+        "batch_size": config.batch_size,
+        "bare_images_per_s": statistics.median(bare),
+        "camloc_images_per_s": statistics.median(camloc_rates),
+        "prepare_seconds": statistics.median(prepare),
+        "peak_rss_mib": peak_rss_mib(),
+        "rounds": {"bare": bare, "camloc": camloc_rates, "prepare": prepare},
+    }
+    results["ratio"] = results["camloc_images_per_s"] / results["bare_images_per_s"]
+    print(
+        f"median: bare step {results['bare_images_per_s']:.1f} img/s, camloc train {results['camloc_images_per_s']:.1f}"
+        f" img/s (ratio {results['ratio']:.2f}); frozen layers' output {results['prepare_seconds']:.1f} s for "
+        f"{args.images} images; peak RSS {results['peak_rss_mib']:.0f} MiB"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=640, help="generated training images (default: %(default)s)")
+    parser.add_argument("--images", type=int, help="training images (default: 640 generated, 320 CUB with --recipe)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--recipe", action="store_true", help="the fine-tuning recipe on CUB-200-2011 images")
+    parser.add_argument("--size", type=int, default=448, help="--recipe: input side (default: %(default)s)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the CLI does
+    if args.recipe:
+        args.images = args.images or 320
+        return recipe(args)
+    args.images = args.images or 640
     config = TrainConfig(epochs=2)
     bare, camloc_rates, uncached = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

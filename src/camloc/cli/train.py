@@ -137,6 +137,7 @@ def register(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test set, write the model file and the JSON."""
     from ..datasets.registry import open_train_test
+    from ..distributed import join
     from ..reports.summary import format_summary
     from ..runtime import keep_freed_memory
     from ..training.train import TrainConfig, assess, train
@@ -174,13 +175,16 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     device = resolve_device(args.device)
+    here = join(device)  # the process group of a torchrun launch (nothing to join otherwise)
     classes = len(train_set.class_names or [])
     held = f", {config.calibrate} a class held out to calibrate on" if config.calibrate else ""
-    print(
-        f"camloc: training {args.arch} on {train_set.name} ({len(train_set)} images, {classes} classes{held}), "
-        f"{config.epochs} epochs at {config.size} px, {device}",
-        file=sys.stderr,
-    )
+    processes = f", {here.size} processes of {config.batch_size} images a step" if here.distributed else ""
+    if here.is_main:
+        print(
+            f"camloc: training {args.arch} on {train_set.name} ({len(train_set)} images, {classes} classes{held}), "
+            f"{config.epochs} epochs at {config.size} px, {device}{processes}",
+            file=sys.stderr,
+        )
     result = train(config, train_set, args.out, resume=args.resume, device=device)
     seconds = sum(h["seconds"] for h in result.history)
     report = {
@@ -191,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "train_images": len(train_set),
         "train_seconds": seconds,
         "train_images_per_s": sum(h["images"] for h in result.history) / seconds if seconds else 0.0,
+        "processes": here.size,
         "history": result.history,
         "skipped": result.skipped,
         "versions": versions(),
@@ -198,10 +203,13 @@ def run(args: argparse.Namespace) -> int:
     if test_set is not None and not args.no_eval:
         scores = assess(result.model, test_set, config.preprocess(), workers=args.workers, held_out=result.held_out)
         report.update(test=test_set.name, **scores)
-        print(format_summary(scores["cam"], f"{args.out} on {test_set.name}: CAM boxes (wsol protocol)"))
+    if not here.is_main:  # rank 0 writes, prints and gives the exit status for the run
+        return 0
+    if "cam" in report:
+        print(format_summary(report["cam"], f"{args.out} on {report['test']}: CAM boxes (wsol protocol)"))
         print(
             format_summary(
-                scores["center"], "the same images, best fixed centred box (--baseline center)", baseline=True
+                report["center"], "the same images, best fixed centred box (--baseline center)", baseline=True
             )
         )
     json_path = write_json(report, args.json or Path(args.out).with_suffix(".json"))

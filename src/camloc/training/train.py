@@ -4,6 +4,13 @@ Reproducible and resumable by construction: the shuffling order and every augmen
 epoch ``e`` come from a generator seeded with ``(seed, e)``, the learning rate is a pure function
 of the step, and the model file written after each epoch holds the optimizer state and torch's RNG
 state. Resuming after epoch ``e`` therefore continues exactly as the uninterrupted run would have.
+
+Under ``torchrun --nproc-per-node N`` each process takes its part of every global batch of
+``N x batch_size`` images (the global order and augmentation draws are those one process makes), the
+model is wrapped in DistributedDataParallel, whose all-reduce makes each step's gradient that of the
+whole global batch, and rank 0 writes the model file. BatchNorm layers in training mode normalize by
+their own process's images (SyncBatchNorm needs CUDA), so only a network without them trains exactly
+as one process with the global batch would.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from PIL import Image
 from torch import nn
 
 from ..datasets.base import Dataset, Sample, hold_out
+from ..distributed import World, all_gather, all_sum, world
 from ..errors import BadImage, InvalidArgument, OutputExists, ResumeError
 from ..evaluation.evaluate import calibrate, evaluate
 from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, load_batch, open_image
@@ -247,7 +255,10 @@ def train(
     ``resume``: continue the run recorded in ``out`` (same data and configuration). ``stop_after``:
     end after that many epochs in total, as if interrupted (the file is then resumable).
     ``cache_bytes``: decoded training images are kept in memory up to this many bytes of pixels.
+    Under torchrun (:func:`camloc.distributed.join` first) every process calls this with the same
+    arguments; ``batch_size`` is then per process, and only rank 0 writes ``out``.
     """
+    here = world()
     out = Path(out)
     class_names = train_set.class_names
     num_classes = len(class_names) if class_names else 1 + max(s.label for s in train_set.samples)
@@ -264,13 +275,15 @@ def train(
         config.arch, num_classes, pretrained=config.pretrained, weights=config.weights, convert_gap=config.convert_gap
     )
     frozen = _freeze(model, config.freeze)
+    if here.rank:  # its own dropout masks; rank 0 draws what a single process draws
+        torch.manual_seed(config.seed * 1_000_003 + here.rank)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(model, config)
     history: list[dict] = []
     bad: dict[str, dict] = {}
     start_epoch = 0
     if resume:
-        start_epoch, history, bad = _restore(out, config, model, optimizer, num_classes)
+        start_epoch, history, bad = _restore(out, config, model, optimizer, num_classes, here)
         log.info("resuming %s after epoch %d/%d", out, start_epoch, config.epochs)
     elif out.exists():
         raise OutputExists(f"{out}: exists; pass resume=True to continue that run, or remove it")
@@ -280,30 +293,67 @@ def train(
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         source: _Images | _FrozenMaps
         if config.augment == "features":
-            source = _FrozenMaps(model, samples, config, pool, bad, progress)
+            source = _FrozenMaps(model, samples, config, pool, bad, progress and here.is_main, here)
         else:
-            source = _Images(samples, config, pool, _Decoded(cache_bytes), bad, model)
-        steps_per_epoch = _batches(source.count, config.batch_size)
+            source = _Images(samples, config, pool, _Decoded(cache_bytes), bad, model, here)
+        steps_per_epoch = _batches(source.count, config.batch_size * here.size, here.size)
         total_steps = steps_per_epoch * config.epochs
+        net = _parallel(source.net, here)
         for epoch in range(start_epoch, end_epoch):
             stats = _train_epoch(
-                source, model, frozen, optimizer, config, epoch, steps_per_epoch, total_steps, progress
-            )
+                source, net, model, frozen, optimizer, config, epoch, steps_per_epoch, total_steps,
+                progress if here.is_main else False, here,
+            )  # fmt: skip
             history.append(stats)
             log.info(
                 "epoch %d/%d: loss %.4f, accuracy %.2f %%, lr %.4g, %.0f img/s, %.1f s",
                 epoch + 1, config.epochs, stats["loss"], stats["accuracy"], stats["lr"], stats["images_per_s"],
                 stats["seconds"],
             )  # fmt: skip
-            _save(out, model, config, num_classes, class_names, optimizer, epoch + 1, history, bad)
+            bad = _gathered(bad)
+            rng_states = all_gather(torch.get_rng_state())
+            if here.is_main:
+                _save(out, model, config, num_classes, class_names, optimizer, epoch + 1, history, bad, rng_states)
+    bad = _gathered(bad)
     model.eval()
     prepared = source.seconds if start_epoch < end_epoch else 0.0
     return TrainResult(model, out, history, list(bad.values()), time.perf_counter() - began, held_out, prepared)
 
 
-def _batches(n: int, batch_size: int) -> int:
+def _batches(n: int, batch_size: int, processes: int = 1) -> int:
     full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 else 0)  # a 1-image batch would break BatchNorm's training statistics
+    # a 1-image batch would break BatchNorm's training statistics: each process needs 2
+    return full + (1 if rest >= 2 * processes else 0)
+
+
+def _parallel(net: nn.Module, here: World) -> nn.Module:
+    """``net`` in DistributedDataParallel when this is one of several processes, else ``net``."""
+    if not here.distributed:
+        return net
+    device = model_device(net)
+    ids = [device] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+
+def _gathered(bad: dict[str, dict]) -> dict[str, dict]:
+    """Every process's unreadable images, in one dict (a single process: ``bad`` itself)."""
+    parts = all_gather(bad)
+    if len(parts) == 1:
+        return bad
+    return {k: v for part in parts for k, v in sorted(part.items())}
+
+
+def _agree(kept: int, here: World) -> tuple[int, bool]:
+    """The images of this step over all processes, and whether every process has the 2 that BatchNorm needs."""
+    if not here.distributed:
+        return kept, kept >= 2
+    counts = all_sum({"kept": kept, "short": int(kept < 2)})
+    return int(counts["kept"]), not int(counts["short"])
+
+
+def _part(idx: np.ndarray, here: World) -> np.ndarray:
+    """This process's part of a global batch: the ``rank``-th of ``size`` nearly equal runs."""
+    return np.array_split(idx, here.size)[here.rank] if here.distributed else idx
 
 
 def _freeze(model: nn.Module, last: str | None) -> list[nn.Module]:
@@ -377,6 +427,7 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_ep
 
 def _train_epoch(
     source: _Images | _FrozenMaps,
+    net: nn.Module,
     model: nn.Module,
     frozen: list[nn.Module],
     optimizer: torch.optim.Optimizer,
@@ -385,7 +436,9 @@ def _train_epoch(
     steps_per_epoch: int,
     total_steps: int,
     show: bool | None,
+    here: World,
 ) -> dict:
+    """One epoch; ``net`` runs the batches (``source.net``, maybe in DistributedDataParallel)."""
     model.train()
     for m in frozen:
         m.eval()
@@ -399,23 +452,29 @@ def _train_epoch(
     lr = learning_rate(config, epoch * steps_per_epoch, total_steps, steps_per_epoch)
     for b, batch in enumerate(source.batches(epoch, steps_per_epoch)):
         bar.update()
-        if batch is None:
+        total, enough = _agree(0 if batch is None else len(batch[1]), here)
+        if batch is None or not enough:  # every process skips the step together
             continue
         lr = learning_rate(config, epoch * steps_per_epoch + b, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         x = batch[0].to(device).contiguous(memory_format=torch.channels_last)
         y = batch[1].to(device)
-        logits = source.net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        logits = net(x)
+        summed = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing, reduction="sum")
+        # the mean over the global batch: DistributedDataParallel averages the processes' gradients
+        loss = summed * (here.size / total)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seen += len(y)
         correct += int((logits.argmax(1) == y).sum())
-        loss_sum += loss.item() * len(y)
+        loss_sum += summed.item()
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
     bar.close()
+    if here.distributed:
+        sums = all_sum({"seen": seen, "correct": correct, "loss_sum": loss_sum})
+        seen, correct, loss_sum = int(sums["seen"]), int(sums["correct"]), float(sums["loss_sum"])
     seconds = time.perf_counter() - began
     return {
         "epoch": epoch + 1,
@@ -449,9 +508,10 @@ class _Images:
         decoded: _Decoded,
         bad: dict[str, dict],
         model: nn.Module,
+        here: World,
     ) -> None:
         self.samples, self.config, self.pool, self.decoded, self.bad = samples, config, pool, decoded, bad
-        self.net = model
+        self.net, self.here = model, here
         self.count = len(samples)
         self.preprocess = config.preprocess()
 
@@ -464,8 +524,10 @@ class _Images:
         flips = rng.random(len(samples)) < 0.5 if config.hflip else np.zeros(len(samples), bool)
         shown = _hide_draws(rng, len(samples), config)
 
+        size = config.batch_size * self.here.size  # the global batch
+
         def load(b: int) -> tuple[np.ndarray, list]:
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            idx = _part(order[b * size : (b + 1) * size], self.here)
             return idx, [
                 self.pool.submit(_augmented, self.decoded, samples[i], crops[i], flips[i], config, self.preprocess)
                 for i in idx
@@ -512,20 +574,22 @@ class _FrozenMaps:
         pool: ThreadPoolExecutor,
         bad: dict[str, dict],
         show: bool | None,
+        here: World,
     ) -> None:
         if config.freeze is None:
             raise InvalidArgument("augment", "augment='features' needs freeze=: the layers whose output is kept")
         began = time.perf_counter()
         first, self.net = split_at(model, config.freeze)
-        self.config = config
+        self.config, self.here = config, here
         preprocess = config.preprocess()
         device = model_device(model)
         was_training = model.training
         model.eval()
-        maps, labels = [], []
+        parts: list[tuple[int, torch.Tensor, list[int]]] = []  # (first sample, maps, labels) of each chunk
+        starts = range(0, len(samples), config.batch_size)[here.rank :: here.size]  # this process's chunks
         try:
             with torch.no_grad(), progress_bar(len(samples), desc="frozen layers", enabled=show, leave=False) as bar:
-                for start in range(0, len(samples), config.batch_size):
+                for start in starts:
                     chunk = samples[start : start + config.batch_size]
                     batch = load_batch([s.path for s in chunk], preprocess, executor=pool)
                     by_path = {str(s.path): s for s in chunk}
@@ -537,11 +601,15 @@ class _FrozenMaps:
                     if batch.paths:
                         x = batch.images.to(device).contiguous(memory_format=torch.channels_last)
                         views = [x, x.flip(-1)] if config.hflip else [x]
-                        maps.append(torch.stack([first(v).half() for v in views], dim=1).cpu())
-                        labels += [by_path[p].label for p in batch.paths]
-                    bar.update(len(chunk))
+                        maps = torch.stack([first(v).half() for v in views], dim=1).cpu()
+                        parts.append((start, maps, [by_path[p].label for p in batch.paths]))
+                    bar.update(len(chunk) * here.size)
         finally:
             model.train(was_training)
+        if here.distributed:  # every process keeps all of them, in the order one process makes
+            parts = sorted((part for rank_parts in all_gather(parts) for part in rank_parts), key=lambda p: p[0])
+        maps = [m for _, m, _ in parts]
+        labels = [label for _, _, chunk_labels in parts for label in chunk_labels]
         if len(labels) < 2:
             raise InvalidArgument("train_set", f"a training set needs at least 2 readable images, found {len(labels)}")
         self.maps = torch.cat(maps)  # [N, views, C, h, w]
@@ -562,8 +630,9 @@ class _FrozenMaps:
         sides = np.sqrt(config.min_scale) + (1.0 - np.sqrt(config.min_scale)) * rng.random(steps)
         offsets = rng.random((n, 2))
         shown = _hide_draws(rng, n, config)
+        size = config.batch_size * self.here.size  # the global batch
         for b in range(steps):
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            idx = _part(order[b * size : (b + 1) * size], self.here)
             ch, cw = max(1, round(h * sides[b])), max(1, round(w * sides[b]))
             tops = (offsets[idx, 0] * (h - ch + 1)).astype(int)
             lefts = (offsets[idx, 1] * (w - cw + 1)).astype(int)
@@ -637,7 +706,8 @@ def _augmented(
     return preprocess.to_tensor(im)
 
 
-def _save(out, model, config, num_classes, class_names, optimizer, epoch, history, bad) -> None:
+def _save(out, model, config, num_classes, class_names, optimizer, epoch, history, bad, rng_states) -> None:
+    """The model file of the run so far; ``rng_states``: every process's torch RNG state, in rank order."""
     save_checkpoint(
         out,
         model,
@@ -651,7 +721,9 @@ def _save(out, model, config, num_classes, class_names, optimizer, epoch, histor
                 "config": dataclasses.asdict(config),
                 "epoch": epoch,
                 "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": rng_states[0],
+                "torch_rng_ranks": rng_states,
+                "processes": len(rng_states),
                 "history": history,
                 "skipped": list(bad.values()),
             }
@@ -665,7 +737,9 @@ def _gap_spec(model: nn.Module, config: TrainConfig) -> dict | None:
     return dict(getattr(model, "camloc_gap", config.convert_gap))
 
 
-def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, num_classes: int) -> tuple[int, list, dict]:
+def _restore(
+    out: Path, config: TrainConfig, model: nn.Module, optimizer, num_classes: int, here: World
+) -> tuple[int, list, dict]:
     record = read_model_file(out)
     state = record.get("train")
     if state is None:
@@ -680,9 +754,12 @@ def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, num_cl
         )
     if record["num_classes"] != num_classes:
         raise ResumeError(f"{out}: has {record['num_classes']} classes, the dataset {num_classes}")
+    processes = int(state.get("processes", 1))
+    if processes != here.size:  # the global batch, and so every step, depends on it
+        raise ResumeError(f"{out}: was trained by {processes} process(es), not {here.size}; resume with as many")
     model.load_state_dict(record["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state.get("torch_rng_ranks", [state["torch_rng"]])[here.rank])
     return int(state["epoch"]), list(state["history"]), {s["image_id"]: s for s in state.get("skipped", [])}
 
 
