@@ -32,7 +32,7 @@ def test_defaults_follow_the_kind_of_run():
     assert (scratch.new_lr_scale, scratch.weight_decay, scratch.min_scale, scratch.calibrate) == (1.0, 5e-4, 0.35, 0)
     recipe = TrainConfig(arch="mobilenet_v2", pretrained=True)
     assert recipe.recipe and FROZEN_STAGE["mobilenet_v2"] == "features.13"
-    assert (recipe.epochs, recipe.size, recipe.freeze, recipe.augment) == (8, 448, "features.13", "features")
+    assert (recipe.epochs, recipe.size, recipe.freeze, recipe.augment) == (10, 448, "features.13", "features")
     assert (recipe.hide, recipe.new_lr_scale, recipe.weight_decay, recipe.min_scale, recipe.calibrate) == (
         0.5, 10.0, 1e-4, 0.5, 2,
     )  # fmt: skip
@@ -44,7 +44,7 @@ def test_defaults_follow_the_kind_of_run():
         assert (other.freeze, other.augment, other.size, other.new_lr_scale, other.hide) == (None, "images", 224, 10, 0)
     # Whatever is given explicitly wins.
     mine = TrainConfig(arch="mobilenet_v2", pretrained=True, freeze=None, augment="images", size=224, hide=0.0)
-    assert (mine.freeze, mine.augment, mine.size, mine.hide, mine.epochs) == (None, "images", 224, 0.0, 8)
+    assert (mine.freeze, mine.augment, mine.size, mine.hide, mine.epochs) == (None, "images", 224, 0.0, 10)
     with pytest.raises(ValueError, match="augment='features' needs freeze="):
         TrainConfig(augment="features")
     with pytest.raises(ValueError, match="hide= must be in"):
