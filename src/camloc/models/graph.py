@@ -254,7 +254,7 @@ def _reaches(node: fx.Node, target: fx.Node) -> bool:
     return False
 
 
-def extract_head(model: nn.Module, graph: fx.Graph, feature: fx.Node, value: fx.Node) -> Callable[[Tensor], Tensor]:
+def extract_head(model: nn.Module, graph: fx.Graph, feature: fx.Node, value: fx.Node) -> fx.GraphModule:
     """A module computing the logits from the feature map alone (the nodes between the two)."""
     needed: set[fx.Node] = set()
     stack = [value]
@@ -278,7 +278,7 @@ def extract_head(model: nn.Module, graph: fx.Graph, feature: fx.Node, value: fx.
     return fx.GraphModule(model, head_graph)
 
 
-def split_at(model: nn.Module, layer: str) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
     """``(first, rest)``: the part of ``model`` up to module ``layer``'s output, and the part after it.
 
     ``rest(first(x))`` computes ``model(x)`` (traced in eval mode); both share ``model``'s modules

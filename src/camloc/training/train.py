@@ -601,8 +601,8 @@ class _FrozenMaps:
                     if batch.paths:
                         x = batch.images.to(device).contiguous(memory_format=torch.channels_last)
                         views = [x, x.flip(-1)] if config.hflip else [x]
-                        maps = torch.stack([first(v).half() for v in views], dim=1).cpu()
-                        parts.append((start, maps, [by_path[p].label for p in batch.paths]))
+                        chunk_maps = torch.stack([first(v).half() for v in views], dim=1).cpu()
+                        parts.append((start, chunk_maps, [by_path[p].label for p in batch.paths]))
                     bar.update(len(chunk) * here.size)
         finally:
             model.train(was_training)
