@@ -40,7 +40,10 @@ def main() -> None:
     _, test_set = open_train_test(CUB)
     by_id = {s.image_id: s for s in test_set.samples}
     with open(args.rows, newline="") as f:
-        rows = sorted((r for r in csv.DictReader(f) if r["iou"]), key=lambda r: float(r["iou"]))
+        rows = sorted(
+            (r for r in csv.DictReader(line for line in f if not line.startswith("#")) if r["iou"]),
+            key=lambda r: float(r["iou"]),
+        )
     k, middle = args.per_case, len(rows) // 2
     cases = {
         "best": rows[-k:][::-1],
