@@ -28,7 +28,7 @@ def _recipe(**kw):
 
 def test_defaults_follow_the_kind_of_run():
     scratch = TrainConfig()
-    assert (scratch.epochs, scratch.size, scratch.freeze, scratch.augment, scratch.hide) == (20, 64, None, "images", 0)
+    assert (scratch.epochs, scratch.size, scratch.freeze, scratch.augment, scratch.hide) == (30, 64, None, "images", 0)
     assert (scratch.new_lr_scale, scratch.weight_decay, scratch.min_scale, scratch.calibrate) == (1.0, 5e-4, 0.35, 0)
     recipe = TrainConfig(arch="mobilenet_v2", pretrained=True)
     assert recipe.recipe and FROZEN_STAGE["mobilenet_v2"] == "features.13"

@@ -56,7 +56,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--epochs",
         type=positive,
-        help="passes over the training set (default: 10 for the fine-tuning recipe, see --freeze; otherwise 20)",
+        help="passes over the training set (default: 10 for the fine-tuning recipe, see --freeze; otherwise 30)",
     )
     p.add_argument(
         "--batch-size", type=positive, default=64, metavar="N", help="images per step (default: %(default)s)"
