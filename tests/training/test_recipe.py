@@ -111,3 +111,14 @@ def test_recipe_trains_only_after_the_cut_and_resumes_bit_identically(tiny, tmp_
     assert [h["loss"] for h in whole.history] == [h["loss"] for h in resumed.history]
     with pytest.raises(ValueError, match="was trained with hide=0.5, not 0.25"):
         train(dataclasses.replace(config, hide=0.25), train_set, tmp_path / "cut.pt", resume=True, progress=False)
+
+
+def test_freeze_of_a_missing_module_names_the_one_meant():
+    from camloc.training.train import _freeze
+
+    gap = build_model("mobilenet_v2", 3, convert_gap={"layer": "features.13", "width": 8})
+    with pytest.raises(ValueError, match=r"GapVariant has no module .*; did you mean 'backbone.features.13'\?"):
+        _freeze(gap, "features.13")
+    assert all(p.requires_grad for p in gap.parameters())  # nothing frozen by the failed call
+    _freeze(gap, "backbone.features.13")
+    assert not any(p.requires_grad for p in gap.backbone.parameters()) and gap.conv.weight.requires_grad

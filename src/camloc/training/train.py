@@ -376,8 +376,10 @@ def _freeze(model: nn.Module, last: str | None) -> list[nn.Module]:
     names = [name for name, _ in model.named_parameters()]
     inside = [i for i, name in enumerate(names) if name.startswith(last + ".")]
     if not inside:
+        near = [name for name, _ in model.named_modules() if name.endswith("." + last)]
+        hint = f"; did you mean {near[0]!r}?" if near else ""
         raise InvalidArgument(
-            "freeze", f"freeze={last!r}: {type(model).__name__} has no module of that name with parameters"
+            "freeze", f"freeze={last!r}: {type(model).__name__} has no module of that name with parameters{hint}"
         )
     stop = set(names[: inside[-1] + 1])
     for name, p in model.named_parameters():
