@@ -60,6 +60,10 @@ def test_split_at_a_stage_computes_the_model_and_shares_its_parameters(mobilenet
     assert {id(p) for p in rest.parameters()} <= {id(p) for p in mobilenet.parameters()}
     with pytest.raises(camloc.HeadNotFound, match="skip connection"):
         split_at(mobilenet, "features.13.conv.0")  # inside a residual block
+    gap = build_model("mobilenet_v2", 3, convert_gap={"layer": "features.13", "width": 8}).eval()
+    backbone, head = split_at(gap, "backbone")  # a feature extractor's dict: the cut is the one item taken of it
+    with torch.no_grad():
+        assert backbone(x).shape == (2, 96, 6, 6) and torch.equal(head(backbone(x)), gap(x))
 
 
 def test_fresh_layers_learn_ten_times_faster_and_frozen_ones_not_at_all():

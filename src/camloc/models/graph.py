@@ -292,6 +292,12 @@ def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModu
         raise HeadNotFound(
             f"{type(model).__name__}.forward does not call the module {layer!r} as one step, or returns no tensor"
         )
+    # a module returning a dict or tuple (a feature extractor) is crossed by the one item taken of it
+    while cut is not None and len(cut.users) == 1:
+        user = next(iter(cut.users))
+        if user.op != "call_function" or user.target is not operator.getitem:
+            break
+        cut = user
     source = next(n for n in graph.nodes if n.op == "placeholder")
     try:
         rest = extract_head(model, graph, cut, value)
