@@ -2,6 +2,7 @@
 batch's, so a network without BatchNorm in training mode ends where one process with the global batch
 ends; a run stopped after an epoch resumes to the same weights; the CLI writes one model and one JSON."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -42,7 +43,8 @@ def without_batchnorm(num_classes: int) -> nn.Module:
 
 LAUNCHED = """
 import sys, torch
-import camloc.training.train as T
+import importlib
+T = importlib.import_module("camloc.training.train")  # the module: camloc.training.train is also its function
 from camloc.datasets.synthetic import generate
 from camloc.distributed import join, world
 from tests.training.test_distributed_train import CONFIGS, without_batchnorm
@@ -75,7 +77,7 @@ def two_processes(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_two_processes_step_as_one_with_the_global_batch(two_processes, name, monkeypatch, tmp_path):
-    import camloc.training.train as module
+    module = importlib.import_module("camloc.training.train")  # not the function camloc.training exports
 
     monkeypatch.setattr(module, "build_model", lambda arch, n, **kw: without_batchnorm(n))
     train_set, _ = open_train_test(two_processes / "data")
@@ -96,7 +98,7 @@ def test_two_processes_step_as_one_with_the_global_batch(two_processes, name, mo
 
 
 def test_resume_with_another_number_of_processes_is_refused(two_processes, monkeypatch):
-    import camloc.training.train as module
+    module = importlib.import_module("camloc.training.train")  # not the function camloc.training exports
 
     monkeypatch.setattr(module, "build_model", lambda arch, n, **kw: without_batchnorm(n))
     train_set, _ = open_train_test(two_processes / "data")
