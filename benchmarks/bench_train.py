@@ -71,14 +71,13 @@ def recipe(args: argparse.Namespace) -> None:
     config = TrainConfig(arch="mobilenet_v2", pretrained=True, epochs=2, calibrate=0, size=args.size)
     classes = len(full.class_names)
     model = build_model("mobilenet_v2", classes, pretrained=True)
-    _freeze(model, config.freeze)
+    frozen = _freeze(model, config.freeze)
     model = model.to(memory_format=torch.channels_last).train()
     first, tail = split_at(model, config.freeze)
     with torch.no_grad():
         shape = first(torch.zeros(1, 3, config.size, config.size)).shape[1:]
-    for m in model.modules():  # frozen layers stay in eval mode, as in train()
-        if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters()):
-            m.eval()
+    for m in frozen:  # frozen layers stay in eval mode, as in train()
+        m.eval()
     optimizer = _optimizer(model, config)
     rng = np.random.default_rng(0)
     bare, camloc_rates, prepare = [], [], []

@@ -176,12 +176,17 @@ def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True, format_f
     g.add_argument("--one-based", action="store_true", help="XML boxes are 1-based (Pascal VOC)")
 
 
-def open_data(args: argparse.Namespace) -> Dataset:
-    """The dataset that DATA and the dataset flags name."""
+def open_data(args: argparse.Namespace, data: str | None = None) -> Dataset:
+    """The dataset that DATA (or ``data``, read with the same dataset flags) and the dataset flags name."""
     from ..datasets.registry import open_dataset
 
     return open_dataset(
-        args.data, args.format, images=args.images, split=args.split, classes=args.class_map, one_based=args.one_based
+        data or args.data,
+        args.format,
+        images=args.images,
+        split=args.split,
+        classes=args.class_map,
+        one_based=args.one_based,
     )
 
 

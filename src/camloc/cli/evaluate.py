@@ -75,7 +75,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary, write the JSON and the curves' plot."""
-    from ..datasets.registry import open_dataset
     from ..distributed import barrier, rank_file, world
     from ..evaluation.evaluate import calibrate, evaluate
     from ..figures import plot_curves
@@ -118,14 +117,7 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
     )
     if args.calibrate:
-        val_set = open_dataset(
-            args.calibrate,
-            args.format,
-            images=args.images,
-            split=args.split,
-            classes=args.class_map,
-            one_based=args.one_based,
-        )
+        val_set = open_data(args, args.calibrate)
         same = {k: getattr(args, k) for k in ("protocol", "batch_size", "workers", "step", "threshold", "baseline")}
         val = evaluate(val_set, method, info.preprocess, **same)
         result.summary["calibrated"] = {"data": str(Path(args.calibrate).resolve()), **calibrate(result, val)}

@@ -293,7 +293,7 @@ def train(
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         source: _Images | _FrozenMaps
         if config.augment == "features":
-            source = _FrozenMaps(model, samples, config, pool, bad, progress and here.is_main, here)
+            source = _FrozenMaps(model, samples, config, pool, bad, progress if here.is_main else False, here)
         else:
             source = _Images(samples, config, pool, _Decoded(cache_bytes), bad, model, here)
         steps_per_epoch = _batches(source.count, config.batch_size * here.size, here.size)
@@ -356,8 +356,8 @@ def _agree(kept: int, here: World) -> tuple[int, bool]:
     """The images of this step over all processes, and whether every process has the 2 that BatchNorm needs."""
     if not here.distributed:
         return kept, kept >= 2
-    counts = all_sum({"kept": kept, "short": int(kept < 2)})
-    return int(counts["kept"]), not int(counts["short"])
+    kept_and_short = all_sum({"counts": np.array([kept, int(kept < 2)])})["counts"]  # one all-reduce a step
+    return int(kept_and_short[0]), not int(kept_and_short[1])
 
 
 def _part(idx: np.ndarray, here: World) -> np.ndarray:
@@ -597,11 +597,12 @@ class _FrozenMaps:
         was_training = model.training
         model.eval()
         parts: list[tuple[int, torch.Tensor, list[int]]] = []  # (first sample, maps, labels) of each chunk
-        starts = range(0, len(samples), config.batch_size)[here.rank :: here.size]  # this process's chunks
+        size = min(config.batch_size, inference_batch(config.size))  # images per forward pass
+        starts = range(0, len(samples), size)[here.rank :: here.size]  # this process's chunks
         try:
             with torch.no_grad(), progress_bar(len(samples), desc="frozen layers", enabled=show, leave=False) as bar:
                 for start in starts:
-                    chunk = samples[start : start + config.batch_size]
+                    chunk = samples[start : start + size]
                     batch = load_batch([s.path for s in chunk], preprocess, executor=pool)
                     by_path = {str(s.path): s for s in chunk}
                     for err in batch.errors:
@@ -612,11 +613,7 @@ class _FrozenMaps:
                     if batch.paths:
                         x = batch.images.to(device).contiguous(memory_format=torch.channels_last)
                         views = [x, x.flip(-1)] if config.hflip else [x]
-                        step = inference_batch(config.size)
-                        chunk_maps = torch.stack(
-                            [torch.cat([first(v[i : i + step]).half() for i in range(0, len(v), step)]) for v in views],
-                            dim=1,
-                        ).cpu()
+                        chunk_maps = torch.stack([first(v).half() for v in views], dim=1).cpu()
                         parts.append((start, chunk_maps, [by_path[p].label for p in batch.paths]))
                     bar.update(len(chunk) * here.size)
         finally:
