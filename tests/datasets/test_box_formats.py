@@ -1,6 +1,8 @@
 """COCO / Pascal VOC / YOLO writers; camloc's readers read back the same boxes, pycocotools reads every COCO file."""
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -117,6 +119,26 @@ def test_voc_and_yolo_read_back_the_same_boxes(tmp_path):
     yolo = open_dataset(out / "yolo")
     assert yolo.format == "yolo" and yolo.class_names == NAMES
     assert _by_image(yolo) == expected
+
+
+def test_formats_of_one_run_share_one_folder_of_image_links(tmp_path):
+    images = _images(tmp_path)
+    out = _write(tmp_path, images)
+    links = sorted(p.name for p in (out / "coco" / "images").iterdir())
+    assert links == ["x.png", "x_2.jpg", "y.png"] and all((out / "coco" / "images" / n).is_symlink() for n in links)
+    for folder in (out / "voc" / "JPEGImages", out / "yolo" / "images"):
+        assert folder.is_symlink() and os.readlink(folder) == os.path.join("..", "coco", "images")
+    # the run's folder moved elsewhere (links kept as links): every format still finds its images
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, symlinks=True)
+    shutil.rmtree(out)
+    for fmt in ("coco", "voc", "yolo"):
+        back = open_dataset(moved / fmt, one_based=True) if fmt == "voc" else open_dataset(moved / fmt)
+        assert back.samples and all(s.path.is_file() for s in back.samples), fmt
+    # writers opened again on the same folders (a resumed run) keep the links as they are
+    again = open_writers(["coco", "voc", "yolo"], moved, NAMES)
+    assert [w.links_here for w in again] == [True, False, False]
+    assert os.readlink(moved / "yolo" / "images") == os.path.join("..", "coco", "images")
 
 
 def test_a_failed_run_leaves_no_whole_set_files(tmp_path):

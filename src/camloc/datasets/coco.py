@@ -25,13 +25,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, camloc_version
 from .base import Dataset, Sample
 from .classes import load_class_table
-from .labels import BoxWriter, Detection, ImageBoxes, link_image
+from .labels import BoxWriter, Detection, ImageBoxes
 from .parsing import check_box
 
 __all__ = ["CocoWriter", "box_of_bbox", "coco_bbox", "coco_categories", "read_coco", "write_coco", "write_coco_results"]
@@ -134,7 +135,7 @@ def write_coco_results(path: str | os.PathLike, images: Iterable[ImageBoxes]) ->
 def _spooled(line: str) -> tuple[ImageBoxes, str]:
     r = json.loads(line)
     detections = [Detection(d[0], tuple(d[1:5]), d[5]) for d in r["d"]]
-    return ImageBoxes(r["i"], Path(r["p"]), r["w"], r["h"], detections), r["f"]
+    return ImageBoxes(r["i"], r["p"], r["w"], r["h"], detections), r["f"]
 
 
 class CocoWriter(BoxWriter):
@@ -146,18 +147,16 @@ class CocoWriter(BoxWriter):
 
     format = "coco"
 
-    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: Any) -> None:
         super().__init__(out_dir, class_names, **parts)
         self.spool_path = self.out_dir / ".annotations.part"
-        self.images = self._folder("images") if self.link_images else self.out_dir / "images"
         self.spool = open(self.spool_path, "w") if self.whole_set else None  # noqa: SIM115 - closed in close() / abort()
         self.annotations = self.out_dir / "annotations.json"
         self.results = self.out_dir / "results.json"
 
     def _write(self, image: ImageBoxes, name: str) -> None:
-        file_name = name + Path(image.path).suffix
-        if self.link_images:
-            link_image(self.images, name, image.path)
+        file_name = name + os.path.splitext(image.path)[1]
+        self._link(image, name)
         if self.spool is not None:
             detections = [[d.label, *d.box, d.score] for d in image.detections]
             record = {"i": image.index, "p": str(image.path), "f": file_name, "w": image.width, "h": image.height}

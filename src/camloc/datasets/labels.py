@@ -4,9 +4,12 @@ A :class:`BoxWriter` takes :class:`ImageBoxes` one at a time (``write``) and fin
 ``close`` (or at the end of a ``with`` block); per-image files are written as they come, whole-set
 files atomically at the end. Writers: :class:`~camloc.datasets.coco.CocoWriter`,
 :class:`~camloc.datasets.voc.VocWriter`, :class:`~camloc.datasets.yolo.YoloWriter`;
-:func:`~camloc.datasets.registry.open_writers` makes several by format name. Each format gets a
-folder of its own holding symbolic links to the images (``images/``, VOC's ``JPEGImages/``), so
-that a folder is all a detector's training code needs; links point at the files' absolute paths.
+:func:`~camloc.datasets.registry.open_writers` makes several by format name. Each format's folder
+has a folder of the images (``images/``, VOC's ``JPEGImages/``), so that a format's folder is all a
+detector's training code needs: symbolic links to the files' absolute paths. Writers of one run
+share one such folder (``images_from``): the first format's holds the links, the others' image
+folders are relative links to it (one link per image, not one per image and format: creating files
+is most of the writers' cost). Copy a single format's folder elsewhere with ``cp -rL``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class ImageBoxes:
     """
 
     index: int
-    path: Path
+    path: str | os.PathLike
     width: int
     height: int
     detections: list[Detection] = field(default_factory=list)
@@ -97,8 +100,13 @@ def link_image(folder: Path, name: str, source: str | os.PathLike) -> Path | Non
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (through ``.<name>.part`` beside it, in an existing folder)."""
     tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w") as f:
-        f.write(text)
+    data = memoryview(text.encode())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # no buffered file object: fewer system calls
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -112,6 +120,8 @@ class BoxWriter:
         link_images: put a symbolic link to each image in the format's image folder.
         per_image: write the files of each image (VOC's XML, YOLO's labels, the links).
         whole_set: write the files of the whole set on :meth:`close` (COCO's JSON, VOC's list, YOLO's data.yaml).
+        images_from: another writer's image folder (of the same run, under the same parent folder):
+            this writer's image folder becomes a relative link to it, and the links are that writer's to write.
 
     Use as a context manager, or call :meth:`close` when done; a block left by an exception
     leaves the per-image files written so far and does not write the whole-set files. A run split
@@ -120,6 +130,8 @@ class BoxWriter:
     """
 
     format = ""
+    #: the name of the format's folder of images
+    image_folder = "images"
 
     def __init__(
         self,
@@ -129,6 +141,7 @@ class BoxWriter:
         link_images: bool = True,
         per_image: bool = True,
         whole_set: bool = True,
+        images_from: Path | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.given_names = None if class_names is None else list(class_names)
@@ -139,6 +152,31 @@ class BoxWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if whole_set:  # the writer that finishes a run: what a killed one left half-made goes
             self._fresh(self.out_dir)
+        self.images = self.out_dir / self.image_folder
+        self.links_here = self.link_images and not (images_from is not None and self._share(images_from))
+        if self.links_here:
+            self._folder(self.image_folder)
+        elif whole_set and self.images.is_dir() and not self.images.is_symlink():
+            self._fresh(self.images)
+
+    def _share(self, images_from: Path) -> bool:
+        """Make the image folder a relative link to ``images_from``; False where a folder of its own is there."""
+        target = os.path.relpath(images_from, self.out_dir)
+        try:
+            self.images.symlink_to(target, target_is_directory=True)
+        except FileExistsError:  # a resumed run, or another process of this one, made it first
+            if not self.images.is_symlink():
+                return False  # a folder of links, from a run written before folders were shared
+            if os.readlink(self.images) != target:
+                tmp = self.out_dir / f".{self.image_folder}.{os.getpid()}.link"
+                tmp.symlink_to(target, target_is_directory=True)
+                os.replace(tmp, self.images)
+        return True
+
+    def _link(self, image: ImageBoxes, name: str) -> None:
+        """The image's link in the image folder, unless another writer's folder holds the links."""
+        if self.links_here:
+            link_image(self.images, name, image.path)
 
     @property
     def class_names(self) -> list[str]:

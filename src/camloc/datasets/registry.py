@@ -213,9 +213,14 @@ def open_writers(
     """One writer per name of :data:`BOX_FORMATS` (in the order given, each once), each in ``out_dir/<format>``.
 
     ``parts``: ``link_images``, ``per_image``, ``whole_set`` of :class:`~camloc.datasets.labels.BoxWriter`.
+    The first format's image folder holds the image links; the others' are links to it.
     """
     unknown = [f for f in formats if f not in BOX_FORMATS]
     if unknown or not formats:
         got = ", ".join(map(repr, unknown)) if unknown else "none"
         raise InvalidArgument("format", f"box formats are {', '.join(BOX_FORMATS)}; got {got}")
-    return [BOX_FORMATS[f](Path(out_dir) / f, class_names, **parts) for f in dict.fromkeys(formats)]
+    writers: list[BoxWriter] = []
+    for f in dict.fromkeys(formats):
+        shared = writers[0].images if writers else None
+        writers.append(BOX_FORMATS[f](Path(out_dir) / f, class_names, images_from=shared, **parts))
+    return writers

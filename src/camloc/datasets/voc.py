@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from xml.parsers import expat
 from xml.sax.saxutils import escape
 
@@ -35,7 +36,7 @@ from ..utils import IMAGE_SUFFIXES, atomic_path
 from .base import Dataset, LazySamples, Sample
 from .classes import ClassTable, load_class_table
 from .folder import holds_a
-from .labels import BoxWriter, ImageBoxes, link_image, write_text
+from .labels import BoxWriter, ImageBoxes, write_text
 from .parsing import check_box, parse_float
 
 __all__ = ["LAZY_FROM", "VocWriter", "read_voc", "voc_xml"]
@@ -246,24 +247,24 @@ class VocWriter(BoxWriter):
     """Pascal VOC's layout (see the module docstring); each XML is written, atomically, as its image comes."""
 
     format = "voc"
+    image_folder = "JPEGImages"
 
-    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: Any) -> None:
         super().__init__(out_dir, class_names, **parts)
         if self.given_names is not None:
             index = load_class_table(self.given_names).index()
             clash = next((n for n in self.given_names if index[n] < 0), None)
             if clash is not None:  # <name> is all a VOC object says of its class
                 raise DatasetError(f"class name {clash!r} names two classes; VOC files need distinct class names")
-        self.annotations, self.images = self._folder("Annotations"), self._folder("JPEGImages")
+        self.annotations = self._folder("Annotations")
         self.listed = None
         if self.whole_set:
             self.listed = open(self._folder("ImageSets/Main") / ".all.txt.part", "w")  # noqa: SIM115 - closed in close()
 
     def _write(self, image: ImageBoxes, name: str) -> None:
-        if self.link_images:
-            link_image(self.images, name, image.path)
+        self._link(image, name)
         if self.per_image:
-            xml = voc_xml(image, name + Path(image.path).suffix, self._names_upto(image))
+            xml = voc_xml(image, name + os.path.splitext(image.path)[1], self._names_upto(image))
             write_text(self.annotations / f"{name}.xml", xml)
         if self.listed is not None:
             self.listed.write(name + "\n")

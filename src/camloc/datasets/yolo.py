@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -30,7 +31,7 @@ from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, is_image_file
 from .base import Dataset, Sample
-from .labels import BoxWriter, ImageBoxes, link_image, write_text
+from .labels import BoxWriter, ImageBoxes, write_text
 from .parsing import check_box, parse_float, parse_int, read_lines
 
 __all__ = ["YoloWriter", "read_yolo", "yolo_line"]
@@ -54,13 +55,12 @@ class YoloWriter(BoxWriter):
 
     format = "yolo"
 
-    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool) -> None:
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: Any) -> None:
         super().__init__(out_dir, class_names, **parts)
-        self.labels, self.images = self._folder("labels"), self._folder("images")
+        self.labels = self._folder("labels")
 
     def _write(self, image: ImageBoxes, name: str) -> None:
-        if self.link_images:
-            link_image(self.images, name, image.path)
+        self._link(image, name)
         if self.per_image:
             lines = [yolo_line(d.label, d.box, image.width, image.height) + "\n" for d in image.detections]
             write_text(self.labels / f"{name}.txt", "".join(lines))
