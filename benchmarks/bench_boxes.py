@@ -1,16 +1,19 @@
-"""`camloc boxes` (weak labels to COCO + VOC + YOLO files) against `camloc evaluate` on the same images, and its memory.
+"""`camloc boxes` (weak labels to COCO, VOC, YOLO files) against `camloc evaluate` on the same images, and its memory.
 
-    .venv/bin/python benchmarks/bench_boxes.py [--repeats 3] [--threads 2] [--json FILE] [--skip-memory]
+    .venv/bin/python benchmarks/bench_boxes.py [--repeats 9] [--threads 2] [--json FILE] [--skip-memory]
 
-In one process, after a warm-up: runs of ``export_boxes`` (paper rule at 0.2, images squashed to
-224 as evaluate squashes them, all three formats written, CorLoc counted) alternate with runs of
-``evaluate --protocol paper`` (the same forward pass, the same resize and box rule) over the same
-images: the 725 ImageNet images of ../shared/data/imagenet-val-boxes and the 471 CUB test images of
+In one process, after a warm-up, three runs side by side, in turns (the order reversed every other
+time, so that a drift of the machine cancels): ``export_boxes`` as ``camloc boxes`` runs by default
+(COCO, images linked), ``export_boxes`` writing all three formats (COCO, VOC, YOLO: a VOC XML and a
+YOLO text file more per image), and ``evaluate --protocol paper`` (the same forward pass, the same
+resize and box rule). Both exports use the paper rule at 0.2 on images squashed to 224 as evaluate
+squashes them, count CorLoc and skip COCO AP. Over the 725 ImageNet images of
+../shared/data/imagenet-val-boxes (boxes of the labelled class) and the 471 CUB test images of
 ../shared/data/cub-200-2011-50 (an ImageNet model there: its top-1 class is boxed; speed does not
-depend on it). Reported: images/s of each, and their ratio (target >= 0.95), by wall time (the
-medians' ratio, and the median ratio of the runs done side by side) and by the process's CPU time.
-Also the rate with COCO AP scored by pycocotools (work evaluate does not do) and on the whole photo
-(``--resize full``, camloc boxes' default). Then, in fresh processes, the peak RSS of
+depend on it). Reported per export: images/s and the ratio to evaluate (target >= 0.95), by wall
+time (the medians' ratio, and the median ratio of the runs side by side) and by the process's CPU
+time. Then one run each with COCO AP scored by pycocotools (work evaluate does not do) and on the
+whole photo (``--resize full``, camloc boxes' default). Then, in fresh processes, the peak RSS of
 boxing the ImageNet images once and ten times over (7,250 files, linked under distinct names,
 squashed as above), which must stay flat.
 """
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,6 +42,7 @@ from camloc.runtime import keep_freed_memory
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGENET = SHARED / "imagenet-val-boxes"
 CUB = SHARED / "cub-200-2011-50"
+ALL_FORMATS = ("coco", "voc", "yolo")
 
 
 def timed(run) -> tuple[float, float, dict]:
@@ -47,9 +52,9 @@ def timed(run) -> tuple[float, float, dict]:
     return time.perf_counter() - wall, time.process_time() - cpu, summary
 
 
-def time_boxes(data: Dataset, cam, info, preprocess, scratch: Path, use_labels: bool, ap: bool = False):
+def time_boxes(data: Dataset, cam, info, preprocess, scratch: Path, use_labels: bool, formats=("coco",), ap=False):
     out = Path(tempfile.mkdtemp(dir=scratch))
-    settings, formats = BoxSettings(use_labels=use_labels), ["coco", "voc", "yolo"]
+    settings = BoxSettings(use_labels=use_labels)
     return timed(
         lambda: export_boxes(data, cam, info, out, settings, formats=formats, preprocess=preprocess, ap=ap).summary
     )
@@ -83,7 +88,7 @@ def peak_memory(repeat: int, scratch: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-memory", action="store_true")
@@ -98,45 +103,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         warm = dataclasses.replace(sets["imagenet"][0], samples=sets["imagenet"][0].samples[:64])
-        time_boxes(warm, cam, info, squash, scratch, True)
+        time_boxes(warm, cam, info, squash, scratch, True, ALL_FORMATS)
         time_evaluate(warm, cam, info)
         for name, (data, labels) in sets.items():
-            boxes, evals, scored = [], [], []
-            for k in range(args.repeats):  # side by side, in turns, the order flipped every other time (drift cancels)
-                if k % 2 == 0:
-                    boxes.append(time_boxes(data, cam, info, squash, scratch, labels))
-                    evals.append(time_evaluate(data, cam, info))
-                else:
-                    evals.append(time_evaluate(data, cam, info))
-                    boxes.append(time_boxes(data, cam, info, squash, scratch, labels))
-                scored.append(time_boxes(data, cam, info, squash, scratch, labels, ap=True))
+            runs = {
+                "boxes": partial(time_boxes, data, cam, info, squash, scratch, labels),
+                "boxes_3_formats": partial(time_boxes, data, cam, info, squash, scratch, labels, ALL_FORMATS),
+                "evaluate": partial(time_evaluate, data, cam, info),
+            }
+            times: dict[str, list] = {k: [] for k in runs}
+            for k in range(args.repeats):
+                for key in list(runs) if k % 2 == 0 else list(runs)[::-1]:
+                    times[key].append(runs[key]())
+            scored = time_boxes(data, cam, info, squash, scratch, labels, ALL_FORMATS, ap=True)
             full = time_boxes(data, cam, info, info.preprocess.with_mode("full"), scratch, labels)
             n = len(data)
-            wall_b, wall_e = (statistics.median(r[0] for r in runs) for runs in (boxes, evals))
-            cpu_b, cpu_e = (statistics.median(r[1] for r in runs) for runs in (boxes, evals))
-            wall_s = statistics.median(r[0] for r in scored)
-            paired = statistics.median(e[0] / b[0] for b, e in zip(boxes, evals, strict=True))
-            report[name] = {
+            wall_e, cpu_e = (statistics.median(r[j] for r in times["evaluate"]) for j in (0, 1))
+            entry: dict = {
                 "images": n,
-                "boxes_images_per_s": n / wall_b,
                 "evaluate_images_per_s": n / wall_e,
-                "ratio": wall_e / wall_b,
-                "cpu_ratio": cpu_e / cpu_b,
-                "paired_ratio": paired,
-                "boxes_full_photo_images_per_s": n / full[0],
-                "boxes_with_ap_images_per_s": n / wall_s,
-                "ap_ms_per_image": 1000 * (wall_s - wall_b) / n,
-                "boxes_s": [r[0] for r in boxes],
-                "evaluate_s": [r[0] for r in evals],
-                "boxes_cpu_s": [r[1] for r in boxes],
-                "evaluate_cpu_s": [r[1] for r in evals],
-                "corloc": scored[-1][2]["corloc"],
-                "ap50": scored[-1][2]["ap50"],
+                "evaluate_s": [r[0] for r in times["evaluate"]],
             }
-            print(f"{name} ({n} images): boxes {n / wall_b:6.1f} img/s, evaluate {n / wall_e:6.1f} img/s: ratio "
-                  f"{wall_e / wall_b:.2f} by wall time ({paired:.2f} paired), {cpu_e / cpu_b:.2f} by CPU time "
-                  f"(target >= 0.95); "
-                  f"with COCO AP {n / wall_s:6.1f} img/s; whole photo {n / full[0]:6.1f} img/s")  # fmt: skip
+            line = f"{name} ({n} images): evaluate {n / wall_e:6.1f} img/s"
+            for key in ("boxes", "boxes_3_formats"):
+                wall_b, cpu_b = (statistics.median(r[j] for r in times[key]) for j in (0, 1))
+                paired = statistics.median(e[0] / b[0] for b, e in zip(times[key], times["evaluate"], strict=True))
+                entry[key] = {
+                    "images_per_s": n / wall_b,
+                    "ratio": wall_e / wall_b,
+                    "paired_ratio": paired,
+                    "cpu_ratio": cpu_e / cpu_b,
+                    "wall_s": [r[0] for r in times[key]],
+                    "cpu_s": [r[1] for r in times[key]],
+                }
+                line += (f"; {key} {n / wall_b:6.1f} img/s, ratio {wall_e / wall_b:.2f} by wall time "
+                         f"({paired:.2f} paired), {cpu_e / cpu_b:.2f} by CPU time")  # fmt: skip
+            entry.update(
+                boxes_3_formats_with_ap_images_per_s=n / scored[0],
+                boxes_full_photo_images_per_s=n / full[0],
+                corloc=scored[2]["corloc"],
+                ap50=scored[2]["ap50"],
+            )
+            report[name] = entry
+            print(f"{line} (target >= 0.95); 3 formats + COCO AP {n / scored[0]:6.1f} img/s; "
+                  f"whole photo {n / full[0]:6.1f} img/s")  # fmt: skip
         if not args.skip_memory:
             once, ten = peak_memory(1, scratch), peak_memory(10, scratch)
             report.update(peak_rss_mib_725=once, peak_rss_mib_7250=ten)
