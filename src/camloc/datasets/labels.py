@@ -100,13 +100,8 @@ def link_image(folder: Path, name: str, source: str | os.PathLike) -> Path | Non
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (through ``.<name>.part`` beside it, in an existing folder)."""
     tmp = path.with_name(f".{path.name}.part")
-    data = memoryview(text.encode())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # no buffered file object: fewer system calls
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    finally:
-        os.close(fd)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 
