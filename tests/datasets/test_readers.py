@@ -3,6 +3,7 @@ error, auto detection, and the shared ImageNet validation boxes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -521,8 +522,9 @@ def test_voc_ilsvrc_xml(tmp_path):
     assert ds.class_names == ["red fox", "crane, bird", "brain coral"] and ds.class_wnids[0] == "n00000001"
     assert ds.samples == [
         Sample("ILSVRC2012_val_00000001", imgs / f"{stem}1.JPEG", 1, ((1, 2, 49, 39), (0, 0, 9, 9)), (50, 40)),
-        # label = first object's class (2); the other class's box is dropped, a box-less object adds none
-        Sample("ILSVRC2012_val_00000002", imgs / "ILSVRC2012_val_00000002.png", 2, ((5, 5, 6, 6),), (30, 30)),
+        # one sample per class, in the order of their first object; a box-less object adds no box
+        Sample("ILSVRC2012_val_00000002#2", imgs / "ILSVRC2012_val_00000002.png", 2, ((5, 5, 6, 6),), (30, 30)),
+        Sample("ILSVRC2012_val_00000002#0", imgs / "ILSVRC2012_val_00000002.png", 0, ((0, 0, 29, 29),), (30, 30)),
         # no <filename>, no <size>: the XML stem, size unknown, box not checked against a size
         Sample("ILSVRC2012_val_00000003", imgs / "ILSVRC2012_val_00000003.JPEG", 0, ((0, 0, 500, 500),), None),
     ]
@@ -544,11 +546,13 @@ def test_voc_pascal_one_based(tmp_path):
     assert (ds.name, ds.format, ds.class_names, ds.class_wnids) == ("VOC2007", "voc", ["person", "dog"], None)
     img = root / "JPEGImages"
     assert not img.exists()  # default then is the annotation folder itself
-    assert [s.path for s in ds] == [root / "Annotations" / "000001.jpg", root / "Annotations" / "000002.jpg"]
+    assert [s.path.name for s in ds] == ["000001.jpg", "000001.jpg", "000002.jpg"]  # 000001: a dog and a person
+    assert {s.path.parent for s in ds} == {root / "Annotations"}
     (img).mkdir()
     ds = open_dataset(root / "Annotations", "voc", one_based=True)
     assert ds.samples == [
-        Sample("000001", img / "000001.jpg", 1, ((0, 0, 19, 9),), (20, 10)),
+        Sample("000001#1", img / "000001.jpg", 1, ((0, 0, 19, 9),), (20, 10)),
+        Sample("000001#0", img / "000001.jpg", 0, ((1, 1, 2, 2),), (20, 10)),
         Sample("000002", img / "000002.jpg", 0, ((4, 1, 6, 3),), None),  # size 0x0 -> None; floats truncated
     ]
     # without one_based the 1-based box touches x = width: outside the image
@@ -590,8 +594,16 @@ def test_voc_errors(tmp_path):
     assert "no *.xml" in _raises("empty", None, open_dataset, tmp_path / "empty", "voc", classes=classes)
 
 
-def test_voc_lazy_reads_each_file_when_its_sample_is_asked_for(tmp_path, monkeypatch):
+def test_voc_lazy_reads_each_file_when_its_sample_is_asked_for(tmp_path, monkeypatch, caplog):
     ann, classes = _ilsvrc_set(tmp_path)
+    two = ann / "ILSVRC2012_val_00000002.xml"
+    # read lazily, a file is one sample (the count is fixed when the files are listed): its first class, with a warning
+    with caplog.at_level("WARNING", logger="camloc.datasets.voc"):
+        first = open_dataset(ann, "voc", classes=classes, lazy=True)[1]
+    assert first == dataclasses.replace(open_dataset(ann, "voc", classes=classes)[1], image_id=two.stem)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [str(two)]
+    assert "first class only" in caplog.records[0].getMessage()
+    _write(two, _xml("ILSVRC2012_val_00000002", (30, 30), [("n00000003", (5, 5, 6, 6))]))  # one class, as ILSVRC's
     eager = open_dataset(ann, "voc", classes=classes)
     assert isinstance(eager.samples, list)  # below LAZY_FROM files: read at once
     lazy = open_dataset(ann, "voc", classes=classes, lazy=True)

@@ -68,7 +68,10 @@ def test_calibration_finds_the_threshold_above_the_halo(tmp_path, identity):
     first_above = float(taus[np.argmax(taus > HALO / 255)])  # 0.31: from here on the halo is dropped
     for rule in ("paper", "wsol", "all"):
         found = calibrate_threshold(data, method, info, BoxSettings(rule=rule), workers=1)
-        assert found.threshold == pytest.approx(first_above) and found.corloc == 100.0 and found.images == 10
+        top = [t for t, c in zip(found.thresholds, found.curve, strict=True) if c == 100.0]
+        assert top[0] == pytest.approx(first_above) and top == found.thresholds[len(found.thresholds) - len(top) :]
+        # the flat top runs from 0.31 to the end: its middle is chosen, furthest from the halo
+        assert found.threshold == top[len(top) // 2] and found.corloc == 100.0 and found.images == 10
         below = [c for t, c in zip(found.thresholds, found.curve, strict=True) if t < HALO / 255 - 1e-9]
         assert max(below) == 0.0  # the halo's box has IoU 100 / 440 with the object's
     with pytest.raises(ValueError, match="authors rule has fixed thresholds"):
@@ -250,10 +253,11 @@ def test_cli_calibrates_then_its_output_is_a_dataset_evaluate_reads(tmp_path, ca
     out = tmp_path / "out"
     assert main(["boxes", str(data), "--out", str(out), "--calibrate", str(data), "--format", "coco,yolo", *plain]) == 0
     printed = capsys.readouterr()
-    assert "calibrated the paper rule on 6 images: threshold 0.31" in printed.err
+    # CorLoc 100 from 0.31 (the halo dropped) to 0.99: the middle of that flat top, 0.65
+    assert "calibrated the paper rule on 6 images: threshold 0.65" in printed.err
     assert "CorLoc (top box, IoU 0.5)     100.00" in printed.out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"]["threshold"] == pytest.approx(0.31)
+    assert summary["settings"]["threshold"] == pytest.approx(0.65)
     assert summary["settings"]["threshold_source"].startswith(f"calibrated on {data}: CorLoc 100.00 over 6 images")
     for written in (out / "coco" / "annotations.json", out / "yolo"):
         results = tmp_path / f"{written.name}.json"

@@ -3,9 +3,10 @@
 a folder of Pascal VOC / ILSVRC XML annotations (or a root with an ``Annotations/`` folder), a class
 table (``classes=``, or a ``classes.txt`` beside the XML) that maps ``<name>`` (WNID or class name)
 to an index, images in ``images=`` (default: the sibling ``JPEGImages/``, else the XML folder).
-``image_id`` is the XML file's stem. An image's label is its first ``<object>``'s class and only
-that class's boxes are kept (ILSVRC localization images carry one class; a VOC image with several is
-reduced to its first); an XML file without objects (a background image) is skipped. Coordinates are
+An image yields one :class:`~camloc.datasets.base.Sample` per class it has objects of, in the order
+of their first ``<object>`` (``image_id`` the XML file's stem, ``stem#label`` when it has several
+classes), as the COCO and YOLO readers do; an XML file without objects (a background image) is
+skipped. Read lazily (below), a file is one sample: its first class. Coordinates are
 used as they are (ILSVRC: 0-based inclusive) or, with ``one_based=True`` (Pascal VOC), shifted by
 -1; non-integer coordinates are truncated. ``<size>`` gives ``Sample.size`` (0 or missing: None). A
 ``<filename>`` without an extension (ILSVRC) is looked up with the usual image extensions (``.JPEG``
@@ -23,8 +24,10 @@ the files are only listed when the dataset is opened and each is parsed when its
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -40,6 +43,8 @@ from .labels import BoxWriter, ImageBoxes, write_text
 from .parsing import check_box, parse_float
 
 __all__ = ["LAZY_FROM", "VocWriter", "read_voc", "voc_xml"]
+
+log = logging.getLogger(__name__)
 
 
 class _Node:
@@ -143,7 +148,7 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool, lazy: bo
     if lazy or (lazy is None and len(names) >= LAZY_FROM):
         samples: Sequence[Sample] = LazySamples(files)
     else:
-        samples = [s for s in map(files.parse, range(len(names))) if s is not None]
+        samples = [s for i in range(len(names)) for s in files.samples(i)]
         if not samples:
             raise DatasetError("no XML file has an <object>: no image has a label", ann_dir)
     return Dataset(name, "voc", ann_dir, samples, list(table.names), table.all_wnids)
@@ -155,6 +160,7 @@ class _XmlFiles:
     def __init__(self, ann_dir: Path, names: list[str], images_dir: Path, table: ClassTable, shift: int) -> None:
         self.ann_dir, self.names, self.images_dir, self.shift = ann_dir, names, images_dir, shift
         self.table, self.index = table, table.index()
+        self.warned = False
 
     def __len__(self) -> int:
         return len(self.names)
@@ -163,17 +169,23 @@ class _XmlFiles:
         return f"the XML files of {self.ann_dir}"
 
     def read(self, i: int) -> Sample:
-        """Sample ``i``; a file without an ``<object>`` has no label, and raises."""
-        sample = self.parse(i)
-        if sample is None:
+        """Sample ``i``: the file's first class; a file without an ``<object>`` has no label, and raises."""
+        samples = self.samples(i)
+        if not samples:
             raise DatasetError(
                 "no <object>: no label (read lazily, every XML file is an image to evaluate)",
                 self.ann_dir / self.names[i],
             )
-        return sample
+        if len(samples) == 1:
+            return samples[0]
+        if not self.warned:  # the sample count was fixed when the files were listed: one a file
+            self.warned = True
+            log.warning("%s: holds several classes; read lazily, each file is its first class only (lazy=False reads "
+                        "every class)", self.ann_dir / self.names[i])  # fmt: skip
+        return replace(samples[0], image_id=Path(self.names[i]).stem)
 
-    def parse(self, i: int) -> Sample | None:
-        """Sample ``i``, or None for a file without an ``<object>`` (a background image)."""
+    def samples(self, i: int) -> list[Sample]:
+        """File ``i``'s samples, one per class in the order of their first ``<object>`` (none: a background image)."""
         xml = self.ann_dir / self.names[i]
         root = _parse_xml(xml)
         if root.tag != "annotation":
@@ -185,8 +197,7 @@ class _XmlFiles:
             w = _coord(size_node.find("width"), "width", size_node, xml)
             h = _coord(size_node.find("height"), "height", size_node, xml)
             size = (w, h) if w > 0 and h > 0 else None
-        label = None
-        boxes: list[Box] = []
+        per_class: dict[int, list[Box]] = {}
         for obj in (c for c in root.children if c.tag == "object"):
             name_node = obj.find("name")
             if name_node is None or not name_node.value():
@@ -202,20 +213,21 @@ class _XmlFiles:
                     xml,
                     name_node.line,
                 )
-            if label is None:
-                label = k
-            if k != label:
-                continue
+            boxes = per_class.setdefault(k, [])
             bb = obj.find("bndbox")
             if bb is None:
                 continue
             box = tuple(_coord(bb.find(t), t, bb, xml) - self.shift for t in ("xmin", "ymin", "xmax", "ymax"))
             check_box(box, size, xml, bb.line)  # type: ignore[arg-type]
             boxes.append(box)  # type: ignore[arg-type]
-        if label is None:  # an image without objects (a background image) has no label to evaluate
-            return None
+        if not per_class:  # an image without objects (a background image) has no label to evaluate
+            return []
         image = _voc_image(self.images_dir, fn.value() if fn is not None else None, xml.stem)
-        return Sample(xml.stem, image, label, tuple(boxes), size)
+        several = len(per_class) > 1
+        return [
+            Sample(f"{xml.stem}#{label}" if several else xml.stem, image, label, tuple(boxes), size)
+            for label, boxes in per_class.items()
+        ]
 
 
 def voc_xml(image: ImageBoxes, file_name: str, class_names: Sequence[str]) -> str:

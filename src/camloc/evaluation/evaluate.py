@@ -109,9 +109,10 @@ def evaluate(
     skipped: list[tuple[int, dict]] = []
     done: set[str] = set()
     if resume and journal_path is not None and _written(journal_path):
-        recorded = list(read_journal(journal_path, journal_header, len(plan.thresholds)))
-        index_of = {samples[i].image_id: i for i in mine} if recorded else {}
-        for result in recorded:
+        index_of: dict[str, int] | None = None
+        for result in read_journal(journal_path, journal_header, len(plan.thresholds)):  # streamed: flat memory
+            if index_of is None:  # only when there is a row (lazy samples are read to build it)
+                index_of = {samples[i].image_id: i for i in mine}
             if result.image_id not in done:
                 done.add(result.image_id)
                 _account(index_of[result.image_id], result, metrics, skipped)
@@ -179,13 +180,17 @@ def merge_rank_files(path: str | os.PathLike, size: int, header: dict, order: It
     path = Path(path)
     parts = [rank_file(path, World(r, size)) for r in range(size)]
     rows = [journal_lines(part, "evaluate", {**header, "rank": r, "world_size": size}) for r, part in enumerate(parts)]
+    for ranks_rows in rows:
+        next(ranks_rows, None)  # the column names
     with atomic_path(path) as tmp, Journal(tmp, header) as merged:  # the settings line and the column names
         assert merged.file is not None
         for i, image_id in enumerate(order):
-            line = rows[i % size][1 + i // size]  # line 0 of each journal names the columns
-            if next(csv.reader([line]))[0] != image_id:
+            line = next(rows[i % size], "")
+            if not line or next(csv.reader([line]))[0] != image_id:
                 raise ResumeError(f"{parts[i % size]}: its rows are not rank {i % size}'s images in order")
             merged.file.write(line)
+    for ranks_rows in rows:
+        ranks_rows.close()
     for part in parts:
         part.unlink()
     return path

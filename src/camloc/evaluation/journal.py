@@ -180,29 +180,46 @@ def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> It
         yield decode(row, n_thresholds)
 
 
-def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> list[str]:
+def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> Iterator[str]:
     """The lines after the header of a ``# camloc <kind> {...}`` journal written with the settings ``header``.
 
-    Refuses (:class:`~camloc.errors.ResumeError`) a file of another kind or of other settings. A
-    last line cut off by an interruption (no final newline) is removed from the file and not returned.
+    Refuses (:class:`~camloc.errors.ResumeError`) a file of another kind or of other settings, at
+    once. A last line cut off by an interruption (no final newline) is removed from the file, at
+    once, and not returned. The lines are then read as they are asked for (memory stays flat
+    however long the journal), so take them before anything appends to the file.
     """
     path = Path(path)
     with open(path, newline="") as f:
         earlier = _settings_line(path, f.readline(), kind, ResumeError)
-        if earlier != json.loads(json.dumps(header, sort_keys=True)):
-            keys = set(earlier) | set(header)
-            diff = {k: (earlier.get(k), header.get(k)) for k in sorted(keys) if earlier.get(k) != header.get(k)}
-            raise ResumeError(f"{path}:1: written by a run with other settings {diff}; cannot resume it")
-        lines = f.read().splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]
-        with open(path, "r+", newline="") as f:
-            f.seek(0)
-            keep = f.readline() + "".join(lines)
-            f.seek(0)
-            f.write(keep)
-            f.truncate()
-    return lines
+    if earlier != json.loads(json.dumps(header, sort_keys=True)):
+        keys = set(earlier) | set(header)
+        diff = {k: (earlier.get(k), header.get(k)) for k in sorted(keys) if earlier.get(k) != header.get(k)}
+        raise ResumeError(f"{path}:1: written by a run with other settings {diff}; cannot resume it")
+    _drop_cut_line(path)
+    return _lines_after_header(path)
+
+
+def _drop_cut_line(path: Path, block: int = 1 << 16) -> None:
+    """Truncate the file after its last newline (the header line always ends with one)."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(0, end - 1))
+        if f.read(1) == b"\n":
+            return
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            newline = f.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                f.truncate(start + newline + 1)
+                return
+            end = start
+
+
+def _lines_after_header(path: Path) -> Iterator[str]:
+    with open(path, newline="") as f:
+        f.readline()
+        yield from f
 
 
 def read_results(path: str | os.PathLike) -> tuple[dict, list[tuple[int, ImageResult]]]:

@@ -57,6 +57,7 @@ from ..maps.cam import CAM
 from ..maps.core import MapMethod
 from ..maps.frames import to_image_frame
 from ..metrics.detection import CorLoc, coco_ap
+from ..metrics.localization import calibrated_threshold
 from ..models.info import ModelInfo, model_info
 from ..utils import atomic_path, versions, write_json
 from ..utils import progress as progress_bar
@@ -657,6 +658,9 @@ def calibrate_threshold(
 ) -> Calibration:
     """The threshold of ``settings.rule`` with the highest CorLoc on a labelled dataset with boxes.
 
+    Where several thresholds share the highest CorLoc (a small set gives flat tops), the middle one
+    of them (:func:`camloc.metrics.localization.calibrated_threshold`, as ``evaluate`` calibrates).
+
     Every image's maps are computed once and boxed at each threshold of ``np.arange(0, 1, step)``,
     with the classes ``settings`` chooses, in the frame ``preprocess`` gives, as :func:`export_boxes`
     would box them.
@@ -702,5 +706,5 @@ def calibrate_threshold(
     if read == 0:
         raise InvalidArgument("calibrate", f"calibrate: no image of {dataset.name} could be read")
     curve = (total * 100.0 / read).tolist()
-    best = int(np.argmax(total))
-    return Calibration(float(thresholds[best]), curve[best], read, thresholds.tolist(), curve)
+    best = calibrated_threshold(curve, thresholds)  # the middle of a flat top, as evaluate's calibration
+    return Calibration(best, max(curve), read, thresholds.tolist(), curve)
