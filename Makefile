@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/camloc demo
 
-# The whole suite: 4-7 minutes on 2 cores (the doctests of src/camloc included).
+# The whole suite: 4-8 minutes on 2 cores (the doctests of src/camloc included).
 test: setup
 	$(PY) -m pytest -q
 

@@ -1,6 +1,7 @@
 """`camloc boxes` (weak labels to COCO, VOC, YOLO files) against `camloc evaluate` on the same images, and its memory.
 
     .venv/bin/python benchmarks/bench_boxes.py [--repeats 9] [--threads 2] [--json FILE] [--skip-memory]
+    .venv/bin/python benchmarks/bench_boxes.py --pool RUN1.json RUN2.json ...
 
 In one process, after a warm-up, three runs side by side, in turns (the order reversed every other
 time, so that a drift of the machine cancels): ``export_boxes`` as ``camloc boxes`` runs by default
@@ -11,11 +12,12 @@ squashes them, count CorLoc and skip COCO AP. Over the 725 ImageNet images of
 ../shared/data/imagenet-val-boxes (boxes of the labelled class) and the 471 CUB test images of
 ../shared/data/cub-200-2011-50 (an ImageNet model there: its top-1 class is boxed; speed does not
 depend on it). Reported per export: images/s and the ratio to evaluate (target >= 0.95), by wall
-time (the medians' ratio, and the median ratio of the runs side by side) and by the process's CPU
-time. Then one run each with COCO AP scored by pycocotools (work evaluate does not do) and on the
-whole photo (``--resize full``, camloc boxes' default). Then, in fresh processes, the peak RSS of
-boxing the ImageNet images once and ten times over (7,250 files, linked under distinct names,
-squashed as above), which must stay flat.
+time (the medians' ratio, and the median ratio of the runs side by side, with a 90 % bootstrap
+interval of that median) and by the process's CPU time. ``--pool`` prints the paired ratios of
+several runs' JSON files taken together. Then one run each with COCO AP scored by pycocotools
+(work evaluate does not do) and on the whole photo (``--resize full``, camloc boxes' default).
+Then, in fresh processes, the peak RSS of boxing the ImageNet images once and ten times over
+(7,250 files, linked under distinct names, squashed as above), which must stay flat.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -86,13 +89,43 @@ def peak_memory(repeat: int, scratch: Path) -> float:
     return float(out[1])
 
 
+def paired_summary(ratios: list[float]) -> dict:
+    """Median of paired ratios, its 90 % bootstrap interval (4,000 resamples, seeded) and the geometric mean."""
+    rng = random.Random(0)
+    boots = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(4000))
+    return {
+        "pairs": len(ratios),
+        "median": statistics.median(ratios),
+        "ci90": [boots[200], boots[3799]],
+        "geometric_mean": statistics.geometric_mean(ratios),
+    }
+
+
+def pool(paths: list[Path]) -> None:
+    """Print the paired ratios of several runs of this script (their ``--json`` files) taken together."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    for name in ("imagenet", "cub"):
+        for key in ("boxes", "boxes_3_formats"):
+            ratios = [
+                e / b for run in runs for e, b in zip(run[name]["evaluate_s"], run[name][key]["wall_s"], strict=True)
+            ]
+            s = paired_summary(ratios)
+            low, high = s["ci90"]
+            print(f"{name} {key}: {s['pairs']} pairs, median ratio {s['median']:.3f} "
+                  f"(90 % interval {low:.3f}-{high:.3f}), geometric mean {s['geometric_mean']:.3f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--pool", type=Path, nargs="+", metavar="RUN.json", help="summarize earlier runs, run nothing")
     args = parser.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     model = camloc.load_model("mobilenet_v2")
@@ -127,17 +160,20 @@ def main() -> None:
             line = f"{name} ({n} images): evaluate {n / wall_e:6.1f} img/s"
             for key in ("boxes", "boxes_3_formats"):
                 wall_b, cpu_b = (statistics.median(r[j] for r in times[key]) for j in (0, 1))
-                paired = statistics.median(e[0] / b[0] for b, e in zip(times[key], times["evaluate"], strict=True))
+                pairs = paired_summary([e[0] / b[0] for b, e in zip(times[key], times["evaluate"], strict=True)])
+                paired = pairs["median"]
                 entry[key] = {
                     "images_per_s": n / wall_b,
                     "ratio": wall_e / wall_b,
                     "paired_ratio": paired,
+                    "paired_ratio_ci90": pairs["ci90"],
                     "cpu_ratio": cpu_e / cpu_b,
                     "wall_s": [r[0] for r in times[key]],
                     "cpu_s": [r[1] for r in times[key]],
                 }
                 line += (f"; {key} {n / wall_b:6.1f} img/s, ratio {wall_e / wall_b:.2f} by wall time "
-                         f"({paired:.2f} paired), {cpu_e / cpu_b:.2f} by CPU time")  # fmt: skip
+                         f"({paired:.2f} paired, 90 % interval {pairs['ci90'][0]:.2f}-{pairs['ci90'][1]:.2f}), "
+                         f"{cpu_e / cpu_b:.2f} by CPU time")  # fmt: skip
             entry.update(
                 boxes_3_formats_with_ap_images_per_s=n / scored[0],
                 boxes_full_photo_images_per_s=n / full[0],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -180,7 +180,7 @@ def read_journal(path: str | os.PathLike, header: dict, n_thresholds: int) -> It
         yield decode(row, n_thresholds)
 
 
-def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> Iterator[str]:
+def journal_lines(path: str | os.PathLike, kind: str, header: dict) -> Generator[str, None, None]:
     """The lines after the header of a ``# camloc <kind> {...}`` journal written with the settings ``header``.
 
     Refuses (:class:`~camloc.errors.ResumeError`) a file of another kind or of other settings, at
@@ -216,7 +216,7 @@ def _drop_cut_line(path: Path, block: int = 1 << 16) -> None:
             end = start
 
 
-def _lines_after_header(path: Path) -> Iterator[str]:
+def _lines_after_header(path: Path) -> Generator[str, None, None]:
     with open(path, newline="") as f:
         f.readline()
         yield from f
