@@ -18,6 +18,8 @@ from PIL import Image
 import camloc
 from camloc.cli import main
 from camloc.datasets import Sample, open_dataset, write_csv_dataset
+from camloc.datasets.labels import Detection, ImageBoxes
+from camloc.datasets.registry import open_writers
 from camloc.evaluation.evaluate import evaluate
 from camloc.evaluation.explain import explain
 from camloc.evaluation.weak_labels import (
@@ -118,6 +120,41 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     assert threshold_from(tmp_path / "out" / "summary.json") == (0.5, "paper")
     with pytest.raises(FileExistsError, match="journal.jsonl: exists; pass resume=True"):
         export_boxes(data, method, info, tmp_path / "out", settings, preprocess=full)
+
+
+def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, identity):
+    """A reader's samples of one file (one per class) give one set of files with both classes' boxes."""
+    method, info = identity
+    objects = open_dataset(_objects(tmp_path / "d", n=4))
+    whole = (0, 0, 39, 31)
+    for w in open_writers(["yolo"], tmp_path / "gt", ["object", "other"]):  # images 0 and 1: class 1 too
+        with w:
+            for i, sample in enumerate(objects.samples):
+                more = [Detection(1, whole)] if i < 2 else []
+                w.write(ImageBoxes(i, sample.path, 40, 32, [Detection(0, sample.boxes[0]), *more]))
+    data = open_dataset(tmp_path / "gt" / "yolo")
+    assert len(data.samples) == 6 and data.samples[0].image_id == "00.png#0"
+    boxed = boxes_for(data, method, info, preprocess=PLAIN)
+    assert [b.image_id for b in boxed] == ["00.png", "01.png", "02.png", "03.png"]
+    assert [sorted(d.label for d in b.detections) for b in boxed] == [[0, 1], [0, 1], [0], [0]]
+    assert [len(b.hits) for b in boxed] == [2, 2, 1, 1]  # one verdict per labelled class
+
+    result = export_boxes(data, method, info, tmp_path / "out", formats=["coco", "voc", "yolo"], preprocess=PLAIN)
+    s = result.summary
+    assert (s["images"], s["boxes"], s["gt_images"], s["corloc_verdicts"]) == (4, 6, 4, 6)
+    # the verdicts are evaluate's, which judges each (image, class) sample
+    reference = evaluate(data, method, PLAIN, protocol="paper", progress=False).summary
+    assert reference["images"] == 6 and s["corloc"] == pytest.approx(reference["gt_known_loc"], abs=1e-9)
+    hits = [h for b in boxed for h in b.hits]
+    assert s["corloc"] == pytest.approx(100.0 * sum(hits) / 6)
+    coco = json.loads((tmp_path / "out" / "coco" / "annotations.json").read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["00.png", "01.png", "02.png", "03.png"]
+    expected = {b.image_id: sorted((d.label, d.box) for d in b.detections) for b in boxed}
+    for where, kwargs in (("coco/annotations.json", {}), ("voc", {"one_based": True}), ("yolo", {})):
+        back: dict = {}
+        for x in open_dataset(tmp_path / "out" / where, **kwargs):
+            back.setdefault(x.path.name, []).extend((x.label, b) for b in x.boxes)
+        assert {k: sorted(v) for k, v in back.items()} == expected, where
 
 
 def test_threshold_from_an_evaluate_results_file(tmp_path):
@@ -243,7 +280,7 @@ def test_corloc_equals_evaluates_gt_known_on_real_images(tmp_path, mobilenet, va
         box = paper_box(wsol_resized(out.raw[i, 0].double().numpy(), (224, 224)), 0.2)
         assert image.detections[0].box == batch.geometries[i].box_to_original(box)
         truths = [scale_box(b, sample.size, (224, 224)) for b in sample.boxes]
-        assert image.hit == (best_iou(box, truths) >= 0.5)
+        assert image.hits == [best_iou(box, truths) >= 0.5]
 
 
 def test_cli_calibrates_then_its_output_is_a_dataset_evaluate_reads(tmp_path, capsys):

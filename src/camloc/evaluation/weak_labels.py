@@ -1,7 +1,9 @@
 """Weak labels: a classifier's maps turned into scored boxes, written as COCO, Pascal VOC or YOLO annotations.
 
-Classes. Each image's boxes are of its labelled class when the data has labels (and ``use_labels``),
-else of the model's ``topk`` best classes whose probability is at least ``min_score``.
+Classes. Each image's boxes are of its labelled classes when the data has labels (and
+``use_labels``), else of the model's ``topk`` best classes whose probability is at least
+``min_score``. An image file is one image of the run however many samples a reader made of it (COCO,
+VOC and YOLO give one sample per class of an image): its labelled classes are those samples' classes.
 
 Frames. The box rule (:mod:`camloc.boxes.rules`) runs on each map in one pixel frame and the boxes
 are then given in the image file's pixels, whatever the resize mode. ``squash`` (the WSOL protocol,
@@ -14,12 +16,15 @@ Score. A box of class ``c`` scores ``p(c) x mean over the box of max(M, 0) / max
 softmax probability times how much of the box the map fills (:func:`camloc.boxes.rules.box_score`).
 An image's boxes are ranked by it.
 
-Quality, when the ground truth is known (the data's own boxes, or ``ground_truth=``). CorLoc: the
+Quality, when the ground truth is known (the data's own boxes, or ``ground_truth=``). CorLoc: for
+labelled classes, the share of (image, labelled class) pairs with a ground-truth box of that class
+whose top-scored box of that class has IoU >= 0.5 with one of them; for the model's classes, the
 share of images with a ground-truth box whose top-scored box has IoU >= 0.5 with a ground-truth box
-of its class, judged in the frame the rule ran in, the ground truth scaled into it as ``evaluate``
+of its class. Judged in the frame the rule ran in, the ground truth scaled into it as ``evaluate``
 scales it (so ``resize="squash"``, ``rule="paper"`` gives exactly ``evaluate --protocol paper``'s
-GT-known localization). COCO AP / AP50 / AP75: pycocotools' COCOeval of every box, in the files'
-pixels, against the ground truth written as a COCO file (:func:`camloc.metrics.detection.coco_ap`).
+GT-known localization, which judges each (image, class) sample alike). COCO AP / AP50 / AP75:
+pycocotools' COCOeval of every box, in the files' pixels, against the ground truth written as a
+COCO file (:func:`camloc.metrics.detection.coco_ap`).
 
 Runs. :func:`export_boxes` writes ``journal.jsonl`` (one line per image, synced after every batch)
 as it goes, feeds the writers, and ends with ``summary.json``; ``resume=True`` replays the journal
@@ -121,7 +126,9 @@ class BoxedImage:
         width: its width in pixels, as decoded (0 when unread).
         height: its height.
         detections: its boxes, best first.
-        hit: CorLoc's verdict on its top box; None without ground truth.
+        hits: CorLoc's verdicts: one per labelled class of the image that has ground-truth boxes (its
+            top box of that class), or, for the model's classes, one on its top box; None without
+            ground truth.
         error: why it could not be read ("" when it was).
     """
 
@@ -131,7 +138,7 @@ class BoxedImage:
     width: int = 0
     height: int = 0
     detections: list[Detection] = field(default_factory=list)
-    hit: bool | None = None
+    hits: list[bool] | None = None
     error: str = ""
 
     def image_boxes(self) -> ImageBoxes:
@@ -142,13 +149,14 @@ class BoxedImage:
         """The journal's line."""
         dets = [[d.label, *d.box, d.score] for d in self.detections]
         return {"i": self.index, "id": self.image_id, "p": self.path, "w": self.width, "h": self.height,
-                "d": dets, "hit": self.hit, "e": self.error}  # fmt: skip
+                "d": dets, "hits": self.hits, "e": self.error}  # fmt: skip
 
     @classmethod
     def from_record(cls, r: dict) -> BoxedImage:
         """The image a journal line records."""
         dets = [Detection(int(d[0]), (int(d[1]), int(d[2]), int(d[3]), int(d[4])), float(d[5])) for d in r["d"]]
-        return cls(r["i"], r["id"], r["p"], r["w"], r["h"], dets, r["hit"], r["e"])
+        hits = r["hits"] if "hits" in r else None if r.get("hit") is None else [r["hit"]]  # "hit": older journals
+        return cls(r["i"], r["id"], r["p"], r["w"], r["h"], dets, hits, r["e"])
 
 
 @dataclass
@@ -162,7 +170,11 @@ class BoxesResult:
 
 @dataclass
 class Calibration:
-    """The threshold chosen on labelled data: the one of highest CorLoc (the lowest such on ties)."""
+    """The threshold chosen on labelled data: the one of highest CorLoc (the middle one on ties).
+
+    ``images``: how many verdicts CorLoc counted (images, or image-class pairs where an image has
+    labelled boxes of several classes).
+    """
 
     threshold: float
     corloc: float | None
@@ -173,8 +185,12 @@ class Calibration:
 
 @dataclass
 class _Item:
+    """One image file of a run: the dataset's samples of one file (one per labelled class) become one item."""
+
     index: int
-    sample: Sample
+    sample: Sample  # the file's first sample: its path and size
+    image_id: str
+    labels: list[int]  # its labelled classes, in the dataset's order (none: unlabelled)
     truths: list[tuple[int, Box]]  # the ground truth's (class, box), in the frame of sample.size
 
 
@@ -183,16 +199,40 @@ class _Item:
 
 
 def _items(source: Dataset | Sequence[str | os.PathLike], ground_truth: Dataset | None) -> list[_Item]:
+    """One item per image file, in the order the files first appear.
+
+    Readers give an image with boxes of several classes as one sample per class (COCO, VOC, YOLO):
+    those samples become one item, so that each file gets one set of output files holding every class.
+    """
     if isinstance(source, Dataset):
         samples = list(source.samples)
     else:
         samples = [Sample(str(p), Path(p), -1, (), None) for p in source]
-    if ground_truth is None:
-        return [_Item(i, s, [(s.label, b) for b in s.boxes]) for i, s in enumerate(samples)]
+    files: dict[str, list[Sample]] = {}
+    for s in samples:
+        files.setdefault(str(s.path), []).append(s)
     truths: dict[Path, list[tuple[int, Box]]] = {}
-    for s in ground_truth.samples:
+    for s in ground_truth.samples if ground_truth is not None else ():
         truths.setdefault(Path(s.path).resolve(), []).extend((s.label, b) for b in s.boxes)
-    return [_Item(i, s, truths.get(Path(s.path).resolve(), [])) for i, s in enumerate(samples)]
+    items = []
+    for i, group in enumerate(files.values()):
+        first = group[0]
+        labels = list(dict.fromkeys(s.label for s in group if s.label >= 0))
+        if ground_truth is None:
+            own = [(s.label, b) for s in group for b in s.boxes]
+        else:
+            own = truths.get(Path(first.path).resolve(), [])
+        items.append(_Item(i, first, _file_id(group), labels, own))
+    return items
+
+
+def _file_id(group: list[Sample]) -> str:
+    """The id of a file that a reader gave as several samples, ``id#label`` each: the id without ``#label``."""
+    first = group[0]
+    suffix = f"#{first.label}"
+    if len(group) > 1 and first.image_id.endswith(suffix):
+        return first.image_id[: -len(suffix)]
+    return first.image_id
 
 
 def _decoded(
@@ -236,15 +276,19 @@ def _decoded(
 
 def _maps(
     items: list[_Item], batch: Batch, method: MapMethod, settings: BoxSettings, preprocess: Preprocess
-) -> list[tuple[list[int], list[float], torch.Tensor]]:
-    """Per image: the classes to box, their probabilities and their maps ``Tensor[k, h, w]``.
+) -> list[tuple[list[int], list[float], torch.Tensor, bool]]:
+    """Per image: the classes to box, their probabilities, their maps ``Tensor[k, h, w]``, and whether labelled.
+
+    Labelled: the classes are the image's labelled classes (else the model's best).
 
     On a GPU the maps are resized there: to the model's square for ``squash`` (then on the CPU), and
     for the whole photo they stay on the GPU for :func:`_frames`; on the CPU they are the raw maps.
     """
-    labelled = settings.use_labels and all(it.sample.label >= 0 for it in items)
-    if labelled:
-        out = method(batch.images, classes=[[it.sample.label] for it in items], upsample=False)
+    labelled = settings.use_labels and all(it.labels for it in items)
+    if labelled:  # one tensor of classes: an image with fewer labels repeats its last (its maps are dropped below)
+        k = max(len(it.labels) for it in items)
+        wanted = [it.labels + it.labels[-1:] * (k - len(it.labels)) for it in items]
+        out = method(batch.images, classes=wanted, upsample=False)
     else:
         out = method(batch.images, topk=settings.topk, upsample=False)
     raw = out.raw.detach().float()
@@ -254,9 +298,12 @@ def _maps(
     if preprocess.mode == "squash" or raw.device.type != "cuda":
         raw = raw.cpu()
     per_image = []
-    for classes, probs, maps in zip(out.classes.cpu().tolist(), out.scores.cpu().tolist(), raw, strict=True):
-        keep = [j for j, p in enumerate(probs) if labelled or p >= settings.min_score]
-        per_image.append(([classes[j] for j in keep], [probs[j] for j in keep], maps[keep]))
+    for it, classes, probs, maps in zip(items, out.classes.cpu().tolist(), out.scores.cpu().tolist(), raw, strict=True):
+        if labelled:
+            keep = list(range(len(it.labels)))
+        else:
+            keep = [j for j, p in enumerate(probs) if p >= settings.min_score]
+        per_image.append(([classes[j] for j in keep], [probs[j] for j in keep], maps[keep], labelled))
     return per_image
 
 
@@ -296,7 +343,27 @@ def _truths_in(item: _Item, geo: Geometry, frame_size: tuple[int, int]) -> list[
     return [(c, scale_box(b, original, frame_size)) for c, b in item.truths]
 
 
-Work = Callable[[_Item, _Frames, list[int], list[float], Geometry], object]
+def _verdicts(
+    found: list[tuple[float, int, Box]], truths: list[tuple[int, Box]], labels: list[int] | None
+) -> list[bool] | None:
+    """CorLoc's verdicts on an image's ranked boxes (None without ground truth).
+
+    ``labels``: the image's labelled classes, each judged by its own top box against the ground
+    truth of its class (so an image labelled with one class is judged as ``evaluate`` judges it);
+    None: the model's classes, the image's top box judged once.
+    """
+    if labels is None:
+        hit = CorLoc.hit([(c, b) for _, c, b in found], truths)
+        return None if hit is None else [hit]
+    verdicts = []
+    for label in labels:
+        hit = CorLoc.hit([(c, b) for _, c, b in found if c == label], [t for t in truths if t[0] == label])
+        if hit is not None:
+            verdicts.append(hit)
+    return verdicts or None
+
+
+Work = Callable[[_Item, _Frames, list[int], list[float], Geometry, bool], object]
 
 
 def _iterate(
@@ -333,9 +400,9 @@ def _iterate(
         for (group, batch), chosen in zip(groups, chosen_per_group, strict=True):
 
             def one(i: int, group=group, batch=batch, chosen=chosen) -> tuple[int, object]:
-                classes, probs, raw = chosen[i]
+                classes, probs, raw, labelled = chosen[i]
                 geo = batch.geometries[i]
-                return group[i].index, work(group[i], _frames(raw, geo, preprocess), classes, probs, geo)
+                return group[i].index, work(group[i], _frames(raw, geo, preprocess), classes, probs, geo, labelled)
 
             results += pool.map(one, range(len(group)))
         ordered = [r for _, r in sorted(results, key=lambda t: t[0])]
@@ -353,16 +420,16 @@ def _iterate(
 
 
 def _boxed(settings: BoxSettings) -> tuple[Work, Callable[[_Item, str], BoxedImage]]:
-    def work(item: _Item, frames: _Frames, classes: list[int], probs: list[float], geo: Geometry) -> BoxedImage:
+    def work(
+        item: _Item, frames: _Frames, classes: list[int], probs: list[float], geo: Geometry, labelled: bool
+    ) -> BoxedImage:
         found = _ranked(frames, classes, probs, settings)
-        hit = CorLoc.hit([(c, b) for _, c, b in found], _truths_in(item, geo, frames.size))
+        hits = _verdicts(found, _truths_in(item, geo, frames.size), item.labels if labelled else None)
         detections = [Detection(c, frames.to_file(b), s) for s, c, b in found]
-        return BoxedImage(
-            item.index, item.sample.image_id, str(item.sample.path), geo.width, geo.height, detections, hit
-        )
+        return BoxedImage(item.index, item.image_id, str(item.sample.path), geo.width, geo.height, detections, hits)
 
     def failure(item: _Item, reason: str) -> BoxedImage:
-        return BoxedImage(item.index, item.sample.image_id, str(item.sample.path), error=reason)
+        return BoxedImage(item.index, item.image_id, str(item.sample.path), error=reason)
 
     return work, failure
 
@@ -399,7 +466,8 @@ def boxes_for(
         workers: threads for decoding and box work.
 
     Returns:
-        One :class:`BoxedImage` per input, in order (unreadable files with their ``error``).
+        One :class:`BoxedImage` per image file, in the order the files first appear (a dataset's
+        samples of one file, one per class, are one image; unreadable files with their ``error``).
     """
     settings = settings or BoxSettings()
     method, info = _method_info(method, info)
@@ -547,7 +615,7 @@ def _finish_run(
     ap: bool,
 ) -> BoxesResult:
     """The whole set's files, from the journals: COCO's JSON, VOC's list, data.yaml, the quality and summary.json."""
-    corloc, counts, skipped = CorLoc(), {"images": 0, "images_with_boxes": 0, "boxes": 0}, []
+    corloc, counts, skipped = CorLoc(), {"images": 0, "images_with_boxes": 0, "boxes": 0, "gt_images": 0}, []
     finals = open_writers(formats, out, class_names, link_images=link_images, per_image=False)
     if size > 1:  # one journal, as a single process writes it
         with atomic_path(out / "journal.jsonl") as tmp, LineJournal(tmp, "boxes", header) as merged:
@@ -564,7 +632,9 @@ def _finish_run(
         counts["images"] += 1
         counts["images_with_boxes"] += int(bool(image.detections))
         counts["boxes"] += len(image.detections)
-        corloc.update(image.hit)
+        counts["gt_images"] += int(bool(image.hits))
+        for hit in image.hits or ():
+            corloc.update(hit)
         boxes = image.image_boxes()
         for writer in finals:
             writer.write(boxes, file_names[image.index])
@@ -577,7 +647,7 @@ def _finish_run(
     quality = (
         _quality(out, header, items, file_names, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
     )
-    summary = {**counts, "gt_images": int(corloc.images), "corloc": corloc.compute(), **quality}
+    summary = {**counts, "corloc_verdicts": int(corloc.images), "corloc": corloc.compute(), **quality}
     files["summary"] = str(write_json({"settings": header, "score": SCORE_FORMULA, **summary, "skipped": skipped,
                                        "files": files, "versions": versions()}, out / "summary.json"))  # fmt: skip
     return BoxesResult(summary, skipped, files)
@@ -679,15 +749,19 @@ def calibrate_threshold(
         raise InvalidArgument("calibrate", f"calibrate: {dataset.name} has no image with a ground-truth box")
     items = shard(items)  # under torchrun each process boxes its share; the hits are added up
 
-    def work(item: _Item, frames: _Frames, classes: list[int], probs: list[float], geo: Geometry) -> np.ndarray:
+    def work(
+        item: _Item, frames: _Frames, classes: list[int], probs: list[float], geo: Geometry, labelled: bool
+    ) -> tuple[np.ndarray, int]:
+        """Per threshold, how many of the image's verdicts are hits; and how many verdicts it has."""
         truths = _truths_in(item, geo, frames.size)
-        hits = np.zeros(len(thresholds), dtype=np.int64)
+        hits, judged = np.zeros(len(thresholds), dtype=np.int64), 0
         for k, tau in enumerate(thresholds):
             at = BoxSettings(
                 settings.rule, float(tau), settings.min_area, settings.topk, settings.min_score, settings.use_labels
             )
-            hits[k] = bool(CorLoc.hit([(c, b) for _, c, b in _ranked(frames, classes, probs, at)], truths))
-        return hits
+            verdicts = _verdicts(_ranked(frames, classes, probs, at), truths, item.labels if labelled else None) or []
+            hits[k], judged = sum(verdicts), len(verdicts)
+        return hits, judged
 
     total, read = np.zeros(len(thresholds), dtype=np.int64), 0
     pre = preprocess or info.preprocess.with_mode("full")
@@ -696,10 +770,10 @@ def calibrate_threshold(
         for chunk in _iterate(
             items, method, pre, settings, work, lambda it, why: None, batch_size=batch_size, pool=pool
         ):
-            for hits in chunk:
-                if hits is not None:
-                    total += hits
-                    read += 1
+            for result in chunk:
+                if result is not None:
+                    total += result[0]
+                    read += result[1]
             bar.update(len(chunk))
     sums = all_sum({"hits": total, "read": read})
     total, read = sums["hits"], int(sums["read"])

@@ -98,6 +98,8 @@ def format_boxes_summary(summary: dict, title: str) -> str:
         lines.append(f"  {name:<28}{summary[key]:>8}")
     if summary.get("gt_images"):
         lines.append(f"  {'images with ground truth':<28}{summary['gt_images']:>8}")
+    if summary.get("corloc_verdicts", 0) > summary.get("gt_images", 0):  # images labelled with several classes
+        lines.append(f"  {'(image, class) pairs judged':<28}{summary['corloc_verdicts']:>8}")
     names = {
         "corloc": "CorLoc (top box, IoU 0.5)",
         "ap": "COCO AP (IoU .50:.95)",
