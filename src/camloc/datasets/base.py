@@ -5,7 +5,7 @@ Every box is ``(x0, y0, x1, y1)`` in inclusive, 0-based pixel coordinates of the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, overload
@@ -13,7 +13,7 @@ from typing import Protocol, overload
 from ..boxes.box import Box
 from ..utils import TarMember
 
-__all__ = ["Dataset", "LazySamples", "Sample", "SampleSource", "hold_out"]
+__all__ = ["Dataset", "LazySamples", "Sample", "SampleSource", "class_samples", "file_image_id", "hold_out"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,27 @@ class Sample:
     size: tuple[int, int] | None
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
+
+
+def class_samples(
+    image_id: str, path: Path, per_class: Mapping[int, Sequence[Box]], size: tuple[int, int] | None
+) -> list[Sample]:
+    """One sample per class of an image's boxes, in ``per_class``'s order (the COCO, VOC and YOLO readers).
+
+    An image with boxes of several classes gives ``image_id#label`` ids; of one class, ``image_id``.
+    """
+    several = len(per_class) > 1
+    return [
+        Sample(f"{image_id}#{label}" if several else image_id, path, label, tuple(boxes), size)
+        for label, boxes in per_class.items()
+    ]
+
+
+def file_image_id(samples: Sequence[Sample]) -> str:
+    """The image id of one file's samples made by :func:`class_samples`: their ids without ``#label``."""
+    first = samples[0]
+    suffix = f"#{first.label}"
+    return first.image_id[: -len(suffix)] if len(samples) > 1 and first.image_id.endswith(suffix) else first.image_id
 
 
 @dataclass

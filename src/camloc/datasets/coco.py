@@ -30,7 +30,7 @@ from typing import Any
 from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, camloc_version
-from .base import Dataset, Sample
+from .base import Dataset, class_samples
 from .classes import load_class_table
 from .labels import BoxWriter, Detection, ImageBoxes
 from .parsing import check_box
@@ -241,9 +241,7 @@ def read_coco(path: Path, images: Path | None, classes) -> Dataset:
     samples = []
     for image_id, (file_name, w, h) in files.items():
         per_class = boxes.get(image_id, {})
-        for label in sorted(per_class):
-            sid = file_name if len(per_class) == 1 else f"{file_name}#{label}"
-            samples.append(Sample(sid, Path(images) / file_name, label, tuple(per_class[label]), (w, h)))
+        samples += class_samples(file_name, Path(images) / file_name, dict(sorted(per_class.items())), (w, h))
     if not samples:
         raise DatasetError("no image has a box (a COCO image without annotations has no label)", path)
     return Dataset(path.parent.name, "coco", path.parent, samples, class_names, wnids)

@@ -36,7 +36,7 @@ from xml.sax.saxutils import escape
 from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import IMAGE_SUFFIXES, atomic_path
-from .base import Dataset, LazySamples, Sample
+from .base import Dataset, LazySamples, Sample, class_samples
 from .classes import ClassTable, load_class_table
 from .folder import holds_a
 from .labels import BoxWriter, ImageBoxes, write_text
@@ -223,11 +223,7 @@ class _XmlFiles:
         if not per_class:  # an image without objects (a background image) has no label to evaluate
             return []
         image = _voc_image(self.images_dir, fn.value() if fn is not None else None, xml.stem)
-        several = len(per_class) > 1
-        return [
-            Sample(f"{xml.stem}#{label}" if several else xml.stem, image, label, tuple(boxes), size)
-            for label, boxes in per_class.items()
-        ]
+        return class_samples(xml.stem, image, per_class, size)
 
 
 def voc_xml(image: ImageBoxes, file_name: str, class_names: Sequence[str]) -> str:

@@ -30,7 +30,7 @@ from PIL import Image
 from ..boxes.box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, is_image_file
-from .base import Dataset, Sample
+from .base import Dataset, class_samples
 from .labels import BoxWriter, ImageBoxes, write_text
 from .parsing import check_box, parse_float, parse_int, read_lines
 
@@ -162,9 +162,7 @@ def read_yolo(root: Path, images: Path | None, split: str = "test") -> Dataset:
             )
             check_box(box, (width, height), label_file, n)
             per_class.setdefault(label, []).append(box)
-        for label in sorted(per_class):
-            sid = image.name if len(per_class) == 1 else f"{image.name}#{label}"
-            samples.append(Sample(sid, image, label, tuple(per_class[label]), (width, height)))
+        samples += class_samples(image.name, image, dict(sorted(per_class.items())), (width, height))
     if not samples:
         raise DatasetError(f"no image of {folder} has a label file with a box in {labels}", root)
     return Dataset(root.name, "yolo", root, samples, class_names)

@@ -51,7 +51,7 @@ from torch import nn
 from ..boxes.box import Box, scale_box
 from ..boxes.rules import BOX_RULES, box_score, check_rule, rule_boxes
 from ..boxes.wsol import wsol_resized, wsol_resized_batch
-from ..datasets.base import Dataset, Sample
+from ..datasets.base import Dataset, Sample, file_image_id
 from ..datasets.coco import write_coco, write_coco_results
 from ..datasets.labels import Detection, ImageBoxes, OutputNames
 from ..datasets.registry import open_writers
@@ -222,17 +222,8 @@ def _items(source: Dataset | Sequence[str | os.PathLike], ground_truth: Dataset 
             own = [(s.label, b) for s in group for b in s.boxes]
         else:
             own = truths.get(Path(first.path).resolve(), [])
-        items.append(_Item(i, first, _file_id(group), labels, own))
+        items.append(_Item(i, first, file_image_id(group), labels, own))
     return items
-
-
-def _file_id(group: list[Sample]) -> str:
-    """The id of a file that a reader gave as several samples, ``id#label`` each: the id without ``#label``."""
-    first = group[0]
-    suffix = f"#{first.label}"
-    if len(group) > 1 and first.image_id.endswith(suffix):
-        return first.image_id[: -len(suffix)]
-    return first.image_id
 
 
 def _decoded(
