@@ -11,7 +11,10 @@ Each class also derives from the built-in exception a caller would expect (``Val
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "OutputExists",
     "ResumeError",
     "WeightsNotFound",
+    "did_you_mean",
 ]
 
 
@@ -98,3 +102,30 @@ class OutputExists(CamlocError, FileExistsError):
 
 class MissingDependency(CamlocError, ImportError):
     """An optional package is needed for what was asked (the message says which to install)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the choice closest to ``name``, or ``""`` when none is close.
+
+    Case, spaces, dashes and underscores are ignored, so ``mobilenetv2`` finds ``mobilenet_v2`` and
+    ``tabbycat`` finds ``tabby cat``.
+
+    >>> did_you_mean("mobilenetv2", ["resnet50", "mobilenet_v2", "mobilenet_v3_large"])
+    " (did you mean 'mobilenet_v2'?)"
+    >>> did_you_mean("grad-cam", ["cam", "gradcam", "gradcam++"])
+    " (did you mean 'gradcam'?)"
+    >>> did_you_mean("zzz", ["cam", "gradcam"])
+    ''
+    """
+    by_key: dict[str, str] = {}
+    for choice in choices:
+        by_key.setdefault(_squeezed(choice), choice)
+    key = _squeezed(name)
+    if key in by_key:
+        return f" (did you mean {by_key[key]!r}?)"
+    close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
+    return f" (did you mean {by_key[close[0]]!r}?)" if close else ""
+
+
+def _squeezed(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name).lower())
