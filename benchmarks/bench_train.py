@@ -63,7 +63,7 @@ def recipe(args: argparse.Namespace) -> None:
     from camloc.datasets.registry import open_train_test
     from camloc.models import build_model
     from camloc.models.graph import split_at
-    from camloc.training.train import _freeze, _optimizer
+    from camloc.training.loop import freeze_up_to, make_optimizer
 
     cub = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub-200-2011-50"
     full, _ = open_train_test(cub)
@@ -71,14 +71,14 @@ def recipe(args: argparse.Namespace) -> None:
     config = TrainConfig(arch="mobilenet_v2", pretrained=True, epochs=2, calibrate=0, size=args.size)
     classes = len(full.class_names)
     model = build_model("mobilenet_v2", classes, pretrained=True)
-    frozen = _freeze(model, config.freeze)
+    frozen = freeze_up_to(model, config.freeze)
     model = model.to(memory_format=torch.channels_last).train()
     first, tail = split_at(model, config.freeze)
     with torch.no_grad():
         shape = first(torch.zeros(1, 3, config.size, config.size)).shape[1:]
     for m in frozen:  # frozen layers stay in eval mode, as in train()
         m.eval()
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(0)
     bare, camloc_rates, prepare = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

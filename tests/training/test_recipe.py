@@ -13,7 +13,10 @@ from camloc.datasets.base import hold_out
 from camloc.datasets.synthetic import generate
 from camloc.models import build_model
 from camloc.models.graph import split_at
-from camloc.training.train import FROZEN_STAGE, TrainConfig, _hidden, train
+from camloc.training.config import FROZEN_STAGE, TrainConfig
+from camloc.training.loop import freeze_up_to
+from camloc.training.sources import hidden
+from camloc.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +81,10 @@ def test_hide_and_seek_blanks_whole_cells():
     x = torch.ones(2, 1, 8, 8)
     shown = np.ones((3, 2, 2), bool)
     shown[2, 0, 1] = False  # image 2: the top right quarter hidden
-    out = _hidden(x, shown, [0, 2])
+    out = hidden(x, shown, [0, 2])
     assert torch.equal(out[0], x[0])
     assert out[1, 0, :4, 4:].eq(0).all() and out[1].sum() == 48
-    assert _hidden(x, None, [0, 1]) is x
+    assert hidden(x, None, [0, 1]) is x
 
 
 def test_hold_out_is_per_class_among_boxed_images_and_seeded():
@@ -118,11 +121,9 @@ def test_recipe_trains_only_after_the_cut_and_resumes_bit_identically(tiny, tmp_
 
 
 def test_freeze_of_a_missing_module_names_the_one_meant():
-    from camloc.training.train import _freeze
-
     gap = build_model("mobilenet_v2", 3, convert_gap={"layer": "features.13", "width": 8})
     with pytest.raises(ValueError, match=r"GapVariant has no module .*; did you mean 'backbone.features.13'\?"):
-        _freeze(gap, "features.13")
+        freeze_up_to(gap, "features.13")
     assert all(p.requires_grad for p in gap.parameters())  # nothing frozen by the failed call
-    _freeze(gap, "backbone.features.13")
+    freeze_up_to(gap, "backbone.features.13")
     assert not any(p.requires_grad for p in gap.backbone.parameters()) and gap.conv.weight.requires_grad

@@ -145,7 +145,7 @@ def test_short_training_run_localizes_far_better_than_the_centre_box(tmp_path):
     train_set, test_set = generate(tmp_path / "data", "shapes", train=1000, test=200, seed=1)
     config = TrainConfig(epochs=10, seed=0)
     result = train(config, train_set, tmp_path / "m.pt", progress=False)
-    from camloc.training.train import assess
+    from camloc.evaluation.assess import assess
 
     scores = assess(result.model, test_set, config.preprocess())
     cam, center = scores["cam"]["max_box_acc"], scores["center"]["max_box_acc"]

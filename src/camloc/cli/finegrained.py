@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace, train_set, test_set) -> int:
     from ..runtime import keep_freed_memory
+    from ..training.config import TrainConfig
     from ..training.finegrained import finegrained_train
-    from ..training.train import TrainConfig
     from ..utils import versions, write_json
 
     keep_freed_memory()

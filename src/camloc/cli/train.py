@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..datasets.registry import FORMATS
-from ..training.train import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES
+from ..training.config import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES, TrainConfig, field_help
 from .common import fraction, positive, report_skipped, resolve_device
 
 __all__ = ["add_train_data_args", "register", "run"]
@@ -30,21 +32,40 @@ def add_train_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    """The command's arguments."""
+    """The command's arguments: the data, then :class:`~camloc.training.TrainConfig`'s fields in groups."""
     add_train_data_args(p)
     p.add_argument("--out", required=True, metavar="MODEL.pt", help="model file, rewritten after every epoch")
-    p.add_argument(
-        "--arch",
-        default="gapnet",
-        help="gapnet (camloc's small GAP net), a torchvision name or timm:<name> (default: %(default)s)",
-    )
-    p.add_argument(
-        "--pretrained",
-        action="store_true",
-        help="start from the architecture's pretrained weights (offline; all but the classifier)",
-    )
-    p.add_argument("--weights", metavar="PATH", help="start from this weight file")
-    p.add_argument(
+    _model_args(p.add_argument_group("the network"))
+    _optimizer_args(p.add_argument_group("optimization"))
+    _augment_args(p.add_argument_group("augmentation"))
+    _run_args(p.add_argument_group("the run"))
+    p.set_defaults(run=run)
+
+
+# The TrainConfig fields that are flags of the same name (--batch-size: batch_size); their help and
+# default are the field's (training/config.py), written there once.
+CONFIG_FLAGS = (
+    "arch", "pretrained", "weights", "epochs", "batch_size", "optimizer", "lr", "new_lr_scale", "weight_decay",
+    "schedule", "size", "freeze", "augment", "min_scale", "hide", "hide_grid", "label_smoothing", "calibrate",
+    "seed", "workers",
+)  # fmt: skip
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _config_flag(group: argparse._ArgumentGroup, name: str, note: str = "", **options: Any) -> None:
+    """The flag of :class:`TrainConfig`'s field ``name``: the field's description and default."""
+    default = _DEFAULTS[name]
+    text = field_help(name).rstrip(".").replace("%", "%%") + note
+    if default not in (None, "auto") and not isinstance(default, bool):
+        text += " (default: %(default)s)"
+    group.add_argument("--" + name.replace("_", "-"), default=default, help=text, **options)
+
+
+def _model_args(group: argparse._ArgumentGroup) -> None:
+    _config_flag(group, "arch")
+    _config_flag(group, "pretrained", action="store_true")
+    _config_flag(group, "weights", metavar="PATH")
+    group.add_argument(
         "--convert-gap",
         nargs="?",
         const="auto",
@@ -52,95 +73,51 @@ def register(p: argparse.ArgumentParser) -> None:
         help="train the paper's -GAP variant: cut after LAYER (default: the paper's layer for VGG/AlexNet/GoogLeNet), "
         "add conv3x3 + GAP + linear",
     )
-    p.add_argument("--gap-width", type=positive, default=1024, help="units of the added conv (default: %(default)s)")
-    p.add_argument(
-        "--epochs",
-        type=positive,
-        help="passes over the training set (default: 10 for the fine-tuning recipe, see --freeze; otherwise 30)",
+    group.add_argument(
+        "--gap-width", type=positive, default=1024, help="units of the added conv (default: %(default)s)"
     )
-    p.add_argument(
-        "--batch-size", type=positive, default=64, metavar="N", help="images per step (default: %(default)s)"
-    )
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="(default: %(default)s)")
-    p.add_argument(
-        "--lr", type=float, help="peak learning rate (default: 0.1 SGD from scratch, 0.01 SGD fine-tuning, 1e-3 AdamW)"
-    )
-    p.add_argument(
-        "--new-lr-scale",
-        type=float,
-        metavar="X",
-        help="learning-rate factor of the layers that start from random weights (default: 10 when fine-tuning, "
-        "as wsolevaluation)",
-    )
-    p.add_argument("--weight-decay", type=float, help="(default: 1e-4 fine-tuning, 5e-4 from scratch)")
-    p.add_argument(
-        "--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default: %(default)s)"
-    )
-    p.add_argument(
-        "--size", type=positive, help="input side in pixels (default: 64 for gapnet, 448 for the recipe, else 224)"
-    )
-    p.add_argument(
-        "--freeze",
-        default="auto",
-        metavar="LAYER",
-        help="keep LAYER and everything before it as pretrained ('none': train everything; default: the fine-tuning "
-        "recipe's stage for pretrained "
-        + ", ".join(f"{arch} ({layer})" for arch, layer in FROZEN_STAGE.items())
-        + ", else none)",
-    )
-    p.add_argument(
-        "--augment",
-        choices=AUGMENTS,
-        help="images: random crops and flips of the images every epoch; features: the frozen layers run once per "
-        "image (and its mirror image) and every epoch crops their output (default: features for the recipe)",
-    )
-    p.add_argument(
-        "--min-scale",
-        type=fraction,
-        help="smallest crop area, a fraction of the image or frozen-layer output (default: 0.35 images, 0.5 features)",
-    )
-    p.add_argument(
-        "--hide",
-        type=fraction,
-        metavar="P",
-        help="Hide-and-Seek: blank each cell of a grid over the input with probability P (default: 0.5 for the "
-        "recipe, else 0)",
-    )
-    p.add_argument(
-        "--hide-grid", type=positive, default=4, metavar="N", help="cells per side of that grid (default: %(default)s)"
-    )
-    p.add_argument("--label-smoothing", type=fraction, default=0.0, help="(default: %(default)s)")
-    p.add_argument(
-        "--calibrate",
-        type=int,
-        metavar="N",
-        help="hold N boxed images of each class out of training and report the test accuracy at the CAM "
-        "thresholds chosen on them (default: 2 for the recipe, else 0)",
-    )
-    p.add_argument("--no-flip", action="store_true", help="no horizontal flips")
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the initialization, shuffling and augmentation (default: %(default)s)",
-    )
-    p.add_argument(
-        "--workers", type=positive, default=2, metavar="N", help="threads decoding images (default: %(default)s)"
-    )
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available, else cpu)")
-    p.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation at the end")
-    p.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
-    p.set_defaults(run=run)
+    stages = ", ".join(f"{arch}: {layer}" for arch, layer in FROZEN_STAGE.items())
+    _config_flag(group, "freeze", f" (the recipe's stages: {stages})", metavar="LAYER")
+
+
+def _optimizer_args(group: argparse._ArgumentGroup) -> None:
+    _config_flag(group, "epochs", type=positive)
+    _config_flag(group, "batch_size", type=positive, metavar="N")
+    _config_flag(group, "optimizer", choices=OPTIMIZERS)
+    _config_flag(group, "lr", type=float)
+    _config_flag(group, "new_lr_scale", type=float, metavar="X")
+    _config_flag(group, "weight_decay", type=float)
+    _config_flag(group, "schedule", choices=SCHEDULES)
+    _config_flag(group, "label_smoothing", type=fraction)
+
+
+def _augment_args(group: argparse._ArgumentGroup) -> None:
+    _config_flag(group, "size", type=positive)
+    _config_flag(group, "augment", choices=AUGMENTS)
+    _config_flag(group, "min_scale", type=fraction)
+    _config_flag(group, "hide", type=fraction, metavar="P")
+    _config_flag(group, "hide_grid", type=positive, metavar="N")
+    group.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+
+
+def _run_args(group: argparse._ArgumentGroup) -> None:
+    _config_flag(group, "calibrate", type=int, metavar="N")
+    _config_flag(group, "seed", type=int)
+    _config_flag(group, "workers", type=positive, metavar="N")
+    group.add_argument("--device", help="cpu, cuda, ... (default: cuda if available, else cpu)")
+    group.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
+    group.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation at the end")
+    group.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test set, write the model file and the JSON."""
     from ..datasets.registry import open_train_test
     from ..distributed import join
+    from ..evaluation.assess import assess
     from ..reports.summary import format_summary
     from ..runtime import keep_freed_memory
-    from ..training.train import TrainConfig, assess, train
+    from ..training.train import train
     from ..utils import versions, write_json
 
     keep_freed_memory()
@@ -150,30 +127,10 @@ def run(args: argparse.Namespace) -> int:
     convert = None
     if args.convert_gap:
         convert = {"width": args.gap_width, **({} if args.convert_gap == "auto" else {"layer": args.convert_gap})}
-    config = TrainConfig(
-        arch=args.arch,
-        pretrained=args.pretrained,
-        weights=args.weights,
-        convert_gap=convert,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        new_lr_scale=args.new_lr_scale,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        size=args.size,
-        freeze=None if args.freeze == "none" else args.freeze,
-        augment=args.augment,
-        min_scale=args.min_scale,
-        hide=args.hide,
-        hide_grid=args.hide_grid,
-        label_smoothing=args.label_smoothing,
-        calibrate=args.calibrate,
-        hflip=not args.no_flip,
-        seed=args.seed,
-        workers=args.workers,
-    )
+    settings = {name: getattr(args, name) for name in CONFIG_FLAGS}
+    if settings["freeze"] == "none":
+        settings["freeze"] = None
+    config = TrainConfig(**settings, convert_gap=convert, hflip=not args.no_flip)
     device = resolve_device(args.device)
     here = join(device)  # the process group of a torchrun launch (nothing to join otherwise)
     classes = len(train_set.class_names or [])

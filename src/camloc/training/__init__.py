@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from ..utils import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": ".train",
+    "TrainConfig": ".config",
     "TrainResult": ".train",
-    "assess": ".train",
-    "learning_rate": ".train",
+    "assess": "..evaluation.assess",
+    "learning_rate": ".loop",
     "train": ".train",
     "Features": ".features",
     "extract_features": ".features",
@@ -32,6 +32,8 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from ..evaluation.assess import assess as assess
+    from .config import TrainConfig as TrainConfig
     from .features import Features as Features
     from .features import extract_features as extract_features
     from .features import load_features as load_features
@@ -43,9 +45,7 @@ if TYPE_CHECKING:
     from .finegrained import finegrained_train as finegrained_train
     from .finegrained import gt_boxes as gt_boxes
     from .finegrained import predict as predict
+    from .loop import learning_rate as learning_rate
     from .probes import fit_probe as fit_probe
-    from .train import TrainConfig as TrainConfig
     from .train import TrainResult as TrainResult
-    from .train import assess as assess
-    from .train import learning_rate as learning_rate
     from .train import train as train

@@ -38,9 +38,10 @@ from ..metrics.iou import best_iou
 from ..models.probes import LinearProbe, attach_probe
 from ..utils import model_device
 from ..utils import progress as progress_bar
+from .config import TrainConfig
 from .features import Features, extract_features
 from .probes import ProbeKind, fit_probe
-from .train import TrainConfig, train
+from .train import train
 
 log = logging.getLogger(__name__)
 
