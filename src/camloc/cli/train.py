@@ -12,7 +12,7 @@ from ..datasets.registry import FORMATS
 from ..training.config import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES, TrainConfig, field_help
 from .common import fraction, positive, report_skipped, resolve_device
 
-__all__ = ["add_train_data_args", "register", "run"]
+__all__ = ["add_train_data_args", "register", "run", "train_config"]
 
 
 def add_train_data_args(p: argparse.ArgumentParser) -> None:
@@ -110,6 +110,17 @@ def _run_args(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that the flags describe."""
+    convert = None
+    if args.convert_gap:
+        convert = {"width": args.gap_width, **({} if args.convert_gap == "auto" else {"layer": args.convert_gap})}
+    settings = {name: getattr(args, name) for name in CONFIG_FLAGS}
+    if settings["freeze"] == "none":
+        settings["freeze"] = None
+    return TrainConfig(**settings, convert_gap=convert, hflip=not args.no_flip)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test set, write the model file and the JSON."""
     from ..datasets.registry import open_train_test
@@ -124,13 +135,7 @@ def run(args: argparse.Namespace) -> int:
     train_set, test_set = open_train_test(
         args.data, args.format, test=args.test, images=args.images, classes=args.class_map
     )
-    convert = None
-    if args.convert_gap:
-        convert = {"width": args.gap_width, **({} if args.convert_gap == "auto" else {"layer": args.convert_gap})}
-    settings = {name: getattr(args, name) for name in CONFIG_FLAGS}
-    if settings["freeze"] == "none":
-        settings["freeze"] = None
-    config = TrainConfig(**settings, convert_gap=convert, hflip=not args.no_flip)
+    config = train_config(args)
     device = resolve_device(args.device)
     here = join(device)  # the process group of a torchrun launch (nothing to join otherwise)
     classes = len(train_set.class_names or [])

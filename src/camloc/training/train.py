@@ -41,6 +41,7 @@ from .config import SCHEDULES as SCHEDULES
 from .config import TrainConfig
 from .loop import Loop, freeze_up_to, learning_rate, make_optimizer
 from .parallel import gathered, parallel, steps_per_epoch
+from .sources import Batch as Batch  # importable from here as in 0.2
 from .sources import Decoded, FrozenMaps, Images, Source
 
 __all__ = ["TrainConfig", "TrainResult", "assess", "learning_rate", "train"]
