@@ -45,14 +45,18 @@ LAUNCHED = """
 import sys, torch
 import importlib
 T = importlib.import_module("camloc.training.train")  # the module: camloc.training.train is also its function
+from camloc.datasets.registry import open_train_test
 from camloc.datasets.synthetic import generate
-from camloc.distributed import join, world
+from camloc.distributed import barrier, join, world
 from tests.training.test_distributed_train import CONFIGS, without_batchnorm
 
 T.build_model = lambda arch, n, **kw: without_batchnorm(n)
 join()
 out = sys.argv[1]
-train_set, _ = generate(out + "/data", "shapes", train=26, test=4, seed=4)
+if world().is_main:  # one writer: the other process would find the folder half written
+    generate(out + "/data", "shapes", train=26, test=4, seed=4)
+barrier()
+train_set, _ = open_train_test(out + "/data")
 for name, options in CONFIGS.items():
     config = T.TrainConfig(batch_size=5, **options)
     T.train(config, train_set, f"{out}/{name}.pt", progress=False)
