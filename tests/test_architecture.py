@@ -242,3 +242,41 @@ def test_a_name_stays_the_function_when_its_namesake_module_is_imported_first_th
     )
     done = _fresh_python(code)
     assert done.returncode == 0, done.stderr
+
+
+# Size limits (issue 21): a module is one job, a function fits on a screen or two. boxes/sweep.py holds the
+# numba kernels of the threshold sweep, whose passes keep their state in locals for speed.
+MODULE_LINES = 600
+FUNCTION_LINES = 100
+LONG_MODULES = {"camloc.boxes.sweep"}
+
+
+def _is_numba_kernel(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any("njit" in ast.unparse(d) for d in node.decorator_list)
+
+
+def _long_functions(source: str) -> list[tuple[int, str, int]]:
+    """(line, name, length) of each function over the limit, numba kernels aside."""
+    long = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not _is_numba_kernel(node):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > FUNCTION_LINES:
+                long.append((node.lineno, node.name, lines))
+    return long
+
+
+def test_no_module_or_function_is_too_long():
+    too_long = []
+    for module, path in MODULES.items():
+        source = path.read_text()
+        if module not in LONG_MODULES and (n := len(source.splitlines())) > MODULE_LINES:
+            too_long.append(f"{path.relative_to(SRC)} has {n} lines")
+        too_long += [f"{path.relative_to(SRC)}:{at}: {name} has {n} lines" for at, name, n in _long_functions(source)]
+    assert too_long == []
+
+
+def test_the_size_limits_see_a_long_function_but_not_a_kernel():
+    body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LINES))
+    source = f"def f():\n{body}\n\n\n@nb.njit(cache=True)\ndef kernel():\n{body}\n\n\ndef g():\n    pass\n"
+    assert _long_functions(source) == [(1, "f", FUNCTION_LINES + 1)]
