@@ -14,7 +14,7 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError, InvalidArgument
 from .base import Dataset, Sample
 from .classes import WNID, check_label, load_class_table

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError
 from .base import Dataset, Sample
 from .classes import check_label, load_class_table
