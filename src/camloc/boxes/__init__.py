@@ -1,9 +1,10 @@
 """Boxes from maps: the paper's rule, wsolevaluation's threshold sweep, and the CAM authors' generator.
 
 Boxes are ``(x0, y0, x1, y1)`` with inclusive, 0-based pixel coordinates (:mod:`camloc.box`).
-:func:`boxes` is the front door: one box per map of a ``Tensor[N, k, h, w]`` batch, by rule name, in
-the photo's pixels when given the geometry (:mod:`camloc.boxes.api`); the functions below are its
-one-map forms. :func:`paper_box` is the paper's rule; :mod:`camloc.boxes.wsol` and :mod:`camloc.boxes.sweep` are
+:func:`boxes` is the front door: one box per map of a ``Tensor[N, k, h, w]`` batch, by rule name,
+in the photo's pixels when given the geometry (:mod:`camloc.boxes.api`). Its one-map forms:
+:func:`paper_box` (the paper's rule), :func:`minmax_box`, :func:`wsol_box`, and :func:`rule_boxes`
+(which also draws several boxes per map). :mod:`camloc.boxes.wsol` and :mod:`camloc.boxes.sweep` are
 wsolevaluation's protocol (every threshold of a map in one pass); :mod:`camloc.boxes.authors` is the
 box generator the CAM authors released.
 """
