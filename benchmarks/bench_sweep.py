@@ -8,7 +8,7 @@ wsolevaluation's uint8 map (bicubic to 224, min-max, uint8), GT boxes scaled to 
 truncation, 100 levels int(tau * max) for tau = 0, 0.01, ..., 0.99.
 
 Variants, each over all maps, interleaved round by round (median of the rounds reported):
-- opencv loop: tests/wsol_oracle.best_ious, one cv2.findContours call per level and image;
+- opencv loop: tests/helpers/wsol_oracle.best_ious, one cv2.findContours call per level and image;
 - sweep, 1 thread: camloc.boxes.sweep.wsol_best_ious per image in a Python loop;
 - sweep batch, 1 / 2 threads: camloc.boxes.sweep.wsol_best_ious_batch(threads=...).
 All variants' results are asserted identical to the OpenCV loop's. First-call compile / cache-load
@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "imagenet-val-boxes"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 
 def real_maps(folder: Path = DATA, limit: int | None = None, batch_size: int = 32):

@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     ["camloc.errors"],
     ["camloc.utils"],
-    ["camloc.images", "camloc.runtime", "camloc.distributed"],
+    ["camloc.images", "camloc.runtime", "camloc.distributed", "camloc.box"],
     ["camloc.models"],
     ["camloc.maps"],
     ["camloc.boxes"],

@@ -1,4 +1,4 @@
-"""camloc.sweep against the per-level OpenCV loop of tests/wsol_oracle.py: equal value for value.
+"""camloc.boxes.sweep against the per-level OpenCV loop of tests/helpers/wsol_oracle.py: equal value for value.
 
 On real CAMs of pretrained MobileNetV2 (ImageNet validation images) and on several hundred random
 maps built to contain the rule's traps, which are counted here with OpenCV (independently of

@@ -175,5 +175,7 @@ def test_reader_errors_name_the_file(tmp_path):
     (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n")
     with pytest.raises(ValueError, match=r"a.txt:2: class 2 is not in data.yaml's names \(0..1\)"):
         open_dataset(root)
-    with pytest.raises(ValueError, match="box formats are coco, voc, yolo; got 'kitti'"):
+    with pytest.raises(ValueError, match="box formats are coco, voc, yolo; got 'kitti'$"):
         open_writers(["kitti"], tmp_path, NAMES)
+    with pytest.raises(ValueError, match=r"got 'yolov' \(did you mean 'yolo'\?\)"):
+        open_writers(["coco", "yolov"], tmp_path, NAMES)

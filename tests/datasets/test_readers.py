@@ -23,6 +23,7 @@ from camloc.datasets import (
     write_csv_dataset,
     write_cub_dataset,
 )
+from camloc.errors import InvalidArgument
 from tests.helpers.data import VAL_BOXES
 
 
@@ -722,8 +723,11 @@ def test_auto_detection(tmp_path):
         assert looked_for in msg
     assert "no such dataset folder" in _raises("absent", None, open_dataset, tmp_path / "absent")
     assert "format of this file" in _raises("synsets.txt", None, open_dataset, classes)
-    with pytest.raises(ValueError, match="unknown dataset format"):
+    with pytest.raises(ValueError, match=r"unknown dataset format 'kitti'; expected one of auto, csv"):
         open_dataset(tmp_path, "kitti")
+    for typo, meant in (("webdatset", "webdataset"), ("VOC", "voc"), ("Auto", "auto")):
+        with pytest.raises(InvalidArgument, match=rf"unknown dataset format '{typo}' \(did you mean '{meant}'\?\)"):
+            open_dataset(tmp_path, typo)
     with pytest.raises(ValueError, match="voc format only"):
         open_dataset(tmp_path / "csv", one_based=True)
 

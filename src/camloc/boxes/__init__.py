@@ -1,7 +1,10 @@
 """Boxes from maps: the paper's rule, wsolevaluation's threshold sweep, and the CAM authors' generator.
 
-Boxes are ``(x0, y0, x1, y1)`` with inclusive, 0-based pixel coordinates (:mod:`camloc.boxes.box`).
-:func:`paper_box` is the paper's rule; :mod:`camloc.boxes.wsol` and :mod:`camloc.boxes.sweep` are
+Boxes are ``(x0, y0, x1, y1)`` with inclusive, 0-based pixel coordinates (:mod:`camloc.box`).
+:func:`boxes` is the front door: one box per map of a ``Tensor[N, k, h, w]`` batch, by rule name,
+in the photo's pixels when given the geometry (:mod:`camloc.boxes.api`). Its one-map forms:
+:func:`paper_box` (the paper's rule), :func:`minmax_box`, :func:`wsol_box`, and :func:`rule_boxes`
+(which also draws several boxes per map). :mod:`camloc.boxes.wsol` and :mod:`camloc.boxes.sweep` are
 wsolevaluation's protocol (every threshold of a map in one pass); :mod:`camloc.boxes.authors` is the
 box generator the CAM authors released.
 """
@@ -11,6 +14,8 @@ from typing import TYPE_CHECKING
 from ..utils import lazy_exports
 
 _EXPORTS = {
+    "ONE_BOX_RULES": ".api",
+    "boxes": ".api",
     "Box": ".box",
     "enclosing_box": ".box",
     "scale_box": ".box",
@@ -37,6 +42,8 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from .api import ONE_BOX_RULES as ONE_BOX_RULES
+    from .api import boxes as boxes
     from .authors import authors_boxes as authors_boxes
     from .authors import authors_heatmap as authors_heatmap
     from .authors import authors_top5 as authors_top5

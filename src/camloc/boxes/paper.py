@@ -16,7 +16,8 @@ def paper_box(cam: Tensor | np.ndarray, threshold: float = 0.2) -> Box | None:
     """The paper's rule: keep pixels >= ``threshold`` x the map's max, box the largest 8-connected component.
 
     Ties in component size go to the component met first in raster order. NaN pixels (outside
-    the region the model saw) are never kept. Returns None when no pixel is kept.
+    the region the model saw) are never kept. Returns None when no pixel is kept. The one-map form
+    of :func:`camloc.boxes.boxes` (``rule="paper"``).
 
     Args:
         cam: one map, ``Tensor[H, W]`` or ``float[H, W]``.
@@ -55,7 +56,7 @@ def paper_box(cam: Tensor | np.ndarray, threshold: float = 0.2) -> Box | None:
 
 
 def paper_boxes(maps: Tensor, threshold: float = 0.2) -> list[list[Box | None]]:
-    """``paper_box`` of every map in an (N, k, H, W) tensor."""
+    """``paper_box`` of every map in an (N, k, H, W) tensor: :func:`camloc.boxes.boxes` with ``rule="paper"``."""
     arr = maps.detach().float().cpu().numpy()
     return [[paper_box(m, threshold) for m in per_image] for per_image in arr]
 
@@ -66,7 +67,8 @@ def minmax_box(cam: Tensor | np.ndarray, threshold: float = 0.2) -> Box | None:
     This is how wsolevaluation reads the paper's rule (it thresholds maps it has min-max normalized),
     and what ``camloc evaluate --protocol wsol`` uses for its single box. On a CAM without ReLU,
     whose background is negative, it keeps far more than :func:`paper_box` (the paper's text), down
-    to the whole frame at ``threshold=0``. A constant map keeps every pixel.
+    to the whole frame at ``threshold=0``. A constant map keeps every pixel. The one-map form of
+    :func:`camloc.boxes.boxes` (``rule="minmax"``).
 
     Args:
         cam: ``[H, W]`` map, numpy or torch; NaN pixels are never kept.

@@ -44,6 +44,9 @@ def check_rule(rule: str, threshold: float, min_area: float = 0.0) -> None:
 def rule_boxes(cam: np.ndarray, rule: str, threshold: float = 0.2, min_area: float = 0.01) -> list[Box]:
     """The boxes ``rule`` draws on one map, best first (empty when it keeps no pixel).
 
+    For one box per map of a batch, by rule name and in the photo's pixels, see :func:`camloc.boxes.boxes`;
+    this is the form that also knows ``all`` (several boxes per map).
+
     Args:
         cam: ``float[H, W]`` map (not normalized; NaN pixels, outside what the model saw, are never kept).
         rule: one of :data:`BOX_RULES`.
@@ -82,7 +85,7 @@ def wsol_box(cam: np.ndarray, threshold: float) -> Box | None:
     wsolevaluation does, thresholded strictly above ``int(threshold x max)``; of the contours
     (``RETR_TREE``) the one of largest ``contourArea`` is boxed as ``[x, y, x + w, y + h]``,
     clipped to the map: one pixel wider and taller than its bounding rectangle, as wsolevaluation
-    boxes. None when no pixel is kept.
+    boxes. None when no pixel is kept. The one-map form of :func:`camloc.boxes.boxes` (``rule="wsol"``).
 
     Example:
         >>> import numpy as np

@@ -5,9 +5,9 @@ the pixels ``gray > L``, running ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMP
 the contours with ``boundingRect`` as ``[x, y, x + w, y + h]`` clipped to ``W - 1`` / ``H - 1``.
 V1 keeps the contour of largest ``cv2.contourArea`` (the first in OpenCV's order on ties), V2
 keeps every contour, hole contours included; no contour gives ``[0, 0, 0, 0]``. The plain way is
-one findContours call per level (``tests/wsol_oracle.py``, ~3 ms for 100 levels of 224 x 224).
+one findContours call per level (``tests/helpers/wsol_oracle.py``, ~3 ms for 100 levels of 224 x 224).
 The level sets are nested, so here one sweep per image answers every level, with the same
-float64 IoU values as the plain loop (tests/test_sweep.py checks equality, traps included).
+float64 IoU values as the plain loop (tests/boxes/test_sweep.py checks equality, traps included).
 
 What findContours (Suzuki-Abe border following) gives, and how it is read off here. Foreground
 is 8-connected, background 4-connected, and pixels beyond the image are background.
@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
@@ -62,7 +63,22 @@ from ..errors import InvalidArgument
 
 __all__ = ["wsol_best_ious", "wsol_best_ious_batch"]
 
-_JIT = {"cache": True, "nogil": True}
+# The arrays the two passes share and those of each pass, grouped (numba passes a namedtuple of
+# arrays to a compiled function as one argument). Per zone, numbered by rank (see _zones):
+#: start: the zones of rank t are start[t]:start[t + 1]; raster: number in raster order of first
+#: pixel; rank; x0, y0, x1, y1: box; up: the zone just above the first pixel (-1: top row);
+#: border: 1 when touching the image border; ev: window events (twice the contour area, see _window_row).
+_Zones = namedtuple("_Zones", "start raster rank x0 y0 x1 y1 up border ev")
+#: A pass's components: union-find (root, size, next, tail: see _merge), their boxes, the list of
+#: active roots (act, pos: a root's index in act), and each root's best IoU (cache; dirty: to redo).
+_Forest = namedtuple("_Forest", "root size next tail x0 y0 x1 y1 act pos cache dirty")
+#: The background pass: zone pairs by rank (ustart, up: see _bucket_pairs), ext (a component
+#: reaches the border), and what it finds: tau per zone, the best hole IoU per level (out).
+_Background = namedtuple("_Background", "ustart up ext tau out")
+#: The foreground pass: zone pairs by rank (dstart, dp), twice each component's contour area
+#: (area2) and its first zone (firstz), the zone graph walk's arrays (adj, astart, mark, stack),
+#: and the best IoU per level of any component's box (out2: V2) and of the largest one's (out1: V1).
+_Foreground = namedtuple("_Foreground", "dstart dp area2 firstz adj astart mark stack out2 out1")
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -250,38 +266,18 @@ def _walk(H, W, R, rx1, rank, rowstart, root, size, mnext, mtail, evr, ra4, rb4,
 
 
 @nb.njit(cache=True, nogil=True)
-def _zones(
-    H,
-    W,
-    K,
-    R,
-    rx0,
-    rx1,
-    rank,
-    rowstart,
-    root,
-    evr,
-    num,
-    zid,
-    zstart,
-    zraster,
-    zrank,
-    zx0,
-    zy0,
-    zx1,
-    zy1,
-    zup,
-    zborder,
-    ev,
-):
+def _zones(H, W, K, R, rx0, rx1, rank, rowstart, root, evr, num, zid, zones):
     """Numbers the flat zones by rank, and in raster order of their first pixel within a rank.
 
-    The zones of rank t are zstart[t]:zstart[t + 1] (zstart[t + 1] holds their count on entry,
-    from _walk); zraster[z] is z's number in raster order. Gathers each zone's rank, box,
-    border contact, events (summed over its runs) and zup, the zone of the pixel just above its
-    first pixel (-1 on the top row); zid[run] is the run's zone (zid may alias root). Returns
-    the number of zones.
+    Fills the _Zones record: the zones of rank t are start[t]:start[t + 1] (start[t + 1] holds
+    their count on entry, from _walk); raster[z] is z's number in raster order. Gathers each
+    zone's rank, box, border contact, events (summed over its runs) and up, the zone of the
+    pixel just above its first pixel (-1 on the top row); zid[run] is the run's zone (zid may
+    alias root). Returns the number of zones.
     """
+    zstart, zraster, zrank = zones.start, zones.raster, zones.rank
+    zx0, zy0, zx1, zy1 = zones.x0, zones.y0, zones.x1, zones.y1
+    zup, zborder, ev = zones.up, zones.border, zones.ev
     for t in range(K + 1):
         zstart[t + 1] += zstart[t]
     fill = zstart[: K + 1].copy()
@@ -404,41 +400,18 @@ def _window_row(y, W, rx1, rowstart, zid, key, ev, sign):
 
 
 @nb.njit(cache=True, nogil=True)
-def _hole_pass(
-    K,
-    zstart,
-    zborder,
-    ustart,
-    up,
-    zx0,
-    zy0,
-    zx1,
-    zy1,
-    H,
-    W,
-    gt,
-    out,
-    tau,
-    root,
-    size,
-    mnext,
-    mtail,
-    x0,
-    y0,
-    x1,
-    y1,
-    act,
-    pos,
-    cache,
-    dirty,
-    ext,
-):
+def _hole_pass(K, H, W, gt, zones, forest, background):
     """Background, level index k ascending: the zones of rank <= k joined by 4-adjacency.
 
-    out[k]: the best IoU of a hole (a component not reaching the image border), boxed one pixel
-    wider on each side; -1.0 where there is none. tau[z]: the first k at which zone z is joined
-    to the border (K if never).
+    background.out[k]: the best IoU of a hole (a component not reaching the image border), boxed
+    one pixel wider on each side; -1.0 where there is none. background.tau[z]: the first k at
+    which zone z is joined to the border (K if never).
     """
+    zstart, zborder, zx0, zy0, zx1, zy1 = zones.start, zones.border, zones.x0, zones.y0, zones.x1, zones.y1
+    root, size, mnext, mtail = forest.root, forest.size, forest.next, forest.tail
+    x0, y0, x1, y1 = forest.x0, forest.y0, forest.x1, forest.y1
+    act, pos, cache, dirty = forest.act, forest.pos, forest.cache, forest.dirty
+    ustart, up, ext, tau, out = background
     for z in range(zstart[K + 1]):
         tau[z] = K
     nact = 0
@@ -535,44 +508,7 @@ def _filled_area2(z0, k, tau, ev, dp, adj, astart, mark, stamp, stack):
 
 
 @nb.njit(cache=True, nogil=True)
-def _outer_pass(
-    K,
-    zstart,
-    zraster,
-    tau,
-    ev,
-    holes,
-    zx0,
-    zy0,
-    zx1,
-    zy1,
-    zup,
-    dstart,
-    dp,
-    H,
-    W,
-    gt,
-    out2,
-    out1,
-    root,
-    size,
-    mnext,
-    mtail,
-    x0,
-    y0,
-    x1,
-    y1,
-    act,
-    pos,
-    cache,
-    dirty,
-    area2,
-    firstz,
-    adj,
-    astart,
-    mark,
-    stack,
-):
+def _outer_pass(K, H, W, gt, zones, forest, background, foreground):
     """Foreground, level index k descending: the zones of rank > k joined by 8-adjacency.
 
     out2[k]: the best IoU of a component's box (V2's outer contours); out1[k]: the IoU of the
@@ -582,7 +518,15 @@ def _outer_pass(
     exactly the zones of tau > k of its filled region, so twice its contour area is the sum of
     its zones' ev. With holes, only top-level components (the outside just above their first
     pixel) compete; when there are several, their filled regions are walked to sum ev (rare).
+    tau and holes are the background pass's tau and out.
     """
+    zstart, zraster, ev, zup = zones.start, zones.raster, zones.ev, zones.up
+    zx0, zy0, zx1, zy1 = zones.x0, zones.y0, zones.x1, zones.y1
+    root, size, mnext, mtail = forest.root, forest.size, forest.next, forest.tail
+    x0, y0, x1, y1 = forest.x0, forest.y0, forest.x1, forest.y1
+    act, pos, cache, dirty = forest.act, forest.pos, forest.cache, forest.dirty
+    tau, holes = background.tau, background.out
+    dstart, dp, area2, firstz, adj, astart, mark, stack, out2, out1 = foreground
     nz = zstart[K + 1]
     astart[0] = -1
     nact = 0
@@ -734,32 +678,11 @@ def _sweep_one(gray, levels, gt, v1, v2, wi, wl, wf, wb):
     zup, ai = _take(wi, ai, R)
     zborder, ab = _take(wb, ab, R)
     ev, al = _take(wl, al, R)
-    nz = _zones(
-        H,
-        W,
-        K,
-        R,
-        rx0,
-        rx1,
-        rank,
-        rowstart,
-        root,
-        evr,
-        size,
-        zid,
-        zstart,
-        zraster,
-        zrank,
-        zx0,
-        zy0,
-        zx1,
-        zy1,
-        zup,
-        zborder,
-        ev,
-    )
+    zones = _Zones(zstart, zraster, zrank, zx0, zy0, zx1, zy1, zup, zborder, ev)
+    nz = _zones(H, W, K, R, rx0, rx1, rank, rowstart, root, evr, size, zid, zones)
     zrank = zrank[:nz]
     ev = ev[:nz]
+    zones = _Zones(zstart, zraster, zrank, zx0, zy0, zx1, zy1, zup, zborder, ev)
 
     m = R - H + n4 + nd
     dp, ai = _take(wi, ai, 2 * m)
@@ -792,35 +715,9 @@ def _sweep_one(gray, levels, gt, v1, v2, wi, wl, wf, wb):
     ext, ab = _take(wb, ab, nz)
     redo, ab = _take(wb, ab, H + 1)
 
-    _hole_pass(
-        K,
-        zstart,
-        zborder,
-        ustart,
-        up,
-        zx0,
-        zy0,
-        zx1,
-        zy1,
-        H,
-        W,
-        gt,
-        hole,
-        tau,
-        zroot,
-        zsize,
-        znext,
-        ztail,
-        x0,
-        y0,
-        x1,
-        y1,
-        act,
-        pos,
-        cache,
-        dirty,
-        ext,
-    )
+    forest = _Forest(zroot, zsize, znext, ztail, x0, y0, x1, y1, act, pos, cache, dirty)
+    background = _Background(ustart, up, ext, tau, hole)
+    _hole_pass(K, H, W, gt, zones, forest, background)
     # the window events were keyed by rank: redo the row pairs that meet a zone whose tau differs
     for y in range(H + 1):
         redo[y] = 0
@@ -832,44 +729,8 @@ def _sweep_one(gray, levels, gt, v1, v2, wi, wl, wf, wb):
         if redo[y]:
             _window_row(y, W, rx1, rowstart, zid, zrank, ev, -1)
             _window_row(y, W, rx1, rowstart, zid, tau, ev, 1)
-    _outer_pass(
-        K,
-        zstart,
-        zraster,
-        tau,
-        ev,
-        hole,
-        zx0,
-        zy0,
-        zx1,
-        zy1,
-        zup,
-        dstart,
-        dp,
-        H,
-        W,
-        gt,
-        outer,
-        large,
-        zroot,
-        zsize,
-        znext,
-        ztail,
-        x0,
-        y0,
-        x1,
-        y1,
-        act,
-        pos,
-        cache,
-        dirty,
-        area2,
-        firstz,
-        adj,
-        astart,
-        mark,
-        stack,
-    )
+    foreground = _Foreground(dstart, dp, area2, firstz, adj, astart, mark, stack, outer, large)
+    _outer_pass(K, H, W, gt, zones, forest, background, foreground)
     empty = _best_iou(0, 0, 0, 0, gt)
     for i in range(T):
         k = which[i]
@@ -900,7 +761,7 @@ def wsol_best_ious(gray: np.ndarray, levels: np.ndarray, gt_boxes: np.ndarray) -
     gray: uint8 (H, W) map; levels: integer (T,) (a pixel is kept when strictly greater; any
     order, repeats allowed); gt_boxes: integer (G, 4) inclusive ``x0, y0, x1, y1``, G >= 1.
     Returns ``(v1, v2)``, float64 (T,) each, equal to the per-level OpenCV loop
-    (``tests/wsol_oracle.best_ious``) value for value.
+    (``tests/helpers/wsol_oracle.best_ious``) value for value.
     """
     gray = np.asarray(gray)
     if gray.dtype != np.uint8 or gray.ndim != 2 or gray.size == 0:

@@ -1,7 +1,7 @@
 """Datasets: five on-disk layouts of ground truth read into one list of :class:`Sample`, one reader per module.
 
 Every box is ``(x0, y0, x1, y1)`` in inclusive, 0-based pixel coordinates of the image file itself
-(see :mod:`camloc.boxes.box`). Metadata is checked while it is read; a problem raises a one-line
+(see :mod:`camloc.box`). Metadata is checked while it is read; a problem raises a one-line
 :class:`DatasetError` that names the file and, where there is one, the 1-based line. Image files are
 *not* opened at read time (a missing or unreadable image is the evaluator's business), except that
 CUB reads image headers to clip its boxes (see :mod:`camloc.datasets.cub`).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, overload
 
-from ..boxes.box import Box
+from ..box import Box
 from ..utils import TarMember
 
 __all__ = ["Dataset", "LazySamples", "Sample", "SampleSource", "class_samples", "file_image_id", "hold_out"]

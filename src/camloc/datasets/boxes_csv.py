@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError, InvalidArgument
 from .base import Dataset, Sample
-from .classes import WNID, check_label, load_class_table
+from .classes import WNID, ClassTable, check_label, load_class_table
 from .parsing import check_box, check_size, parse_int
 
 __all__ = ["CSV_COLUMNS", "read_csv_layout", "write_csv_dataset"]
@@ -50,94 +51,8 @@ def read_csv_layout(root: Path, images: Path | None, classes) -> Dataset:
     elif (root / "classes.txt").is_file():
         table = load_class_table(root / "classes.txt")
     images_dir = Path(images) if images is not None else root / "images"
-
-    records: dict[str, dict] = {}
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = None
-            for row in reader:
-                n = reader.line_num
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if header is None:
-                    header = [c.strip() for c in row]
-                    missing = [c for c in CSV_COLUMNS if c not in header]
-                    if missing:
-                        raise DatasetError(
-                            f"header lacks column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}",
-                            csv_path,
-                            n,
-                        )
-                    col = {c: header.index(c) for c in CSV_COLUMNS}
-                    continue
-                if len(row) != len(header):
-                    raise DatasetError(f"expected {len(header)} fields, got {len(row)}", csv_path, n)
-                v = {c: row[i].strip() for c, i in col.items()}
-                image = v["image"]
-                if not image:
-                    raise DatasetError("empty image field", csv_path, n)
-                if v["width"] or v["height"]:
-                    size = check_size(
-                        parse_int(v["width"], "width", csv_path, n),
-                        parse_int(v["height"], "height", csv_path, n),
-                        csv_path,
-                        n,
-                    )
-                else:
-                    size = None
-                label = parse_int(v["label_index"], "label_index", csv_path, n)
-                check_label(label, table, csv_path, n)
-                name = v["label_name"]
-                if name and table is not None and name not in (table.names[label], table.wnids[label]):
-                    raise DatasetError(
-                        f"label_name {name!r} is not class {label} ({table.names[label]!r} in {table.source})",
-                        csv_path,
-                        n,
-                    )
-                coords = [v[k] for k in ("x0", "y0", "x1", "y1")]
-                if all(coords):
-                    x0, y0, x1, y1 = (
-                        parse_int(c, k, csv_path, n) for c, k in zip(coords, ("x0", "y0", "x1", "y1"), strict=True)
-                    )
-                    box: Box | None = (x0, y0, x1, y1)
-                    check_box((x0, y0, x1, y1), size, csv_path, n)
-                elif any(coords):
-                    raise DatasetError("box fields must be all filled or all empty", csv_path, n)
-                else:
-                    box = None
-                rec = records.get(image)
-                if rec is None:
-                    records[image] = {"line": n, "size": size, "label": label, "boxes": [], "boxless": box is None}
-                    rec = records[image]
-                else:
-                    first = rec["line"]
-                    if rec["size"] != size:
-                        raise DatasetError(
-                            f"{image!r}: size {size} differs from {rec['size']} on line {first}", csv_path, n
-                        )
-                    if rec["label"] != label:
-                        raise DatasetError(
-                            f"{image!r}: label {label} differs from {rec['label']} on line {first}", csv_path, n
-                        )
-                    if rec["boxless"] or box is None:
-                        raise DatasetError(
-                            f"duplicate image {image!r} (line {first}); a box-less row must be the image's only row",
-                            csv_path,
-                            n,
-                        )
-                if box is not None:
-                    rec["boxes"].append(box)
-            if header is None:
-                raise DatasetError(f"empty file; expected the header {','.join(CSV_COLUMNS)}", csv_path, 1)
-    except csv.Error as e:
-        raise DatasetError(f"malformed CSV: {e}", csv_path, reader.line_num) from None
-    except UnicodeDecodeError:
-        raise DatasetError("not valid UTF-8 text", csv_path) from None
-
-    samples = [
-        Sample(image, images_dir / image, r["label"], tuple(r["boxes"]), r["size"]) for image, r in records.items()
-    ]
+    records = _read_rows(csv_path, table)
+    samples = [Sample(image, images_dir / image, r.label, tuple(r.boxes), r.size) for image, r in records.items()]
     return Dataset(
         root.name,
         "csv",
@@ -146,6 +61,119 @@ def read_csv_layout(root: Path, images: Path | None, classes) -> Dataset:
         None if table is None else list(table.names),
         None if table is None else table.all_wnids,
     )
+
+
+@dataclass
+class _Image:
+    """One image of ``boxes.csv``, as its rows give it: the line of its first row, size, label and boxes."""
+
+    line: int
+    size: tuple[int, int] | None
+    label: int
+    boxes: list[Box] = field(default_factory=list)
+    boxless: bool = False  # its row has no box: it must be the image's only row
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One data row of ``boxes.csv``, checked."""
+
+    image: str
+    size: tuple[int, int] | None
+    label: int
+    box: Box | None
+
+
+def _read_rows(csv_path: Path, table: ClassTable | None) -> dict[str, _Image]:
+    """The images of ``boxes.csv`` in the order of their first row (blank rows skipped)."""
+    records: dict[str, _Image] = {}
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header: list[str] | None = None
+            for row in reader:
+                n = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if header is None:
+                    header = [c.strip() for c in row]
+                    col = _columns(header, csv_path, n)
+                    continue
+                if len(row) != len(header):
+                    raise DatasetError(f"expected {len(header)} fields, got {len(row)}", csv_path, n)
+                _add_row(
+                    records, _parse_row({c: row[i].strip() for c, i in col.items()}, table, csv_path, n), csv_path, n
+                )
+            if header is None:
+                raise DatasetError(f"empty file; expected the header {','.join(CSV_COLUMNS)}", csv_path, 1)
+    except csv.Error as e:
+        raise DatasetError(f"malformed CSV: {e}", csv_path, reader.line_num) from None
+    except UnicodeDecodeError:
+        raise DatasetError("not valid UTF-8 text", csv_path) from None
+    return records
+
+
+def _columns(header: list[str], csv_path: Path, n: int) -> dict[str, int]:
+    """Where each of :data:`CSV_COLUMNS` is in the header (on line ``n``); other columns are ignored."""
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(
+            f"header lacks column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}",
+            csv_path,
+            n,
+        )
+    return {c: header.index(c) for c in CSV_COLUMNS}
+
+
+def _parse_row(v: dict[str, str], table: ClassTable | None, csv_path: Path, n: int) -> _Row:
+    """Line ``n``'s fields (stripped, by column name), checked against each other and the class names."""
+    image = v["image"]
+    if not image:
+        raise DatasetError("empty image field", csv_path, n)
+    size = None
+    if v["width"] or v["height"]:
+        size = check_size(
+            parse_int(v["width"], "width", csv_path, n), parse_int(v["height"], "height", csv_path, n), csv_path, n
+        )
+    label = parse_int(v["label_index"], "label_index", csv_path, n)
+    check_label(label, table, csv_path, n)
+    name = v["label_name"]
+    if name and table is not None and name not in (table.names[label], table.wnids[label]):
+        raise DatasetError(
+            f"label_name {name!r} is not class {label} ({table.names[label]!r} in {table.source})", csv_path, n
+        )
+    coords = [v[k] for k in ("x0", "y0", "x1", "y1")]
+    box: Box | None = None
+    if all(coords):
+        x0, y0, x1, y1 = (parse_int(c, k, csv_path, n) for c, k in zip(coords, ("x0", "y0", "x1", "y1"), strict=True))
+        box = (x0, y0, x1, y1)
+        check_box(box, size, csv_path, n)
+    elif any(coords):
+        raise DatasetError("box fields must be all filled or all empty", csv_path, n)
+    return _Row(image, size, label, box)
+
+
+def _add_row(records: dict[str, _Image], row: _Row, csv_path: Path, n: int) -> None:
+    """Add a row to its image, checking it agrees with the image's earlier rows."""
+    rec = records.get(row.image)
+    if rec is None:
+        rec = records[row.image] = _Image(n, row.size, row.label, boxless=row.box is None)
+    else:
+        first = rec.line
+        if rec.size != row.size:
+            raise DatasetError(f"{row.image!r}: size {row.size} differs from {rec.size} on line {first}", csv_path, n)
+        if rec.label != row.label:
+            raise DatasetError(
+                f"{row.image!r}: label {row.label} differs from {rec.label} on line {first}", csv_path, n
+            )
+        if rec.boxless or row.box is None:
+            raise DatasetError(
+                f"duplicate image {row.image!r} (line {first}); a box-less row must be the image's only row",
+                csv_path,
+                n,
+            )
+    if row.box is not None:
+        rec.boxes.append(row.box)
 
 
 def write_csv_dataset(

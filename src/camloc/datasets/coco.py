@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, camloc_version
 from .base import Dataset, class_samples

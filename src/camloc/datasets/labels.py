@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import InvalidArgument
 
 __all__ = ["BoxWriter", "Detection", "ImageBoxes", "OutputNames", "link_image", "write_text"]

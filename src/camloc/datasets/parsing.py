@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError
 
 __all__ = ["check_box", "check_size", "parse_float", "parse_int", "read_lines", "split_fields"]

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import DatasetError, InvalidArgument
+from ..errors import DatasetError, InvalidArgument, did_you_mean
 from .base import Dataset
 from .boxes_csv import read_csv_layout
 from .coco import CocoWriter, read_coco
@@ -135,7 +135,9 @@ def open_dataset(
         format, path = detect_format(path, split)
     elif format not in FORMATS:
         raise InvalidArgument(
-            "format", f"unknown dataset format {format!r}; expected one of auto, {', '.join(FORMATS)}"
+            "format",
+            f"unknown dataset format {format!r}{did_you_mean(format, ['auto', *FORMATS])}; expected one of auto, "
+            f"{', '.join(FORMATS)}",
         )
     elif path.is_file() and format in ("csv", "wsol", "yolo"):
         path = path.parent
@@ -218,7 +220,8 @@ def open_writers(
     unknown = [f for f in formats if f not in BOX_FORMATS]
     if unknown or not formats:
         got = ", ".join(map(repr, unknown)) if unknown else "none"
-        raise InvalidArgument("format", f"box formats are {', '.join(BOX_FORMATS)}; got {got}")
+        hint = did_you_mean(unknown[0], BOX_FORMATS) if len(unknown) == 1 else ""
+        raise InvalidArgument("format", f"box formats are {', '.join(BOX_FORMATS)}; got {got}{hint}")
     writers: list[BoxWriter] = []
     for f in dict.fromkeys(formats):
         shared = writers[0].images if writers else None

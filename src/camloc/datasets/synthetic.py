@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import InvalidArgument, OutputExists
 from .base import Dataset, Sample
 from .boxes_csv import write_csv_dataset

@@ -33,7 +33,7 @@ from typing import Any
 from xml.parsers import expat
 from xml.sax.saxutils import escape
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError
 from ..utils import IMAGE_SUFFIXES, atomic_path
 from .base import Dataset, LazySamples, Sample, class_samples

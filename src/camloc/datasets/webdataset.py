@@ -38,7 +38,7 @@ import tarfile
 from array import array
 from pathlib import Path
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError
 from ..utils import IMAGE_SUFFIXES, TarMember
 from .base import Dataset, LazySamples, Sample

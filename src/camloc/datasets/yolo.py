@@ -27,7 +27,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..boxes.box import Box
+from ..box import Box
 from ..errors import DatasetError
 from ..utils import atomic_path, is_image_file
 from .base import Dataset, class_samples
