@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from .faithfulness import FaithfulnessResult as FaithfulnessResult
     from .faithfulness import evaluate_faithfulness as evaluate_faithfulness
     from .protocols import PROTOCOLS as PROTOCOLS
-    from .run import Run as Run
     from .protocols import ImageResult as ImageResult
     from .protocols import make_protocol as make_protocol
+    from .run import Run as Run
     from .weak_labels import BoxedImage as BoxedImage
     from .weak_labels import BoxesResult as BoxesResult
     from .weak_labels import BoxSettings as BoxSettings
