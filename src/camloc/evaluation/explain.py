@@ -1,8 +1,14 @@
-"""``explain``: maps of the top-k (or chosen) classes, paper boxes, grids and a JSON for a list of images.
+"""``explain``: maps of the top-k (or chosen) classes, paper boxes and a JSON for a list of images; resumable.
 
 Boxes follow the paper's rule on each map in the original image's pixels: pixels >= ``threshold`` x
-the map's maximum, the largest 8-connected component (:func:`camloc.boxes.paper_box`). The grids
-show each map over its maximum, negatives at 0, so what the rule keeps is what lights up.
+the map's maximum, the largest 8-connected component (:func:`camloc.boxes.paper_box`).
+
+Each image's record is journalled as it is made (:class:`~camloc.evaluation.run.Run`, JSON lines
+beside the results JSON, synced per batch; its maps and picture are written before it), and the
+JSON is written once, at the end, from the journal: a run killed at any point and resumed
+(``resume=True``) writes the JSON of an uninterrupted run. Pictures are not drawn here (evaluation
+sits below reports): ``draw=`` takes a hook, and :mod:`camloc.reports.grids` has camloc's grids
+(``camloc.explain`` and ``camloc explain`` draw them).
 """
 
 from __future__ import annotations
