@@ -2,6 +2,7 @@
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -151,3 +152,21 @@ def test_a_merge_refuses_ranks_out_of_order_or_incomplete(tmp_path):
         run.merge(lambda r: int(r["image_id"][2:]), expected=5)
     run.merge(lambda r: int(r["image_id"][2:]), expected=4)
     assert list(run.records()) == ROWS[:4]
+
+
+def test_maps_on_a_gpu_are_resized_there_by_the_protocols_that_resize_to_a_square(monkeypatch):
+    import torch
+
+    from camloc.evaluation import protocols
+
+    calls = []
+    monkeypatch.setattr(protocols, "wsol_resized_batch", lambda maps, size: calls.append(size) or "resized")
+    on_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # the protocol looks at the device only
+    on_cpu = torch.zeros(2, 7, 7)
+    for name in ("wsol", "paper"):
+        plan = protocols.make_protocol(name, step=0.5, threshold=0.2, size=64)
+        assert plan.gpu_resize(on_cpu) is on_cpu  # judge resizes on the CPU, as 0.2 did
+        assert plan.gpu_resize(on_gpu) == "resized"
+    authors = protocols.make_protocol("authors", step=0.5, threshold=0.2, size=64)
+    assert authors.gpu_resize(on_gpu) is on_gpu  # its maps are resized to each image, not to a square
+    assert calls == [(64, 64), (64, 64)]
