@@ -71,3 +71,20 @@ def test_csv_readers_get_the_columns_and_the_values_read_results_decodes(tmp_pat
         if want.outcome is not None:
             for c in CURVES:
                 assert np.array_equal(got.outcome.curves[c], want.outcome.curves[c])
+
+
+def test_read_results_reads_a_file_of_camloc_0_2_as_it_is(tmp_path):
+    path = tmp_path / "rows.csv"
+    with Journal(path, {"protocol": "wsol", "step": 0.01}) as j:
+        for r in _results():
+            j.write(r)
+    old = tmp_path / "old.csv"  # 0.2's form: the settings line, then CRLF rows
+    crlf = path.read_bytes().replace(b"\n", b"\r\n")
+    old.write_bytes(b'# camloc evaluate {"protocol": "wsol", "step": 0.01}\n' + crlf + b"im9,images/im9")  # + a cut row
+    settings, rows = read_results(path)
+    old_settings, old_rows = read_results(old)
+    assert old_settings == settings and [line for line, _ in old_rows] == [line + 1 for line, _ in rows]
+    assert [(r.image_id, r.box, r.iou, r.top5, r.error) for _, r in old_rows] == [
+        (r.image_id, r.box, r.iou, r.top5, r.error) for _, r in rows
+    ]
+    assert old.read_bytes().startswith(b"# camloc evaluate")  # reading does not convert it
