@@ -13,7 +13,10 @@ import camloc
 from camloc.cli import main
 from camloc.datasets import open_dataset, write_csv_dataset
 from camloc.evaluation.evaluate import evaluate
-from tests.helpers.data import VAL_BOXES
+from camloc.models.info import ModelInfo, with_info
+from tests.evaluation.test_weak_labels import PLAIN, _objects
+from tests.helpers.data import ROOT, VAL_BOXES
+from tests.helpers.models import identity_cam
 from tests.helpers.wsol_oracle import best_ious, levels
 
 
@@ -105,8 +108,20 @@ def test_resume_after_an_interruption_gives_the_same_json(tmp_path, mobilenet, v
         evaluate(data, cam, pre, per_image=rows, progress=False)
     resumed = evaluate(data, cam, pre, batch_size=4, per_image=rows, resume=True, progress=False)
     assert resumed.to_json() == whole.to_json()
-    body = rows.read_text().splitlines()[2:]
+    body = rows.read_text().splitlines()[1:]
     assert len(body) == 14 and len({line.split(",")[0] for line in body}) == 14
+    assert rows.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+    # a per-image file of camloc 0.2 (settings on line 1, CRLF rows) resumes, and is rewritten in the plain form
+    settings = json.loads((tmp_path / "whole.csv.json").read_text())["settings"]
+    header, *plain = (tmp_path / "whole.csv").read_text().splitlines()
+    old = tmp_path / "old.csv"
+    old.write_bytes(f"# camloc evaluate {json.dumps(settings, sort_keys=True)}\n".encode()
+                    + "".join(line + "\r\n" for line in [header, *plain[:6]]).encode())  # fmt: skip
+    again = evaluate(data, cam, pre, batch_size=4, per_image=old, resume=True, progress=False)
+    assert again.to_json() == whole.to_json()
+    assert old.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert json.loads((tmp_path / "old.csv.json").read_text()) == {"camloc": "evaluate", "settings": settings}
 
     with pytest.raises(ValueError, match="other settings"):
         evaluate(data, cam, pre, per_image=rows, resume=True, protocol="paper", progress=False)
@@ -211,3 +226,39 @@ def test_pxap_on_a_mask_dataset_equals_an_independent_computation(tmp_path):
             ap += (kept & truth).sum() / kept.sum() * (recall - previous_recall)
         previous_recall = recall
     assert result.summary["pxap"] == pytest.approx(100 * ap, rel=1e-9)
+
+
+MODELS = ROOT / "tests" / "helpers" / "models.py"
+IDENTITY = ["--model", f"{MODELS}:identity_cam", "--size", "32", "--mean", "0,0,0", "--std", "1,1,1"]
+
+
+def test_cli_out_is_the_runs_folder_and_the_0_2_flags_still_work(tmp_path, capsys):
+    data = _objects(tmp_path / "d", n=7, size=(32, 32))
+    out = tmp_path / "run"
+    assert main(["evaluate", str(data), "--out", str(out), "--batch-size", "3", *IDENTITY]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.png", "rows.csv", "rows.csv.json"]
+    assert main(["evaluate", str(data), "--out", str(out), *IDENTITY]) != 0
+    assert f"camloc: error: {out / 'rows.csv'}: exists; pass --resume to continue that run" in capsys.readouterr().err
+    rows = out / "rows.csv"
+    whole = rows.read_bytes()
+    rows.write_bytes(b"".join(whole.splitlines(keepends=True)[:4]))  # "killed" after 3 images
+    assert main(["evaluate", str(data), "--out", str(out), "--resume", "--batch-size", "3", *IDENTITY]) == 0
+    assert rows.read_bytes() == whole
+    # camloc 0.2's flags: --json FILE and --per-image FILE, the same files
+    old = tmp_path / "old"
+    args = ["--json", str(old / "r.json"), "--per-image", str(old / "rows.csv"), "--batch-size", "3", *IDENTITY]
+    assert main(["evaluate", str(data), *args]) == 0
+    assert (old / "rows.csv").read_bytes() == whole
+    new, was = (json.loads(p.read_text()) for p in (out / "results.json", old / "r.json"))
+    assert {k: v for k, v in new.items() if k != "per_image"} == {k: v for k, v in was.items() if k != "per_image"}
+    capsys.readouterr()
+
+
+def test_evaluate_takes_a_bare_model_and_the_old_positional_preprocess(tmp_path):
+    data = open_dataset(_objects(tmp_path / "d", n=5, size=(32, 32)))
+    model = with_info(identity_cam(), ModelInfo("identity", ("object", "other"), PLAIN))
+    new = evaluate(data, model, batch_size=2, progress=False)
+    old = evaluate(data, camloc.CAM(model), PLAIN, batch_size=2, progress=False)
+    assert new.to_json() == old.to_json() and new.summary["images"] == 5
+    with pytest.raises(TypeError, match="positionally; pass info=, preprocess=, ... by name"):
+        evaluate(data, model, PLAIN, preprocess=PLAIN)
