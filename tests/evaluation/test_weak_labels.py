@@ -69,7 +69,7 @@ def test_calibration_finds_the_threshold_above_the_halo(tmp_path, identity):
     taus = np.arange(0, 1, 0.01)
     first_above = float(taus[np.argmax(taus > HALO / 255)])  # 0.31: from here on the halo is dropped
     for rule in ("paper", "wsol", "all"):
-        found = calibrate_threshold(data, method, info, BoxSettings(rule=rule), workers=1)
+        found = calibrate_threshold(data, method, info=info, settings=BoxSettings(rule=rule), workers=1)
         top = [t for t, c in zip(found.thresholds, found.curve, strict=True) if c == 100.0]
         assert top[0] == pytest.approx(first_above) and top == found.thresholds[len(found.thresholds) - len(top) :]
         # the flat top runs from 0.31 to the end: its middle is chosen, furthest from the halo
@@ -77,7 +77,7 @@ def test_calibration_finds_the_threshold_above_the_halo(tmp_path, identity):
         below = [c for t, c in zip(found.thresholds, found.curve, strict=True) if t < HALO / 255 - 1e-9]
         assert max(below) == 0.0  # the halo's box has IoU 100 / 440 with the object's
     with pytest.raises(ValueError, match="authors rule has fixed thresholds"):
-        calibrate_threshold(data, method, info, BoxSettings(rule="authors"))
+        calibrate_threshold(data, method, info=info, settings=BoxSettings(rule="authors"))
 
 
 def test_full_mode_boxes_are_explains_boxes(tmp_path, identity, mobilenet):
@@ -85,7 +85,9 @@ def test_full_mode_boxes_are_explains_boxes(tmp_path, identity, mobilenet):
     method = camloc.CAM(mobilenet)
     info = camloc.model_info(mobilenet)
     photos = sorted((VAL_BOXES / "images").glob("*.JPEG"))[:6]
-    got = boxes_for(photos, method, info, BoxSettings(topk=3), preprocess=info.preprocess.with_mode("full"))
+    got = boxes_for(
+        photos, method, info=info, settings=BoxSettings(topk=3), preprocess=info.preprocess.with_mode("full")
+    )
     ref = explain(photos, method, info, topk=3, preprocess=info.preprocess.with_mode("full"))
     for image, record in zip(got, ref.records, strict=True):
         assert (image.width, image.height) == (record["width"], record["height"])
@@ -102,7 +104,13 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     settings = BoxSettings(threshold=0.5)
     full = PLAIN.with_mode("full")  # the images' own pixels (their shorter side is 32): boxes exact to the pixel
     result = export_boxes(
-        data, method, info, tmp_path / "out", settings, formats=["coco", "voc", "yolo"], preprocess=full
+        data,
+        method,
+        info=info,
+        out_dir=tmp_path / "out",
+        settings=settings,
+        formats=["coco", "voc", "yolo"],
+        preprocess=full,
     )
     s = result.summary
     assert (s["images"], s["boxes"], s["corloc"]) == (10, 10, 100.0)
@@ -119,7 +127,7 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     assert summary["settings"]["rule"] == "paper" and summary["settings"]["threshold"] == 0.5
     assert threshold_from(tmp_path / "out" / "summary.json") == (0.5, "paper")
     with pytest.raises(FileExistsError, match="journal.jsonl: exists; pass resume=True"):
-        export_boxes(data, method, info, tmp_path / "out", settings, preprocess=full)
+        export_boxes(data, method, info=info, out_dir=tmp_path / "out", settings=settings, preprocess=full)
 
 
 def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, identity):
@@ -134,12 +142,15 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
                 w.write(ImageBoxes(i, sample.path, 40, 32, [Detection(0, sample.boxes[0]), *more]))
     data = open_dataset(tmp_path / "gt" / "yolo")
     assert len(data.samples) == 6 and data.samples[0].image_id == "00.png#0"
-    boxed = boxes_for(data, method, info, preprocess=PLAIN)
+    boxed = boxes_for(data, method, info=info, preprocess=PLAIN)
     assert [b.image_id for b in boxed] == ["00.png", "01.png", "02.png", "03.png"]
     assert [sorted(d.label for d in b.detections) for b in boxed] == [[0, 1], [0, 1], [0], [0]]
     assert [len(b.hits) for b in boxed] == [2, 2, 1, 1]  # one verdict per labelled class
+    assert boxes_for(data, method.model, info=info, preprocess=PLAIN) == boxed  # a bare model: CAM of it
 
-    result = export_boxes(data, method, info, tmp_path / "out", formats=["coco", "voc", "yolo"], preprocess=PLAIN)
+    result = export_boxes(
+        data, method, info=info, out_dir=tmp_path / "out", formats=["coco", "voc", "yolo"], preprocess=PLAIN
+    )
     s = result.summary
     assert (s["images"], s["boxes"], s["gt_images"], s["corloc_verdicts"]) == (4, 6, 4, 6)
     # the verdicts are evaluate's, which judges each (image, class) sample
@@ -245,6 +256,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         main([*base, "--format", "kitti"])
     assert "expected formats among coco, voc, yolo" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        main([*base, "--format", "coco,Yolo5"])
+    assert "got 'coco,Yolo5' (did you mean 'yolo'?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         main([*base, "--threshold", "0.3", "--calibrate", str(data)])
     assert "not allowed with argument" in capsys.readouterr().err
     assert main([*base, "--threshold-from", str(results)]) == 0  # the wsol rule at 0.4
@@ -260,7 +274,7 @@ def test_corloc_equals_evaluates_gt_known_on_real_images(tmp_path, mobilenet, va
     method, info = camloc.CAM(mobilenet), camloc.model_info(mobilenet)
     reference = evaluate(data, method, info.preprocess, protocol="paper", progress=False).summary
     squash = info.preprocess.with_mode("squash")
-    result = export_boxes(data, method, info, tmp_path / "out", preprocess=squash, formats=["coco"])
+    result = export_boxes(data, method, info=info, out_dir=tmp_path / "out", preprocess=squash, formats=["coco"])
     assert result.summary["images"] == reference["images"] == 725
     assert result.summary["corloc"] == pytest.approx(reference["gt_known_loc"], abs=1e-9)
     # COCO AP50 counts every ground-truth box (1,118 on 725 images) with one box an image: below CorLoc
@@ -268,7 +282,7 @@ def test_corloc_equals_evaluates_gt_known_on_real_images(tmp_path, mobilenet, va
     # an independent count of CorLoc from the exported files: each image's box vs its ground truth,
     # both in the 224 x 224 frame evaluate judges in (re-run on a slice: the boxes are mapped back exactly)
     part = dataclasses.replace(data, samples=data.samples[:40])
-    boxed = boxes_for(part, method, info, preprocess=squash)
+    boxed = boxes_for(part, method, info=info, preprocess=squash)
     from camloc.boxes.box import scale_box
     from camloc.boxes.paper import paper_box
     from camloc.boxes.wsol import wsol_resized

@@ -177,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.calibrate:
         labelled = open_dataset(args.calibrate, split=args.split, classes=args.class_map)
-        found = calibrate_threshold(labelled, method, info, settings, batch_size=args.batch_size, workers=args.workers)
+        found = calibrate_threshold(
+            labelled, method, info=info, settings=settings, batch_size=args.batch_size, workers=args.workers
+        )
         settings = dataclasses.replace(settings, threshold=found.threshold)
         origin = f"calibrated on {Path(args.calibrate).resolve()}: CorLoc {found.corloc:.2f} over {found.images} images"
         if world().is_main:
@@ -191,9 +193,9 @@ def run(args: argparse.Namespace) -> int:
     result = export_boxes(
         source,
         method,
-        info,
-        args.out,
-        settings,
+        info=info,
+        out_dir=args.out,
+        settings=settings,
         formats=[f for group in (args.formats or [["coco"]]) for f in group],
         ground_truth=ground_truth,
         batch_size=args.batch_size,

@@ -43,9 +43,9 @@ class Calibration:
 def calibrate_threshold(
     dataset: Dataset,
     method: MapMethod | nn.Module,
+    *,
     info: ModelInfo | None = None,
     settings: BoxSettings | None = None,
-    *,
     step: float = 0.01,
     preprocess: Preprocess | None = None,
     batch_size: int = 32,
