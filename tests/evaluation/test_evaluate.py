@@ -105,8 +105,20 @@ def test_resume_after_an_interruption_gives_the_same_json(tmp_path, mobilenet, v
         evaluate(data, cam, pre, per_image=rows, progress=False)
     resumed = evaluate(data, cam, pre, batch_size=4, per_image=rows, resume=True, progress=False)
     assert resumed.to_json() == whole.to_json()
-    body = rows.read_text().splitlines()[2:]
+    body = rows.read_text().splitlines()[1:]
     assert len(body) == 14 and len({line.split(",")[0] for line in body}) == 14
+    assert rows.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+    # a per-image file of camloc 0.2 (settings on line 1, CRLF rows) resumes, and is rewritten in the plain form
+    settings = json.loads((tmp_path / "whole.csv.json").read_text())["settings"]
+    header, *plain = (tmp_path / "whole.csv").read_text().splitlines()
+    old = tmp_path / "old.csv"
+    old.write_bytes(f"# camloc evaluate {json.dumps(settings, sort_keys=True)}\n".encode()
+                    + "".join(line + "\r\n" for line in [header, *plain[:6]]).encode())  # fmt: skip
+    again = evaluate(data, cam, pre, batch_size=4, per_image=old, resume=True, progress=False)
+    assert again.to_json() == whole.to_json()
+    assert old.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert json.loads((tmp_path / "old.csv.json").read_text()) == {"camloc": "evaluate", "settings": settings}
 
     with pytest.raises(ValueError, match="other settings"):
         evaluate(data, cam, pre, per_image=rows, resume=True, protocol="paper", progress=False)

@@ -48,7 +48,7 @@ def test_records_judge_boxes_in_the_protocols_frame(tmp_path):
     dataset = Dataset("d", "csv", tmp_path, [sample, unread], None)
     results = [_result("a.png", (0, 0, 223, 223), 0.25), ImageResult("b.png", "images/b.png", 3, error="broken")]
     settings, records = read_records(_journal(tmp_path / "wsol.csv", "wsol", results), dataset)
-    assert settings["protocol"] == "wsol" and [r.line for r in records] == [3, 4]
+    assert settings["protocol"] == "wsol" and [r.line for r in records] == [2, 3]
     # squashed to 224 x 224 the object is (0, 0, 55, 223): a box four times its size
     assert records[0].truths == ((0, 0, 55, 223),) and records[0].failure == "too_large"
     assert records[1].result.outcome is None and records[1].failure is None
@@ -62,7 +62,7 @@ def test_rows_read_back_as_written_and_a_cut_row_is_left_out(tmp_path):
     with open(path, "a") as f:
         f.write("b.png,images/b.png,3,3 1")  # a row cut off by a kill: no newline
     settings, rows = read_results(path)
-    assert len(rows) == 1 and rows[0][0] == 3
+    assert len(rows) == 1 and rows[0][0] == 2
     result = rows[0][1]
     assert (result.box, result.iou, result.top5, result.outcome.cls_top1) == ((1, 2, 3, 4), 0.75, [4, 3], False)
     assert list(result.outcome.curves["v1_50"]) == [True, False]
@@ -70,5 +70,5 @@ def test_rows_read_back_as_written_and_a_cut_row_is_left_out(tmp_path):
     with pytest.raises(DatasetError, match="1 image\\(s\\) of this file are not in the dataset"):
         read_records(path, other)
     (tmp_path / "x.csv").write_text("image_id,path\n")
-    with pytest.raises(DatasetError, match="x.csv:1: not a camloc evaluate per-image file"):
+    with pytest.raises(DatasetError, match="x.csv.json: missing; it holds the settings of x.csv's run"):
         read_results(tmp_path / "x.csv")

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary, write the JSON and the curves' plot."""
     from ..distributed import barrier, rank_file, world
     from ..evaluation.evaluate import calibrate, evaluate
+    from ..evaluation.run import sidecar
     from ..figures import plot_curves
     from ..reports.summary import format_summary
     from ..utils import versions, write_json
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if scratch is not None:
         for stale in {scratch, rank_file(scratch, here)}:
             stale.unlink(missing_ok=True)
+            sidecar(stale).unlink(missing_ok=True)
         barrier()
     per_image = str(scratch) if scratch else args.per_image
     result = evaluate(
@@ -143,4 +145,5 @@ def run(args: argparse.Namespace) -> int:
         print_report(json_path, args.report, per_image, dataset, method, info.preprocess, names, 8, kept)
     if scratch is not None:
         scratch.unlink(missing_ok=True)
+        sidecar(scratch).unlink(missing_ok=True)
     return report_skipped(result.skipped)

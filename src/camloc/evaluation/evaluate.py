@@ -16,7 +16,6 @@ file in the dataset's order. The summary, curves and per-image file equal a sing
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from collections.abc import Iterable
@@ -27,19 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..boxes.wsol import wsol_resized_batch
 from ..datasets.base import Dataset, Sample
-from ..distributed import World, all_gather, barrier, rank_file, shard, world
-from ..errors import InvalidArgument, OutputExists, ResumeError
+from ..distributed import World, all_gather, shard
+from ..errors import InvalidArgument
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import MapMethod
 from ..metrics.localization import LocalizationMetrics, calibrated_accuracy
-from ..utils import atomic_path, model_device
 from ..utils import progress as progress_bar
-from . import pipeline
-from .journal import Journal, journal_lines, read_journal
-from .pipeline import background_pool, overlapped
-from .protocols import BoxProtocol, ImageResult, WsolProtocol, make_protocol
+from .journal import COLUMNS, decode, encode
+from .protocols import BoxProtocol, ImageResult, make_protocol
+from .run import Run, pinned, stages, worker_pool
 
 __all__ = ["EvalResult", "calibrate", "evaluate"]
 
@@ -96,104 +92,64 @@ def evaluate(
     preprocess = dataclasses.replace(preprocess, mode="squash")
     plan = make_protocol(protocol, step=step, threshold=threshold, size=preprocess.size, baseline=baseline)
     metrics = LocalizationMetrics(plan.thresholds)
-    here = world()
-    header = {**plan.settings(), **(config or {})}
-    journal_path = None if per_image is None else rank_file(per_image, here)
-    journal_header = {**header, "rank": here.rank, "world_size": here.size} if here.distributed else header
     if resume and per_image is None:
         raise InvalidArgument("resume", "resume=True needs per_image=FILE: the rows of the run to continue")
-    if per_image is not None and not resume and _written(Path(per_image)):
-        raise OutputExists(f"{per_image}: exists; pass resume=True to continue that run, or remove it")
+    run = Run(per_image, "evaluate", {**plan.settings(), **(config or {})}, columns=COLUMNS, resume=resume)
+    here = run.world
     samples = dataset.samples  # may be lazy (read when asked for): only indices are kept here
     mine = shard(range(len(samples)), here)
     skipped: list[tuple[int, dict]] = []
     done: set[str] = set()
-    if resume and journal_path is not None and _written(journal_path):
-        index_of: dict[str, int] | None = None
-        for result in read_journal(journal_path, journal_header, len(plan.thresholds)):  # streamed: flat memory
-            if index_of is None:  # only when there is a row (lazy samples are read to build it)
-                index_of = {samples[i].image_id: i for i in mine}
-            if result.image_id not in done:
-                done.add(result.image_id)
-                _account(index_of[result.image_id], result, metrics, skipped)
+    index_of: dict[str, int] | None = None
+    for row in run.done():  # streamed: flat memory
+        if index_of is None:  # only when there is a row (lazy samples are read to build it)
+            index_of = {samples[i].image_id: i for i in mine}
+        if row["image_id"] not in done:
+            done.add(row["image_id"])
+            _account(index_of[row["image_id"]], decode(row, len(plan.thresholds)), metrics, skipped)
     todo = [i for i in mine if samples[i].image_id not in done] if done else mine
     chunks = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
-    background = pipeline.BACKGROUND if overlap else 0
-    with bar, Journal(journal_path, journal_header) as journal, background_pool(workers, background) as pool:
+    with bar, run, worker_pool(workers, overlap) as pool:
 
-        def decode(indices: list[int]) -> tuple[list[tuple[int, Sample]], Batch]:
+        def decode_batch(indices: list[int]) -> tuple[list[tuple[int, Sample]], Batch]:
             chunk = [(i, samples[i]) for i in indices]
             return chunk, pinned(load_batch([s.path for _, s in chunk], preprocess, executor=pool), method)
 
         def finish(decoded: tuple[list[tuple[int, Sample]], Batch], maps: _Maps | None) -> None:
             chunk, batch = decoded
             for index, result in _judge(chunk, batch, maps, plan, pool):
-                journal.write(result)
+                if per_image is not None:
+                    run.write(encode(result))
                 _account(index, result, metrics, skipped)
-            journal.flush()
+            if per_image is not None:
+                run.flush()
             bar.update(len(chunk))
 
         def forward(decoded: tuple[list[tuple[int, Sample]], Batch]) -> _Maps | None:
             chunk, batch = decoded
             return _forward(chunk, batch, method, plan)
 
-        stages = (
-            overlapped(chunks, decode, forward, finish, nice=background)
-            if overlap
-            else _serial(chunks, decode, forward, finish)
-        )
-        for _ in stages:
+        for _ in stages(chunks, decode_batch, forward, finish, overlap=overlap):
             pass
     metrics.sync()
     skipped = sorted((item for part in all_gather(skipped) for item in part), key=lambda t: t[0])
     if per_image is not None and here.distributed:
-        barrier()  # every rank's journal is complete
-        if here.is_main:
-            merge_rank_files(per_image, here.size, header, (s.image_id for s in samples))
+        position = {s.image_id: i for i, s in enumerate(samples)}
+        run.merge(key=lambda row: position[row["image_id"]], expected=len(samples))
     return EvalResult(metrics.compute(), metrics.accuracy_curves(), plan.thresholds.tolist(), [e for _, e in skipped])
-
-
-def pinned(batch: Batch, method: MapMethod) -> Batch:
-    """``batch`` with its images in page-locked memory when the model is on a GPU (the copy then overlaps work)."""
-    if model_device(method.model).type == "cuda" and len(batch.images):
-        batch.images = batch.images.pin_memory()
-    return batch
-
-
-def _serial(chunks, decode, forward, finish):
-    for chunk in chunks:
-        decoded = decode(chunk)
-        yield finish(decoded, forward(decoded))
-
-
-def _written(path: Path) -> bool:
-    return path.exists() and path.stat().st_size > 0
 
 
 def merge_rank_files(path: str | os.PathLike, size: int, header: dict, order: Iterable[str]) -> Path:
     """Write ``path``, a single process's per-image file, from the ``size`` ranks' journals (then removed).
 
-    Rank r's journal holds the images ``r, r + size, ...`` in order, one row each, so the rows are
-    taken from the ranks in turn; ``order`` (the dataset's image ids) checks that they are.
+    Rank r's journal holds the images ``r, r + size, ...`` in order, one row each; ``order`` (the
+    dataset's image ids) is the run's order. The merge is :meth:`camloc.evaluation.run.Run.merge`'s.
     """
-    path = Path(path)
-    parts = [rank_file(path, World(r, size)) for r in range(size)]
-    rows = [journal_lines(part, "evaluate", {**header, "rank": r, "world_size": size}) for r, part in enumerate(parts)]
-    for ranks_rows in rows:
-        next(ranks_rows, None)  # the column names
-    with atomic_path(path) as tmp, Journal(tmp, header) as merged:  # the settings line and the column names
-        assert merged.file is not None
-        for i, image_id in enumerate(order):
-            line = next(rows[i % size], "")
-            if not line or next(csv.reader([line]))[0] != image_id:
-                raise ResumeError(f"{parts[i % size]}: its rows are not rank {i % size}'s images in order")
-            merged.file.write(line)
-    for ranks_rows in rows:
-        ranks_rows.close()
-    for part in parts:
-        part.unlink()
-    return path
+    position = {image_id: i for i, image_id in enumerate(order)}
+    run = Run(path, "evaluate", header, columns=COLUMNS, resume=True, where=World(0, size))
+    run.merge(key=lambda row: position[row["image_id"]], expected=len(position))
+    return Path(path)
 
 
 def _account(index: int, result: ImageResult, metrics: LocalizationMetrics, skipped: list) -> None:
@@ -223,10 +179,7 @@ def _forward(chunk: list[tuple[int, Sample]], batch: Batch, method: MapMethod, p
     top3 = None
     if plan.wants_top3:
         top3 = method.more_maps(out, batch.images, top5[:, :3].to(out.logits.device)).double().cpu().numpy()
-    gt_maps = out.raw[:, 0]
-    if gt_maps.device.type == "cuda" and isinstance(plan, WsolProtocol):
-        # resized to the protocol's square on the GPU; the protocol's own resize of a map already that size is a copy
-        gt_maps = wsol_resized_batch(gt_maps, plan.size)
+    gt_maps = plan.gpu_resize(out.raw[:, 0])
     return _Maps(samples, top5, gt_maps.double().cpu().numpy(), top3)
 
 

@@ -16,6 +16,7 @@ centred box, and the curves give every box size (classification still uses the m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -24,12 +25,15 @@ from ..boxes.authors import authors_boxes, authors_heatmap, authors_top5
 from ..boxes.box import Box, scale_box
 from ..boxes.paper import paper_box
 from ..boxes.sweep import wsol_best_ious
-from ..boxes.wsol import wsol_gray, wsol_levels, wsol_minmax, wsol_resized
+from ..boxes.wsol import wsol_gray, wsol_levels, wsol_minmax, wsol_resized, wsol_resized_batch
 from ..datasets.base import Sample
 from ..errors import InvalidArgument
 from ..metrics.iou import best_iou
 from ..metrics.localization import CURVES, IOU_THRESHOLDS, ImageOutcome
 from ..metrics.pxap import PxAP, mask_histograms
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "BASELINES",
@@ -84,6 +88,14 @@ class BoxProtocol:
         self.threshold = threshold
         self.size = (size, size)
 
+    def gpu_resize(self, maps: Tensor) -> Tensor:
+        """``maps`` (``Tensor[N, h, w]``, raw) as :meth:`judge` would resize them, done on the GPU where they are.
+
+        The default returns them as they are; a protocol whose ``judge`` resizes to a fixed square
+        does it here for maps on a GPU (its own resize of a map already that size is then a copy).
+        """
+        return maps
+
     def settings(self) -> dict:
         """What a resumed run must share with the run it continues (the per-image journal's header)."""
         return {"protocol": self.name, "step": self.step, "threshold": self.threshold, "size": self.size[0]}
@@ -135,6 +147,10 @@ class WsolProtocol(BoxProtocol):
         self.name = "wsol" if sweep else "paper"
         self.sweep = sweep
         self.baseline = baseline
+
+    def gpu_resize(self, maps: Tensor) -> Tensor:
+        """Maps on a GPU resized to the protocol's square there (bicubic, as :meth:`judge` does); others as they are."""
+        return wsol_resized_batch(maps, self.size) if maps.device.type == "cuda" else maps
 
     def settings(self) -> dict:
         """The protocol's settings, as the per-image journal records them."""
