@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import camloc
@@ -29,6 +30,7 @@ from camloc.evaluation.weak_labels import (
     export_boxes,
     threshold_from,
 )
+from camloc.evaluation.weak_labels.boxing import ranked_boxes
 from camloc.models.info import ModelInfo
 from tests.helpers.data import ROOT, VAL_BOXES
 from tests.helpers.models import identity_cam
@@ -166,6 +168,29 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
         for x in open_dataset(tmp_path / "out" / where, **kwargs):
             back.setdefault(x.path.name, []).extend((x.label, b) for b in x.boxes)
         assert {k: sorted(v) for k, v in back.items()} == expected, where
+
+
+def test_the_squash_frame_gives_the_same_boxes_from_maps_resized_as_on_a_gpu():
+    """What a GPU resizes ahead (SquashFrame.gpu_resize) is placed as the raw map is: the boxes are equal."""
+    from camloc.boxes.wsol import wsol_resized_batch
+    from camloc.evaluation.weak_labels.boxing import PhotoFrame, SquashFrame, frame_for
+    from camloc.images import Geometry
+
+    assert isinstance(frame_for(PLAIN), SquashFrame) and isinstance(frame_for(PLAIN.with_mode("full")), PhotoFrame)
+    rng = np.random.default_rng(2)
+    raw = torch.from_numpy(rng.random((3, 2, 7, 7)).astype(np.float32))  # 3 images, 2 classes, 7 x 7
+    raw[:, :, 2:5, 1:4] += 2.0
+    frame = SquashFrame(224)
+    assert frame.gpu_resize(raw) is raw and not frame.keeps_device  # on the CPU: no work ahead
+    ahead = wsol_resized_batch(raw.flatten(0, 1), (224, 224)).view(3, 2, 224, 224)  # what the GPU branch does
+    geo = Geometry(width=500, height=375, size=224, resized_width=224, resized_height=224, left=0, top=0)  # squashed
+    settings = BoxSettings()
+    for i in range(3):
+        on_cpu, resized = frame.place(raw[i], geo), frame.place(ahead[i], geo)
+        assert resized.size == on_cpu.size == (224, 224)
+        boxes = [ranked_boxes(f, [0, 1], [0.6, 0.4], settings) for f in (on_cpu, resized)]
+        assert [(c, b) for _, c, b in boxes[0]] == [(c, b) for _, c, b in boxes[1]] and len(boxes[0]) == 2
+        assert [s for s, _, _ in boxes[1]] == pytest.approx([s for s, _, _ in boxes[0]], abs=1e-9)
 
 
 def test_threshold_from_an_evaluate_results_file(tmp_path):

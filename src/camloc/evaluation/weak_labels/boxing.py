@@ -5,7 +5,7 @@ Classes. Each image's boxes are of its labelled classes when the data has labels
 ``min_score`` (:func:`class_maps`).
 
 Frames. The box rule (:mod:`camloc.boxes.rules`) runs on each map in one pixel frame and the boxes
-are then given in the image file's pixels, whatever the resize mode (:func:`rule_frame`).
+are then given in the image file's pixels, whatever the resize mode (:func:`frame_for`).
 ``squash`` (the WSOL protocol, as ``evaluate``): the raw map resized bicubically to the model's
 ``size`` x ``size`` input, as ``evaluate`` resizes it, the box then mapped onto the file's pixels it
 covers. ``full`` and ``crop`` (as ``explain``): the map resampled onto the file's own pixels (NaN
@@ -49,6 +49,9 @@ __all__ = [
     "BoxSettings",
     "BoxedImage",
     "Frames",
+    "PhotoFrame",
+    "RuleFrame",
+    "SquashFrame",
     "Work",
     "box_work",
     "class_maps",
@@ -56,7 +59,7 @@ __all__ = [
     "decode_chunk",
     "method_and_info",
     "ranked_boxes",
-    "rule_frame",
+    "frame_for",
     "truths_in",
 ]
 
@@ -175,14 +178,14 @@ def decode_chunk(
 
 
 def class_maps(
-    items: list[Item], batch: Batch, method: MapMethod, settings: BoxSettings, preprocess: Preprocess
+    items: list[Item], batch: Batch, method: MapMethod, settings: BoxSettings, frame: RuleFrame
 ) -> list[tuple[list[int], list[float], torch.Tensor, bool]]:
     """Per image: the classes to box, their probabilities, their maps ``Tensor[k, h, w]``, and whether labelled.
 
     Labelled: the classes are the image's labelled classes (else the model's best).
 
-    On a GPU the maps are resized there: to the model's square for ``squash`` (then on the CPU), and
-    for the whole photo they stay on the GPU for :func:`rule_frame`; on the CPU they are the raw maps.
+    The maps are as ``frame`` takes them: resized on the GPU where the frame does that
+    (:meth:`RuleFrame.gpu_resize`), and on the CPU unless the frame keeps them on the device.
     """
     labelled = settings.use_labels and all(it.labels for it in items)
     if labelled:  # one tensor of classes: an image with fewer labels repeats its last (its maps are dropped below)
@@ -191,11 +194,8 @@ def class_maps(
         out = method(batch.images, classes=wanted, upsample=False)
     else:
         out = method(batch.images, topk=settings.topk, upsample=False)
-    raw = out.raw.detach().float()
-    if raw.device.type == "cuda" and preprocess.mode == "squash":  # rule_frame' resize of a map that size is a copy
-        side = preprocess.size
-        raw = wsol_resized_batch(raw.flatten(0, 1), (side, side)).view(*raw.shape[:2], side, side)
-    if preprocess.mode == "squash" or raw.device.type != "cuda":
+    raw = frame.gpu_resize(out.raw.detach().float())
+    if not frame.keeps_device:
         raw = raw.cpu()
     per_image = []
     for it, classes, probs, maps in zip(items, out.classes.cpu().tolist(), out.scores.cpu().tolist(), raw, strict=True):
@@ -216,19 +216,59 @@ class Frames:
     to_file: Callable[[Box], Box]
 
 
-def rule_frame(raw: torch.Tensor, geo: Geometry, preprocess: Preprocess) -> Frames:
-    """One image's maps in the frame its rule runs in (see the module docstring).
+class RuleFrame:
+    """The pixel frame a box rule runs in, for one resize mode (see the module docstring).
 
-    Args:
-        raw: its maps, ``Tensor[k, h, w]`` (as :func:`class_maps` leaves them).
-        geo: how the image was fitted to the model's input.
-        preprocess: the run's; its ``mode`` chooses the frame.
+    Attributes:
+        keeps_device: whether the maps stay on their device (a GPU's) for :meth:`place`.
     """
-    if preprocess.mode == "squash":  # as evaluate: float64 bicubic (OpenCV) onto the model's square
-        side = (preprocess.size, preprocess.size)
-        return Frames([wsol_resized(m, side) for m in raw.double().numpy()], side, geo.box_to_original)
-    maps = to_image_frame(raw, geo).cpu().numpy() if len(raw) else np.empty((0, geo.height, geo.width), np.float32)
-    return Frames(list(maps), (geo.width, geo.height), lambda b: b)
+
+    keeps_device = False
+
+    def gpu_resize(self, maps: torch.Tensor) -> torch.Tensor:
+        """``maps`` (``Tensor[N, k, h, w]``, raw) as :meth:`place` would resize them, done on the GPU where they are.
+
+        The default returns them as they are; a frame of fixed size resizes maps on a GPU there (its
+        own resize of a map already that size is then a copy).
+        """
+        return maps
+
+    def place(self, raw: torch.Tensor, geo: Geometry) -> Frames:
+        """One image's maps ``raw`` (``Tensor[k, h, w]``) in this frame; ``geo``: how the image was fitted."""
+        raise NotImplementedError
+
+
+class SquashFrame(RuleFrame):
+    """``squash``, as ``evaluate``: float64 bicubic (OpenCV) onto the model's ``size`` x ``size`` input."""
+
+    def __init__(self, size: int) -> None:
+        self.size = (size, size)
+
+    def gpu_resize(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps on a GPU resized to the model's square there (bicubic, as :meth:`place` does); others as they are."""
+        if maps.device.type != "cuda":
+            return maps
+        return wsol_resized_batch(maps.flatten(0, 1), self.size).view(*maps.shape[:2], self.size[1], self.size[0])
+
+    def place(self, raw: torch.Tensor, geo: Geometry) -> Frames:
+        """The maps on the model's square; boxes go back onto the file's pixels they cover."""
+        return Frames([wsol_resized(m, self.size) for m in raw.double().numpy()], self.size, geo.box_to_original)
+
+
+class PhotoFrame(RuleFrame):
+    """``full`` and ``crop``, as ``explain``: the maps resampled onto the file's own pixels (NaN outside a crop)."""
+
+    keeps_device = True  # resampled where they are
+
+    def place(self, raw: torch.Tensor, geo: Geometry) -> Frames:
+        """The maps on the file's pixels; boxes are already in them."""
+        maps = to_image_frame(raw, geo).cpu().numpy() if len(raw) else np.empty((0, geo.height, geo.width), np.float32)
+        return Frames(list(maps), (geo.width, geo.height), lambda b: b)
+
+
+def frame_for(preprocess: Preprocess) -> RuleFrame:
+    """The frame of ``preprocess.mode``: the model's square for ``squash``, the file's pixels otherwise."""
+    return SquashFrame(preprocess.size) if preprocess.mode == "squash" else PhotoFrame()
 
 
 def ranked_boxes(

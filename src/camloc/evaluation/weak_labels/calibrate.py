@@ -16,8 +16,7 @@ from ...maps.core import MapMethod
 from ...metrics.localization import calibrated_threshold
 from ...models.info import ModelInfo
 from ...utils import progress as progress_bar
-from .. import pipeline
-from ..pipeline import background_pool
+from ..run import worker_pool
 from .boxing import BoxSettings, Frames, corloc_verdicts, method_and_info, ranked_boxes, truths_in
 from .export import run_chunks
 from .items import Item, image_items
@@ -109,7 +108,7 @@ def calibrate_threshold(
     total, read = np.zeros(len(thresholds), dtype=np.int64), 0
     pre = preprocess or info.preprocess.with_mode("full")
     bar = progress_bar(len(items), desc="calibrating", enabled=progress)
-    with bar, background_pool(workers, pipeline.BACKGROUND) as pool:
+    with bar, worker_pool(workers) as pool:
         for chunk in run_chunks(
             items, method, pre, settings, work, lambda it, why: None, batch_size=batch_size, pool=pool
         ):

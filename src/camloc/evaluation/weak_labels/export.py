@@ -21,8 +21,6 @@ truth written as a COCO file (:func:`camloc.metrics.detection.coco_ap`).
 
 from __future__ import annotations
 
-import heapq
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,20 +33,17 @@ from torch import nn
 from ...boxes.box import scale_box
 from ...datasets.base import Dataset
 from ...datasets.coco import write_coco, write_coco_results
-from ...datasets.labels import Detection, ImageBoxes, OutputNames
+from ...datasets.labels import BoxWriter, Detection, ImageBoxes, OutputNames
 from ...datasets.registry import open_writers
-from ...distributed import World, all_gather, barrier, rank_file, shard, world
-from ...errors import OutputExists, ResumeError
+from ...distributed import all_gather, shard, world
+from ...errors import ResumeError
 from ...images import Preprocess
 from ...maps.core import MapMethod
 from ...metrics.detection import CorLoc, coco_ap
 from ...models.info import ModelInfo
-from ...utils import atomic_path, versions, write_json
 from ...utils import progress as progress_bar
-from .. import pipeline
-from ..evaluate import pinned
-from ..journal import LineJournal, journal_lines
-from ..pipeline import background_pool, overlapped
+from ...utils import versions, write_json
+from ..run import Run, pinned, stages, worker_pool
 from .boxing import (
     SCORE_FORMULA,
     BoxedImage,
@@ -57,8 +52,8 @@ from .boxing import (
     box_work,
     class_maps,
     decode_chunk,
+    frame_for,
     method_and_info,
-    rule_frame,
 )
 from .items import Item, image_items
 
@@ -90,17 +85,18 @@ def run_chunks(
     """Per chunk of ``batch_size`` items, in order: ``work``'s result per image read, ``failure``'s per image not.
 
     Decoding and ``work`` (maps onto frames, boxes) run in ``pool``'s threads, beside the forward pass
-    of the next chunk (:func:`~camloc.evaluation.pipeline.overlapped`); ``consume`` is called with each
+    of the next chunk (:func:`~camloc.evaluation.run.stages`); ``consume`` is called with each
     chunk's results in the same background thread, in order (writing files there keeps them off the
     forward pass's path).
     """
+    frame = frame_for(preprocess)
 
     def decode(chunk: list[Item]):
         groups, failed = decode_chunk(chunk, preprocess, pool)
         return [(items, pinned(batch, method)) for items, batch in groups], failed
 
     def forward(decoded) -> list:
-        return [class_maps(group, batch, method, settings, preprocess) for group, batch in decoded[0]]
+        return [class_maps(group, batch, method, settings, frame) for group, batch in decoded[0]]
 
     def finish(decoded, chosen_per_group: list) -> list:
         groups, failed = decoded
@@ -110,7 +106,7 @@ def run_chunks(
             def one(i: int, group=group, batch=batch, chosen=chosen) -> tuple[int, object]:
                 classes, probs, raw, labelled = chosen[i]
                 geo = batch.geometries[i]
-                return group[i].index, work(group[i], rule_frame(raw, geo, preprocess), classes, probs, geo, labelled)
+                return group[i].index, work(group[i], frame.place(raw, geo), classes, probs, geo, labelled)
 
             results += pool.map(one, range(len(group)))
         ordered = [r for _, r in sorted(results, key=lambda t: t[0])]
@@ -119,12 +115,7 @@ def run_chunks(
         return ordered
 
     chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
-    if overlap:
-        yield from overlapped(chunks, decode, forward, finish, nice=pipeline.BACKGROUND)
-    else:
-        for chunk in chunks:
-            decoded = decode(chunk)
-            yield finish(decoded, forward(decoded))
+    yield from stages(chunks, decode, forward, finish, overlap=overlap)
 
 
 def boxes_for(
@@ -159,7 +150,7 @@ def boxes_for(
     method, info = method_and_info(method, info)
     work, failure = box_work(settings)
     items = image_items(source, ground_truth)
-    with background_pool(workers, pipeline.BACKGROUND) as pool:
+    with worker_pool(workers) as pool:
         chunks = run_chunks(
             items,
             method,
@@ -221,15 +212,8 @@ def export_boxes(
     header = {**asdict(settings), "formats": list(dict.fromkeys(formats)), "resize": pre.mode, "size": pre.size,
               "resize_size": pre.resize_size, "link_images": link_images, **(config or {})}  # fmt: skip
     here = world()
-    journal_path = rank_file(out / "journal.jsonl", here)
-    journal_header = {**header, "rank": here.rank, "world_size": here.size} if here.distributed else header
-    if not resume and any(_written(p) for p in {out / "journal.jsonl", journal_path}):
-        raise OutputExists(
-            f"{out / 'journal.jsonl'}: exists; pass resume=True to continue that run, or choose another out_dir"
-        )
-    done = {
-        json.loads(line)["i"] for line in journal_lines(journal_path, "boxes", journal_header)
-    } if resume and _written(journal_path) else set()  # fmt: skip
+    run = Run(out / "journal.jsonl", "boxes", header, resume=resume, exists_hint="choose another out_dir")
+    done = {record["i"] for record in run.done()}
     items = image_items(source, ground_truth)
     names = OutputNames()
     file_names = [names(it.sample.path) for it in items]  # over all images: no two processes share a name
@@ -237,14 +221,10 @@ def export_boxes(
     todo = [it for it in mine if it.index not in done]
     work, failure = box_work(settings)
     # The images' own files are written as they are boxed, each by the process boxing it; the files of
-    # the whole set (COCO's JSON, VOC's list, data.yaml, the summary) by rank 0 at the end, from the journals.
+    # the whole set (COCO's JSON, VOC's list, data.yaml, the summary) by rank 0 at the end, from the journal.
     writers = open_writers(formats, out, class_names, link_images=link_images, whole_set=False)
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
-    with (
-        bar,
-        LineJournal(journal_path, "boxes", journal_header) as journal,
-        background_pool(workers, pipeline.BACKGROUND) as pool,
-    ):
+    with bar, run, worker_pool(workers) as pool:
 
         def consume(images: list[BoxedImage]) -> None:
             for image in images:
@@ -252,65 +232,44 @@ def export_boxes(
                     boxes = image.image_boxes()
                     for writer in writers:
                         writer.write(boxes, file_names[image.index])
-                journal.write(image.record())
-            journal.flush()
+                run.write(image.record())
+            run.flush()
             bar.update(len(images))
 
         for _ in run_chunks(
             todo, method, pre, settings, work, failure, batch_size=batch_size, pool=pool, consume=consume
         ):
             pass
-    barrier()
+    run.merge(key=lambda record: record["i"], expected=len(items))  # under torchrun: one journal, on rank 0
     result = None
     if here.is_main:
-        result = _finish_run(out, header, items, file_names, here.size, formats, class_names, link_images, ap)
+
+        def journal() -> Iterator[BoxedImage]:
+            return (BoxedImage.from_record(record) for record in run.records())
+
+        finals = open_writers(formats, out, class_names, link_images=link_images, per_image=False)
+        result = _finish_run(out, header, journal, items, file_names, finals, class_names, ap)
     return all_gather(result)[0]
-
-
-def _written(path: Path) -> bool:
-    return path.exists() and path.stat().st_size > 0
-
-
-def _journal_records(out: Path, header: dict, size: int) -> Iterator[BoxedImage]:
-    """The images every rank's journal records, in the run's order (rank r has the images r, r + size, ...)."""
-    if size == 1:
-        return (
-            BoxedImage.from_record(json.loads(line)) for line in journal_lines(out / "journal.jsonl", "boxes", header)
-        )
-    parts = [
-        (
-            json.loads(line)
-            for line in journal_lines(
-                rank_file(out / "journal.jsonl", World(r, size)), "boxes", {**header, "rank": r, "world_size": size}
-            )
-        )
-        for r in range(size)
-    ]
-    return (BoxedImage.from_record(r) for r in heapq.merge(*parts, key=lambda r: r["i"]))
 
 
 def _finish_run(
     out: Path,
     header: dict,
+    journal: Callable[[], Iterator[BoxedImage]],
     items: list[Item],
     file_names: list[str],
-    size: int,
-    formats: Sequence[str],
+    finals: list[BoxWriter],
     class_names: list[str] | None,
-    link_images: bool,
     ap: bool,
 ) -> BoxesResult:
-    """The whole set's files, from the journals: COCO's JSON, VOC's list, data.yaml, the quality and summary.json."""
+    """The whole set's files, from the journal: COCO's JSON, VOC's list, data.yaml, the quality and summary.json.
+
+    ``journal``: the run's images as its journal records them, in order (each call reads it afresh);
+    ``finals``: the writers of the whole set's files.
+    """
     corloc, counts, skipped = CorLoc(), {"images": 0, "images_with_boxes": 0, "boxes": 0, "gt_images": 0}, []
-    finals = open_writers(formats, out, class_names, link_images=link_images, per_image=False)
-    if size > 1:  # one journal, as a single process writes it
-        with atomic_path(out / "journal.jsonl") as tmp, LineJournal(tmp, "boxes", header) as merged:
-            for image in _journal_records(out, header, size):
-                merged.write(image.record())
-        for r in range(size):
-            rank_file(out / "journal.jsonl", World(r, size)).unlink()
     seen = 0
-    for image in _journal_records(out, header, 1):
+    for image in journal():
         seen += 1
         if image.error:
             skipped.append({"image_id": image.image_id, "path": image.path, "error": image.error})
@@ -330,9 +289,7 @@ def _finish_run(
         writer.close()
     files = {w.format: str(w.out_dir) for w in finals}
     coco = next((w.out_dir for w in finals if w.format == "coco"), None)
-    quality = (
-        _quality(out, header, items, file_names, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
-    )
+    quality = _quality(journal, items, file_names, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
     summary = {**counts, "corloc_verdicts": int(corloc.images), "corloc": corloc.compute(), **quality}
     files["summary"] = str(write_json({"settings": header, "score": SCORE_FORMULA, **summary, "skipped": skipped,
                                        "files": files, "versions": versions()}, out / "summary.json"))  # fmt: skip
@@ -340,7 +297,11 @@ def _finish_run(
 
 
 def _quality(
-    out: Path, header: dict, items: list[Item], file_names: list[str], class_names: list[str] | None, coco: Path | None
+    journal: Callable[[], Iterator[BoxedImage]],
+    items: list[Item],
+    file_names: list[str],
+    class_names: list[str] | None,
+    coco: Path | None,
 ) -> dict:
     """COCO AP, AP50, AP75 of the journal's boxes against the items' ground truth (None without any).
 
@@ -351,7 +312,7 @@ def _quality(
         return {"ap": None, "ap50": None, "ap75": None}
 
     def images() -> Iterator[BoxedImage]:
-        return (image for image in _journal_records(out, header, 1) if not image.error)
+        return (image for image in journal() if not image.error)
 
     def truths() -> Iterable[tuple[ImageBoxes, str]]:
         for image in images():
