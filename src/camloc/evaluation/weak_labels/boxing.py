@@ -177,36 +177,6 @@ def decode_chunk(
     return out, failed
 
 
-def class_maps(
-    items: list[Item], batch: Batch, method: MapMethod, settings: BoxSettings, frame: RuleFrame
-) -> list[tuple[list[int], list[float], torch.Tensor, bool]]:
-    """Per image: the classes to box, their probabilities, their maps ``Tensor[k, h, w]``, and whether labelled.
-
-    Labelled: the classes are the image's labelled classes (else the model's best).
-
-    The maps are as ``frame`` takes them: resized on the GPU where the frame does that
-    (:meth:`RuleFrame.gpu_resize`), and on the CPU unless the frame keeps them on the device.
-    """
-    labelled = settings.use_labels and all(it.labels for it in items)
-    if labelled:  # one tensor of classes: an image with fewer labels repeats its last (its maps are dropped below)
-        k = max(len(it.labels) for it in items)
-        wanted = [it.labels + it.labels[-1:] * (k - len(it.labels)) for it in items]
-        out = method(batch.images, classes=wanted, upsample=False)
-    else:
-        out = method(batch.images, topk=settings.topk, upsample=False)
-    raw = frame.gpu_resize(out.raw.detach().float())
-    if not frame.keeps_device:
-        raw = raw.cpu()
-    per_image = []
-    for it, classes, probs, maps in zip(items, out.classes.cpu().tolist(), out.scores.cpu().tolist(), raw, strict=True):
-        if labelled:
-            keep = list(range(len(it.labels)))
-        else:
-            keep = [j for j, p in enumerate(probs) if p >= settings.min_score]
-        per_image.append(([classes[j] for j in keep], [probs[j] for j in keep], maps[keep], labelled))
-    return per_image
-
-
 @dataclass
 class Frames:
     """One image's maps in the frame its rule runs in, and how that frame maps onto the file's pixels."""
@@ -269,6 +239,36 @@ class PhotoFrame(RuleFrame):
 def frame_for(preprocess: Preprocess) -> RuleFrame:
     """The frame of ``preprocess.mode``: the model's square for ``squash``, the file's pixels otherwise."""
     return SquashFrame(preprocess.size) if preprocess.mode == "squash" else PhotoFrame()
+
+
+def class_maps(
+    items: list[Item], batch: Batch, method: MapMethod, settings: BoxSettings, frame: RuleFrame
+) -> list[tuple[list[int], list[float], torch.Tensor, bool]]:
+    """Per image: the classes to box, their probabilities, their maps ``Tensor[k, h, w]``, and whether labelled.
+
+    Labelled: the classes are the image's labelled classes (else the model's best).
+
+    The maps are as ``frame`` takes them: resized on the GPU where the frame does that
+    (:meth:`RuleFrame.gpu_resize`), and on the CPU unless the frame keeps them on the device.
+    """
+    labelled = settings.use_labels and all(it.labels for it in items)
+    if labelled:  # one tensor of classes: an image with fewer labels repeats its last (its maps are dropped below)
+        k = max(len(it.labels) for it in items)
+        wanted = [it.labels + it.labels[-1:] * (k - len(it.labels)) for it in items]
+        out = method(batch.images, classes=wanted, upsample=False)
+    else:
+        out = method(batch.images, topk=settings.topk, upsample=False)
+    raw = frame.gpu_resize(out.raw.detach().float())
+    if not frame.keeps_device:
+        raw = raw.cpu()
+    per_image = []
+    for it, classes, probs, maps in zip(items, out.classes.cpu().tolist(), out.scores.cpu().tolist(), raw, strict=True):
+        if labelled:
+            keep = list(range(len(it.labels)))
+        else:
+            keep = [j for j, p in enumerate(probs) if p >= settings.min_score]
+        per_image.append(([classes[j] for j in keep], [probs[j] for j in keep], maps[keep], labelled))
+    return per_image
 
 
 def ranked_boxes(

@@ -191,10 +191,10 @@ def export_boxes(
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo).
         out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format.
         settings: the rule, its threshold and the class choice (default :class:`BoxSettings`).
+        formats: names of :data:`camloc.datasets.BOX_FORMATS`.
         ground_truth: boxes to judge CorLoc and COCO AP by (default: the dataset's own).
         batch_size: images per forward pass.
         workers: threads for decoding and box work.
-        formats: names of :data:`camloc.datasets.BOX_FORMATS`.
         resume: continue the run recorded in ``out_dir/journal.jsonl``.
         link_images: give each format's folder links to the images.
         ap: score COCO AP when the ground truth is known (pycocotools; about 1.5 ms an image on ImageNet).
