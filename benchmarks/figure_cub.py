@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from camloc import CAM, explain, load_model, model_info
 from camloc.datasets.registry import open_train_test
-from camloc.figures import draw_box, overlay
+from camloc.reports.figures import draw_box, overlay
 
 CUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub-200-2011-50"
 

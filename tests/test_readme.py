@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from camloc.figures import save_image
+from camloc.reports.figures import save_image
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

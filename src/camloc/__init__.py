@@ -62,7 +62,7 @@ _EXPORTS = {
     "open_dataset": ".datasets",
     # from their modules: camloc.evaluation.evaluate / .explain name the modules once these are imported
     "evaluate": ".evaluation.evaluate",
-    "explain": ".evaluation.explain",
+    "explain": ".reports.grids",
     "BoxSettings": ".evaluation",
     "boxes_for": ".evaluation",
     "export_boxes": ".evaluation",
@@ -75,7 +75,7 @@ _EXPORTS = {
     "rule_boxes": ".boxes",
     "CorLoc": ".metrics",
     "coco_ap": ".metrics",
-    "overlay": ".figures",
+    "overlay": ".reports.figures",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -102,9 +102,7 @@ if TYPE_CHECKING:
     from .evaluation import BoxSettings as BoxSettings
     from .evaluation import boxes_for as boxes_for
     from .evaluation import evaluate as evaluate
-    from .evaluation import explain as explain
     from .evaluation import export_boxes as export_boxes
-    from .figures import overlay as overlay
     from .images import Batch as Batch
     from .images import Geometry as Geometry
     from .images import Preprocess as Preprocess
@@ -135,3 +133,5 @@ if TYPE_CHECKING:
     from .models import load_checkpoint as load_checkpoint
     from .models import load_model as load_model
     from .models import model_info as model_info
+    from .reports.figures import overlay as overlay
+    from .reports.grids import explain as explain

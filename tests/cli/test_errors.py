@@ -57,7 +57,7 @@ def test_library_errors_are_camloc_errors_and_keep_their_builtin_kind(tmp_path):
 @pytest.mark.pretrained
 def test_cli_errors_name_flags_in_one_line(tmp_path, capsys):
     image = tmp_path / "x.png"
-    camloc.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
+    camloc.reports.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
     assert main(["explain", str(image), "--target-layer", "features.18", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert (
@@ -88,7 +88,7 @@ def test_a_wrong_flag_shows_the_commands_usage(capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_an_absent_device_is_a_one_line_error(tmp_path, capsys):
     image = tmp_path / "x.png"
-    camloc.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
+    camloc.reports.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
     assert main(["explain", str(image), "--device", "cuda"]) == 2
     assert capsys.readouterr().err == "camloc: error: --device 'cuda': no CUDA device is available here; use cpu\n"
     assert main(["explain", str(image), "--device", "gpu7"]) == 2

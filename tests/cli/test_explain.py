@@ -9,7 +9,7 @@ from PIL import Image
 from skimage import data
 
 from camloc.cli import main
-from camloc.figures import save_image
+from camloc.reports.figures import save_image
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from skimage import data
 import camloc
 from camloc.cli import main
 from camloc.evaluation.explain import explain
-from camloc.figures import save_image
+from camloc.reports.figures import save_image
 
 pytestmark = pytest.mark.pretrained
 

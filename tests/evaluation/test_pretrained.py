@@ -7,7 +7,7 @@ import torch
 from skimage import data
 
 import camloc
-from camloc.figures import save_image
+from camloc.reports.figures import save_image
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ PEERS = {
 def photos(mobilenet, tmp_path_factory):
     from skimage import data
 
-    from camloc.figures import save_image
+    from camloc.reports.figures import save_image
 
     folder = tmp_path_factory.mktemp("photos")
     paths = [save_image(getattr(data, n)(), folder / f"{n}.png") for n in ("chelsea", "coffee", "astronaut")]

@@ -17,7 +17,6 @@ from torch import nn
 import camloc
 from camloc.cli import main
 from camloc.datasets import Sample, write_csv_dataset
-from camloc.evaluation.faithfulness import format_table
 from camloc.metrics.faithfulness import (
     FaithfulnessMetrics,
     average_drop_increase,
@@ -28,6 +27,7 @@ from camloc.metrics.faithfulness import (
     pixel_ranks,
     trapezoid_auc,
 )
+from camloc.reports.summary import format_table
 
 
 class Linear2(nn.Module):

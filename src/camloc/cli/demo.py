@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the two photos, then explain them."""
     from skimage import data
 
-    from ..figures import save_image
+    from ..reports.figures import save_image
 
     inputs = Path(args.out) / "inputs"
     paths = [save_image(getattr(data, name)(), inputs / f"{name}.png") for name in ("chelsea", "coffee")]

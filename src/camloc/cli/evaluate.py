@@ -45,10 +45,18 @@ def register(p: argparse.ArgumentParser) -> None:
         "--step", type=fraction, default=0.01, help="CAM threshold step of the wsol sweep (default: %(default)s)"
     )
     p.add_argument(
-        "--json", metavar="FILE", default="out/evaluate/results.json", help="summary + curves (default: %(default)s)"
+        "--out",
+        metavar="DIR",
+        help="the run's folder: results.json (summary + curves), results.png and rows.csv, one row per image "
+        "as it is computed, which --resume continues (default: only out/evaluate/results.json and its plot)",
     )
-    p.add_argument("--per-image", metavar="FILE.csv", help="append one row per image as it is computed")
-    p.add_argument("--resume", action="store_true", help="continue the run recorded in --per-image")
+    p.add_argument("--json", metavar="FILE", help="the summary + curves file instead (default: DIR/results.json)")
+    p.add_argument(
+        "--per-image",
+        metavar="FILE.csv",
+        help="the per-image rows instead (default: DIR/rows.csv with --out; docs/per-image.md describes them)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run whose per-image rows are there")
     p.add_argument(
         "--report", metavar="FILE.html", help="also write the run's HTML report (as camloc report does, galleries of 8)"
     )
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import barrier, rank_file, world
     from ..evaluation.evaluate import calibrate, evaluate
     from ..evaluation.run import sidecar
-    from ..figures import plot_curves
+    from ..reports.figures import plot_curves
     from ..reports.summary import format_summary
     from ..utils import versions, write_json
     from .report import print_report
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
+    args.json = args.json or str(Path(args.out or "out/evaluate") / "results.json")
+    args.per_image = args.per_image or (str(Path(args.out) / "rows.csv") if args.out else None)
     here = world()
     # the report reads the per-image rows: without --per-image they go to a scratch file beside the JSON
     scratch = (
@@ -107,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         dataset,
         method,
-        info.preprocess,
+        info=info,
         protocol=args.protocol,
         batch_size=args.batch_size,
         workers=args.workers,
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         val_set = open_data(args, args.calibrate)
         same = {k: getattr(args, k) for k in ("protocol", "batch_size", "workers", "step", "threshold", "baseline")}
-        val = evaluate(val_set, method, info.preprocess, **same)
+        val = evaluate(val_set, method, info=info, **same)
         result.summary["calibrated"] = {"data": str(Path(args.calibrate).resolve()), **calibrate(result, val)}
     if not here.is_main:  # rank 0 writes, prints and gives the exit status for the run
         return 0

@@ -24,8 +24,15 @@ def register(p: argparse.ArgumentParser) -> None:
         metavar="NAME|INDEX",
         help="explain this class in every image instead of the top-k (repeat for more; a name or an index)",
     )
-    p.add_argument("--out", default="out/explain", metavar="DIR", help="where the PNG grids go (default: %(default)s)")
+    p.add_argument(
+        "--out", default="out/explain", metavar="DIR", help="the PNG grids and results.json (default: %(default)s)"
+    )
     p.add_argument("--json", metavar="FILE", help="results file (default: DIR/results.json)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same inputs and settings (its journal is beside the JSON)",
+    )
     p.add_argument(
         "--save-maps",
         action="store_true",
@@ -53,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     """Explain ``inputs`` with the settings of ``args``; the exit status."""
     from ..distributed import world
-    from ..evaluation.explain import collect_images, explain
+    from ..evaluation.explain import collect_images
+    from ..reports.grids import explain
 
     missing = [i for i in inputs if not Path(i).exists()]
     folders = [i for i in missing if not is_image_file(i)]
@@ -72,7 +80,7 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     result = explain(
         paths,
         method,
-        info,
+        info=info,
         topk=args.topk,
         classes=classes,
         out_dir=args.out,
@@ -81,6 +89,7 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
         batch_size=args.batch_size,
         threshold=args.threshold,
         alpha=args.alpha,
+        resume=getattr(args, "resume", False),
     )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0

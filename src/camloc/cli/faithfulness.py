@@ -49,9 +49,13 @@ def register(p: argparse.ArgumentParser) -> None:
         help="what insertion starts from (default: %(default)s, as RISE)",
     )
     p.add_argument(
-        "--out", metavar="FILE.md", default="out/faithfulness/results.md", help="markdown table (default: %(default)s)"
+        "--out",
+        metavar="DIR",
+        default="out/faithfulness",
+        help="the run's folder: results.md (the markdown table) and results.json; a path ending in .md names the "
+        "table itself, its JSON beside it (default: %(default)s)",
     )
-    p.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
+    p.add_argument("--json", metavar="FILE", help="the results file instead (default: DIR/results.json)")
     p.add_argument(
         "--batch-size", type=positive, default=16, metavar="N", help="images per batch (default: %(default)s)"
     )
@@ -86,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import world
     from ..evaluation.faithfulness import evaluate_faithfulness
     from ..maps.registry import create_method
+    from ..reports.summary import format_table
     from ..utils import atomic_path, versions, write_json
 
     dataset = open_data(args)
@@ -127,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.target} class, {args.steps} steps, deletion to {args.deletion_baseline}, "
         f"insertion from {args.insertion_baseline}"
     )
-    table = result.to_markdown(title)
-    out = Path(args.out)
+    table = format_table(result.summary, title)
+    out = Path(args.out) if args.out.endswith(".md") else Path(args.out) / "results.md"  # FILE.md: camloc 0.2's
     with atomic_path(out) as tmp:
         tmp.write_text(table)
     json_path = write_json(result.to_json(), Path(args.json) if args.json else out.with_suffix(".json"))

@@ -19,7 +19,6 @@ _EXPORTS = {
     "explain": ".explain",
     "FaithfulnessResult": ".faithfulness",
     "evaluate_faithfulness": ".faithfulness",
-    "format_table": ".faithfulness",
     "PROTOCOLS": ".protocols",
     "ImageResult": ".protocols",
     "make_protocol": ".protocols",
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from .explain import explain as explain
     from .faithfulness import FaithfulnessResult as FaithfulnessResult
     from .faithfulness import evaluate_faithfulness as evaluate_faithfulness
-    from .faithfulness import format_table as format_table
     from .protocols import PROTOCOLS as PROTOCOLS
     from .protocols import ImageResult as ImageResult
     from .protocols import make_protocol as make_protocol

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..datasets.base import Dataset, Sample
 from ..distributed import World, all_gather, shard
@@ -32,10 +33,11 @@ from ..errors import InvalidArgument
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import MapMethod
 from ..metrics.localization import LocalizationMetrics, calibrated_accuracy
+from ..models.info import ModelInfo
 from ..utils import progress as progress_bar
 from .journal import COLUMNS, decode, encode
 from .protocols import BoxProtocol, ImageResult, make_protocol
-from .run import Run, pinned, stages, worker_pool
+from .run import Run, method_info, pinned, stages, worker_pool
 
 __all__ = ["EvalResult", "calibrate", "evaluate"]
 
@@ -56,9 +58,10 @@ class EvalResult:
 
 def evaluate(
     dataset: Dataset,
-    method: MapMethod,
-    preprocess: Preprocess,
-    *,
+    method: MapMethod | nn.Module,
+    *legacy: Preprocess,
+    info: ModelInfo | None = None,
+    preprocess: Preprocess | None = None,
     protocol: str = "wsol",
     batch_size: int = 32,
     workers: int = 2,
@@ -75,8 +78,10 @@ def evaluate(
 
     Args:
         dataset: the images with their labels and boxes (or masks).
-        method: any :class:`~camloc.maps.MapMethod` (CAM, Grad-CAM, ...).
-        preprocess: the model's preprocessing; images are squashed to ``preprocess.size`` (the WSOL protocol).
+        method: any :class:`~camloc.maps.MapMethod` (CAM, Grad-CAM, ...), or a model (then CAM of it).
+        *legacy: camloc 0.2's positional ``preprocess``: ``evaluate(dataset, method, preprocess)`` still works.
+        info: the model's preprocessing (None: what ``load_model`` attached to the model).
+        preprocess: instead of ``info.preprocess``; images are squashed to ``preprocess.size`` (the WSOL protocol).
         protocol: ``"wsol"``, ``"paper"`` or ``"authors"`` (:mod:`camloc.evaluation.protocols`).
         batch_size: images per forward pass.
         workers: threads for decoding and box work.
@@ -89,7 +94,12 @@ def evaluate(
         baseline: ``"center"`` scores fixed centred boxes instead of the maps.
         overlap: decode and box work beside the forward pass (False: one phase after the other).
     """
-    preprocess = dataclasses.replace(preprocess, mode="squash")
+    if legacy:  # camloc 0.2's evaluate(dataset, method, preprocess)
+        if len(legacy) > 1 or preprocess is not None:
+            raise TypeError("evaluate() takes dataset and method positionally; pass preprocess=, ... by name")
+        preprocess = legacy[0]
+    method, info = method_info(method, info)
+    preprocess = dataclasses.replace(preprocess or info.preprocess, mode="squash")
     plan = make_protocol(protocol, step=step, threshold=threshold, size=preprocess.size, baseline=baseline)
     metrics = LocalizationMetrics(plan.thresholds)
     if resume and per_image is None:

@@ -7,28 +7,39 @@ show each map over its maximum, negatives at 0, so what the rule keeps is what l
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor
+from PIL import Image
+from torch import Tensor, nn
 
 from ..boxes.paper import paper_box
-from ..distributed import World, all_gather, rank_file, shard, world
-from ..errors import BadImage
-from ..figures import score_text, topk_grid
-from ..images import Geometry, Preprocess, load_batch
+from ..distributed import all_gather, rank_file, shard
+from ..errors import BadImage, InvalidArgument
+from ..images import Batch, Geometry, Preprocess, load_batch
 from ..maps.core import CamOutput, MapMethod
-from ..maps.frames import normalize_maps, to_image_frame
+from ..maps.frames import to_image_frame
 from ..models.info import ModelInfo
 from ..utils import atomic_path, is_image_file, versions, write_json
 from ..utils import progress as progress_bar
+from .run import Run, method_info, pinned, stages
 
-__all__ = ["ExplainResult", "collect_images", "describe", "explain", "explain_settings"]
+__all__ = [
+    "Draw",
+    "ExplainResult",
+    "Picture",
+    "collect_images",
+    "describe",
+    "explain",
+    "explain_settings",
+    "journal_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,119 +71,205 @@ def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
+@dataclass
+class Picture:
+    """What an ``explain`` drawing hook gets for one image (see ``draw=`` of :func:`explain`).
+
+    ``original`` is the decoded file, ``maps`` its maps in the image's pixels (``Tensor[k, height,
+    width]``, not normalized, NaN where the model saw nothing), ``record`` the image's JSON record
+    (predictions with their boxes, ``window``), ``name`` a file stem unique among the run's inputs,
+    ``settings`` the run's settings (:func:`explain_settings`).
+    """
+
+    original: Image.Image
+    maps: Tensor
+    record: dict[str, Any]
+    name: str
+    settings: dict
+
+
+#: A drawing hook: draws one image's :class:`Picture` to a file and returns its path (None: nothing drawn).
+Draw = Callable[[Picture], "Path | None"]
+
+
 def explain(
     paths: Sequence[str | os.PathLike],
-    method: MapMethod,
-    info: ModelInfo,
-    *,
+    method: MapMethod | nn.Module,
+    *legacy: ModelInfo,
+    info: ModelInfo | None = None,
+    preprocess: Preprocess | None = None,
     topk: int = 5,
     classes: Sequence[int] | None = None,
-    preprocess: Preprocess | None = None,
-    out_dir: str | os.PathLike | None = None,
     json_path: str | os.PathLike | None = None,
     maps_dir: str | os.PathLike | None = None,
+    draw: Draw | None = None,
     batch_size: int = 16,
     threshold: float = 0.2,
-    alpha: float = 0.5,
+    resume: bool = False,
+    config: dict | None = None,
     progress: bool | None = None,
+    overlap: bool = True,
+    out_dir: str | os.PathLike | None = None,
 ) -> ExplainResult:
     """Explain each image: per class its name, score and paper box in the image's own pixels.
 
     Args:
         paths: image files.
-        method: any :class:`~camloc.maps.MapMethod`.
-        info: the model's class names and preprocessing.
-        topk: how many of each image's best classes, when ``classes`` is None.
-        classes: these class indices for every image instead of the top-k.
+        method: any :class:`~camloc.maps.MapMethod`, or a model (then CAM of it).
+        *legacy: camloc 0.2's positional ``info``: ``explain(paths, method, info)`` is still accepted.
+        info: the model's class names and preprocessing (None: what ``load_model`` attached to the model).
         preprocess: instead of ``info.preprocess``; in ``full`` mode each image is its own batch
             (images of different shapes cannot be stacked).
-        out_dir: one grid PNG per image goes here, as it is computed.
-        json_path: the results JSON, rewritten after every batch (an interrupted run keeps what it computed).
+        topk: how many of each image's best classes, when ``classes`` is None.
+        classes: these class indices for every image instead of the top-k.
+        json_path: the results JSON, written once at the end. While the run goes, each image's
+            record is journalled beside it (``STEM.journal.jsonl``, synced per batch, removed at the end).
         maps_dir: one ``.npy`` per image here: ``float32[k, height, width]``, the maps resampled to
             the image's pixels, not normalized (NaN where the model saw nothing).
+        draw: called with each image's :class:`Picture` as it is computed; the file it returns is the
+            record's ``grid`` (:func:`camloc.reports.grids.grid_drawer` draws camloc's grids).
         batch_size: images per forward pass.
         threshold: the paper rule's fraction of each map's maximum.
-        alpha: heat-map opacity in the grids.
+        resume: continue the run journalled beside ``json_path``: the images it recorded are not
+            computed again, and the JSON is the one an uninterrupted run writes.
+        config: more settings that a resumed run must share (where the pictures go, ...).
         progress: show a progress bar (None: when stderr is a terminal).
+        overlap: decode, forward pass and per-image work of consecutive batches at once.
+        out_dir: not drawn here (this layer draws nothing): use :func:`camloc.explain` for grids.
 
     Unreadable files are collected in ``errors`` and skipped. Under torchrun each process explains
-    the files ``rank, rank + N, ...`` and keeps its own JSON (``JSON.rank<r>-of-<N>``); at the end
-    every process gets the whole result, in the order of ``paths``, and rank 0 writes ``json_path``.
+    the files ``rank, rank + N, ...`` with its own journal; at the end every process gets the whole
+    result, in the order of ``paths``, and rank 0 writes ``json_path``.
     """
+    if legacy:  # camloc 0.2's explain(paths, method, info)
+        if len(legacy) > 1 or info is not None:
+            raise TypeError("explain() takes paths and method positionally; pass info=, preprocess=, ... by name")
+        info = legacy[0]
+    method, info = method_info(method, info)
+    if out_dir is not None:
+        raise InvalidArgument("out_dir", "camloc.evaluation.explain draws nothing: use camloc.explain(out_dir=...)")
     pre = preprocess or info.preprocess
     step = 1 if pre.mode == "full" else batch_size
-    result = ExplainResult(settings=explain_settings(method, info, pre, topk, classes, threshold))
+    settings = explain_settings(method, info, pre, topk, classes, threshold)
+    if resume and json_path is None:
+        raise InvalidArgument("resume", "resume=True needs json_path=FILE: its journal is the run to continue")
+    journal = None if json_path is None else journal_path(json_path)
+    if journal is not None and not resume:  # a fresh run rewrites everything: an earlier journal is stale
+        for stale in {journal, rank_file(journal)}:
+            stale.unlink(missing_ok=True)
+    run = Run(journal, "explain", _journal_settings(settings, paths, maps_dir, config), resume=resume)
+    mine = shard(list(enumerate(paths)), run.world)
+    entries: list[dict] = []  # this process's journal entries, when there is no journal
+    done = {entry["i"] for entry in run.done()}
+    todo = [(i, p) for i, p in mine if i not in done]
+    chunks = [todo[start : start + step] for start in range(0, len(todo), step)]
     names = _unique_stems(paths)
-    headline = _headline(result.settings)
-    here = world()
-    mine = [p for _, p in shard(list(enumerate(paths)), here)]
-    json_here = None if json_path is None else rank_file(json_path, here)
-    bar = progress_bar(len(mine), enabled=progress if here.is_main else False)
-    try:
-        for start in range(0, len(mine), step):
-            chunk = mine[start : start + step]
-            batch = load_batch(chunk, pre, keep_originals=out_dir is not None)
-            for err in batch.errors:
-                log.warning("skipping %s", err)
-            result.errors.extend(batch.errors)
-            if batch.paths:
-                wanted = None if classes is None else [list(classes)] * len(batch.paths)
-                out = method(batch.images, topk=topk, classes=wanted, upsample=False)
-                for i, path in enumerate(batch.paths):
-                    geo = batch.geometries[i]
-                    described, maps = describe(out, i, geo, info, threshold)
-                    record: dict[str, Any] = {"path": path, **described}
-                    predictions = record["predictions"]
-                    boxes = [p["box"] for p in predictions]
-                    if maps_dir is not None:
-                        target = Path(maps_dir) / f"{names[path]}.npy"
-                        with atomic_path(target) as tmp, open(tmp, "wb") as f:
-                            np.save(f, maps.numpy().astype(np.float32))
-                        record["maps"] = str(target)
-                    if out_dir is not None:
-                        assert batch.originals is not None
-                        shown = normalize_maps(maps, "max").clamp(0.0, 1.0).numpy()
-                        titles = [f"{p['name']}\n{score_text(p['score'])}" for p in predictions]
-                        grid = topk_grid(
-                            batch.originals[i],
-                            list(shown),
-                            titles,
-                            boxes,
-                            Path(out_dir) / f"{names[path]}.png",
-                            alpha=alpha,
-                            title=headline,
-                            window=None if geo.covers_image else record["window"],
-                        )
-                        record["grid"] = str(grid)
-                        result.grids.append(grid)
-                    result.records.append(record)
-            bar.update(len(chunk))
-            if json_here is not None:
-                _write(result, json_here)
-    finally:
-        bar.close()
-        if json_here is not None:
-            _write(result, json_here)
-    if here.distributed:
-        result = _gathered(result, paths, json_path)
+    bar = progress_bar(len(mine), initial=len(done), enabled=progress if run.world.is_main else False)
+
+    def decode(chunk: list[tuple[int, str | os.PathLike]]) -> tuple[list, Batch]:
+        return chunk, pinned(load_batch([p for _, p in chunk], pre, keep_originals=draw is not None), method)
+
+    def forward(decoded: tuple[list, Batch]) -> CamOutput | None:
+        batch = decoded[1]
+        if not batch.paths:
+            return None
+        wanted = None if classes is None else [list(classes)] * len(batch.paths)
+        return method(batch.images, topk=topk, classes=wanted, upsample=False)
+
+    def finish(decoded: tuple[list, Batch], out: CamOutput | None) -> None:
+        chunk, batch = decoded
+        described = iter(range(len(batch.paths)))
+        failed = {e.path: e for e in batch.errors}
+        for i, path in chunk:
+            if str(path) in failed:
+                log.warning("skipping %s", failed[str(path)])
+                entry = {"i": i, "error": {"path": str(path), "error": failed[str(path)].reason}}
+            else:
+                assert out is not None
+                k = next(described)
+                record = _record(out, k, batch, names[str(path)], info, threshold, settings, maps_dir, draw)
+                entry = {"i": i, "record": record}
+            if journal is None:
+                entries.append(entry)
+            else:
+                run.write(entry)
+        if journal is not None:
+            run.flush()
+        bar.update(len(chunk))
+
+    with bar, run:
+        for _ in stages(chunks, decode, forward, finish, overlap=overlap):
+            pass
+    return _finished(run, entries, len(paths), settings, json_path)
+
+
+def journal_path(json_path: str | os.PathLike) -> Path:
+    """Where ``explain`` journals the records of a run whose results go to ``json_path``: ``STEM.journal.jsonl``."""
+    json_path = Path(json_path)
+    return json_path.with_name(f"{json_path.stem}.journal.jsonl")
+
+
+def _journal_settings(settings: dict, paths: Sequence, maps_dir: str | os.PathLike | None, config: dict | None) -> dict:
+    """What a resumed explain must share: the settings (versions aside), the inputs, where the maps go."""
+    inputs = hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()
+    same = {k: v for k, v in settings.items() if k != "versions"}
+    return {**same, "inputs": len(paths), "inputs_sha256": inputs, "maps_dir": maps_dir and str(maps_dir),
+            **(config or {})}  # fmt: skip
+
+
+def _record(
+    out: CamOutput,
+    k: int,
+    batch: Batch,
+    name: str,
+    info: ModelInfo,
+    threshold: float,
+    settings: dict,
+    maps_dir: str | os.PathLike | None,
+    draw: Draw | None,
+) -> dict[str, Any]:
+    """Image ``k`` of the batch's record; its maps and picture written first (a journalled record is complete)."""
+    described, maps = describe(out, k, batch.geometries[k], info, threshold)
+    record: dict[str, Any] = {"path": batch.paths[k], **described}
+    if maps_dir is not None:
+        target = Path(maps_dir) / f"{name}.npy"
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.save(f, maps.numpy().astype(np.float32))
+        record["maps"] = str(target)
+    if draw is not None:
+        assert batch.originals is not None
+        drawn = draw(Picture(batch.originals[k], maps, record, name, settings))
+        if drawn is not None:
+            record["grid"] = str(drawn)
+    return record
+
+
+def _finished(
+    run: Run, entries: list[dict], count: int, settings: dict, json_path: str | os.PathLike | None
+) -> ExplainResult:
+    """The whole run's result, in the order of the inputs, on every process; rank 0 writes the JSON."""
+    result = None
+    if run.path is None:
+        gathered = sorted((e for part in all_gather(entries) for e in part), key=lambda e: e["i"])
+        result = _result(gathered, settings)
+    else:
+        run.merge(key=lambda entry: entry["i"], expected=count if run.world.distributed else None)
+        if run.world.is_main:
+            result = _result(list(run.records()), settings)
+            assert json_path is not None
+            _write(result, json_path)
+            run.path.unlink()
+        result = all_gather(result)[0]
+    assert result is not None
     return result
 
 
-def _gathered(
-    mine: ExplainResult, paths: Sequence[str | os.PathLike], json_path: str | os.PathLike | None
-) -> ExplainResult:
-    """Every rank's records, errors and grids in the order of ``paths``; rank 0 writes the JSON."""
-    order = {str(p): i for i, p in reversed(list(enumerate(paths)))}
-    parts = all_gather((mine.records, mine.errors, mine.grids))
-    whole = ExplainResult(settings=mine.settings)
-    whole.records = sorted((r for records, _, _ in parts for r in records), key=lambda r: order[str(r["path"])])
-    whole.errors = sorted((e for _, errors, _ in parts for e in errors), key=lambda e: order[str(e.path)])
-    whole.grids = [Path(r["grid"]) for r in whole.records if "grid" in r]
-    if json_path is not None and world().is_main:
-        _write(whole, json_path)
-        for rank in range(world().size):
-            rank_file(json_path, World(rank, world().size)).unlink(missing_ok=True)
-    return whole
+def _result(entries: list[dict], settings: dict) -> ExplainResult:
+    result = ExplainResult(settings=settings)
+    result.records = [e["record"] for e in entries if "record" in e]
+    result.errors = [BadImage(e["error"]["path"], e["error"]["error"]) for e in entries if "error" in e]
+    result.grids = [Path(r["grid"]) for r in result.records if "grid" in r]
+    return result
 
 
 def describe(
@@ -228,16 +325,6 @@ def explain_settings(
         "resize_size": pre.resize_size,
         "versions": versions(),
     }
-
-
-def _headline(settings: dict) -> str:
-    layer = f", layer {settings['target_layer']}" if settings["target_layer"] else ""
-    seen = {
-        "full": f"whole photo, shorter side {settings['resize_size']}",
-        "crop": f"centre crop {settings['size']}²",
-        "squash": f"squashed to {settings['size']}²",
-    }[settings["resize"]]
-    return f"{settings['model']} · {settings['method']}{layer} · boxes ≥ {settings['threshold']:g} × max · {seen}"
 
 
 def _write(result: ExplainResult, json_path: str | os.PathLike) -> None:

@@ -28,7 +28,7 @@ from ..metrics.faithfulness import (
 from ..utils import model_device
 from ..utils import progress as progress_bar
 
-__all__ = ["FaithfulnessResult", "evaluate_faithfulness", "format_table"]
+__all__ = ["FaithfulnessResult", "evaluate_faithfulness"]
 
 
 @dataclass
@@ -48,29 +48,6 @@ class FaithfulnessResult:
     def to_json(self) -> dict:
         """The JSON report: the config's keys, ``"methods"`` (the summary) and ``"skipped"``."""
         return {**self.config, "methods": self.summary, "skipped": self.skipped}
-
-    def to_markdown(self, title: str | None = None) -> str:
-        """The summary as a markdown table, one row per method (:func:`format_table`)."""
-        return format_table(self.summary, title)
-
-
-COLUMNS = (
-    ("deletion_auc", "Deletion AUC (lower is better)", "{:.4f}"),
-    ("insertion_auc", "Insertion AUC (higher is better)", "{:.4f}"),
-    ("average_drop", "Average drop % (lower is better)", "{:.2f}"),
-    ("increase_in_confidence", "Increase in confidence % (higher is better)", "{:.2f}"),
-)
-
-
-def format_table(summary: Mapping[str, Mapping], title: str | None = None) -> str:
-    """A markdown table, one row per method."""
-    lines = [f"{title}", ""] if title else []
-    lines.append("| Method | Images | " + " | ".join(name for _, name, _ in COLUMNS) + " |")
-    lines.append("|---|---:|" + "---:|" * len(COLUMNS))
-    for method, row in summary.items():
-        cells = ["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in COLUMNS]
-        lines.append(f"| {method} | {row.get('images', 0)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def evaluate_faithfulness(

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..images import Batch
+    from ..maps.core import MapMethod
+    from ..models.info import ModelInfo
 
 __all__ = [
     "CsvJournal",
@@ -57,6 +59,7 @@ __all__ = [
     "Run",
     "csv_settings",
     "journal_lines",
+    "method_info",
     "pinned",
     "sidecar",
     "stages",
@@ -91,6 +94,21 @@ def pinned(batch: Batch, model: nn.Module | Any) -> Batch:
     if model_device(module).type == "cuda" and len(batch.images):
         batch.images = batch.images.pin_memory()
     return batch
+
+
+def method_info(method: MapMethod | nn.Module, info: ModelInfo | None = None) -> tuple[MapMethod, ModelInfo]:
+    """A runner's method and model info: a bare model gets CAM, and ``info`` defaults to what ``load_model`` attached.
+
+    Every runner takes ``(source, method, *, info=None, preprocess=None, ...)`` through this.
+    """
+    from torch import nn
+
+    from ..maps.cam import CAM
+    from ..models.info import model_info
+
+    if isinstance(method, nn.Module):
+        method = CAM(method)
+    return method, info if info is not None else model_info(method.model)
 
 
 def worker_pool(workers: int, overlap: bool = True) -> ThreadPoolExecutor:

@@ -28,11 +28,11 @@ from matplotlib.figure import Figure
 
 from ..datasets.base import Dataset
 from ..errors import DatasetError
-from ..figures import curves_figure, histogram_figure
 from ..images import Preprocess
 from ..maps.core import MapMethod
 from ..utils import atomic_path, camloc_version
 from .analysis import BOX_FAILURES, GALLERIES, ImageRecord, choose_galleries, per_class, read_records
+from .figures import curves_figure, histogram_figure
 from .pictures import BOX_COLOUR, TRUTH_COLOUR, gallery_pictures
 from .summary import METRIC_NAMES
 

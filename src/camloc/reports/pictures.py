@@ -22,10 +22,10 @@ from ..boxes.box import Box, scale_box
 from ..boxes.wsol import wsol_resized, wsol_scoremap
 from ..datasets.base import Sample
 from ..evaluation.protocols import ImageResult, center_scoremap
-from ..figures import draw_box, overlay
 from ..images import Preprocess, load_batch
 from ..maps.core import MapMethod
 from ..maps.frames import normalize_maps
+from .figures import draw_box, overlay
 
 __all__ = ["BOX_COLOUR", "TRUTH_COLOUR", "gallery_pictures"]
 

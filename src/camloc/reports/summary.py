@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["METRIC_NAMES", "format_boxes_summary", "format_summary"]
+from collections.abc import Mapping
+
+__all__ = ["FAITHFULNESS_COLUMNS", "METRIC_NAMES", "format_boxes_summary", "format_summary", "format_table"]
 
 #: Summary key -> its name in tables, in the order they are shown.
 METRIC_NAMES = {
@@ -108,3 +110,23 @@ def format_boxes_summary(summary: dict, title: str) -> str:
     }
     lines += [f"  {name:<28}{summary[key]:>8.2f}" for key, name in names.items() if summary.get(key) is not None]
     return "\n".join(lines)
+
+
+#: Faithfulness summary key -> its column in :func:`format_table` and its number format.
+FAITHFULNESS_COLUMNS = (
+    ("deletion_auc", "Deletion AUC (lower is better)", "{:.4f}"),
+    ("insertion_auc", "Insertion AUC (higher is better)", "{:.4f}"),
+    ("average_drop", "Average drop % (lower is better)", "{:.2f}"),
+    ("increase_in_confidence", "Increase in confidence % (higher is better)", "{:.2f}"),
+)
+
+
+def format_table(summary: Mapping[str, Mapping], title: str | None = None) -> str:
+    """A markdown table of a faithfulness summary (``FaithfulnessResult.summary``), one row per method."""
+    lines = [f"{title}", ""] if title else []
+    lines.append("| Method | Images | " + " | ".join(name for _, name, _ in FAITHFULNESS_COLUMNS) + " |")
+    lines.append("|---|---:|" + "---:|" * len(FAITHFULNESS_COLUMNS))
+    for method, row in summary.items():
+        cells = ["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in FAITHFULNESS_COLUMNS]
+        lines.append(f"| {method} | {row.get('images', 0)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

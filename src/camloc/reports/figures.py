@@ -13,10 +13,10 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from .boxes.box import Box
-from .errors import InvalidArgument
-from .maps.frames import normalize_maps
-from .utils import atomic_path
+from ..boxes.box import Box
+from ..errors import InvalidArgument
+from ..maps.frames import normalize_maps
+from ..utils import atomic_path
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import camloc
-from camloc.figures import draw_box, overlay, plot_curves, score_text, topk_grid
+from camloc.reports.figures import draw_box, overlay, plot_curves, score_text, topk_grid
 
 
 def test_overlay_takes_any_map_size_and_normalizes_by_the_max():
@@ -15,7 +15,7 @@ def test_overlay_takes_any_map_size_and_normalizes_by_the_max():
     out = overlay(photo, cam, alpha=1.0)
     assert out.size == (30, 20) and out.mode == "RGB"
     a = np.asarray(out)
-    jet = np.asarray(camloc.figures.matplotlib.colormaps["jet"]([0.0, 1.0])[:, :3] * 255).round()
+    jet = np.asarray(camloc.reports.figures.matplotlib.colormaps["jet"]([0.0, 1.0])[:, :3] * 255).round()
     assert np.array_equal(a[0, 0], jet[0])  # negative -> 0 -> the colour map's bottom
     assert np.array_equal(a[-1, -1], jet[1])  # the max -> 1
     assert camloc.overlay is overlay
