@@ -90,7 +90,7 @@ def test_full_mode_boxes_are_explains_boxes(tmp_path, identity, mobilenet):
     got = boxes_for(
         photos, method, info=info, settings=BoxSettings(topk=3), preprocess=info.preprocess.with_mode("full")
     )
-    ref = explain(photos, method, info, topk=3, preprocess=info.preprocess.with_mode("full"))
+    ref = explain(photos, method, info=info, topk=3, preprocess=info.preprocess.with_mode("full"))
     for image, record in zip(got, ref.records, strict=True):
         assert (image.width, image.height) == (record["width"], record["height"])
         by_class = {d.label: d for d in image.detections}
@@ -130,6 +130,10 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     assert threshold_from(tmp_path / "out" / "summary.json") == (0.5, "paper")
     with pytest.raises(FileExistsError, match="journal.jsonl: exists; pass resume=True"):
         export_boxes(data, method, info=info, out_dir=tmp_path / "out", settings=settings, preprocess=full)
+    with pytest.raises(TypeError, match="needs out_dir="):
+        export_boxes(data, method, info=info)
+    again = export_boxes(data, method, info, tmp_path / "again", settings, preprocess=full)  # camloc 0.2's order
+    assert again.summary == s
 
 
 def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, identity):
@@ -149,6 +153,11 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
     assert [sorted(d.label for d in b.detections) for b in boxed] == [[0, 1], [0, 1], [0], [0]]
     assert [len(b.hits) for b in boxed] == [2, 2, 1, 1]  # one verdict per labelled class
     assert boxes_for(data, method.model, info=info, preprocess=PLAIN) == boxed  # a bare model: CAM of it
+    assert boxes_for(data, method, info, preprocess=PLAIN) == boxed  # camloc 0.2's positional info
+    with pytest.raises(TypeError, match="got info both by position and by name"):
+        boxes_for(data, method, info, info=info)
+    with pytest.raises(TypeError, match="boxes_for\\(\\) takes source and method positionally"):
+        boxes_for(data, method, info, BoxSettings(), PLAIN)
 
     result = export_boxes(
         data, method, info=info, out_dir=tmp_path / "out", formats=["coco", "voc", "yolo"], preprocess=PLAIN

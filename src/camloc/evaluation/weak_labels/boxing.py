@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from ...boxes.box import Box, scale_box
 from ...boxes.rules import box_score, check_rule, rule_boxes
@@ -38,11 +37,9 @@ from ...boxes.wsol import wsol_resized, wsol_resized_batch
 from ...datasets.labels import Detection, ImageBoxes
 from ...errors import InvalidArgument
 from ...images import Batch, Geometry, Preprocess, load_batch
-from ...maps.cam import CAM
 from ...maps.core import MapMethod
 from ...maps.frames import to_image_frame
 from ...metrics.detection import CorLoc
-from ...models.info import ModelInfo, model_info
 from .items import Item
 
 __all__ = [
@@ -57,7 +54,6 @@ __all__ = [
     "class_maps",
     "corloc_verdicts",
     "decode_chunk",
-    "method_and_info",
     "ranked_boxes",
     "frame_for",
     "truths_in",
@@ -328,10 +324,3 @@ def box_work(settings: BoxSettings) -> tuple[Work, Callable[[Item, str], BoxedIm
         return BoxedImage(item.index, item.image_id, str(item.sample.path), error=reason)
 
     return work, failure
-
-
-def method_and_info(method: MapMethod | nn.Module, info: ModelInfo | None) -> tuple[MapMethod, ModelInfo]:
-    """A method and the model's info: a bare model gets CAM, and the info ``load_model`` attached to it."""
-    if isinstance(method, nn.Module):
-        method = CAM(method)
-    return method, info if info is not None else model_info(method.model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -16,9 +17,9 @@ from ...maps.core import MapMethod
 from ...metrics.localization import calibrated_threshold
 from ...models.info import ModelInfo
 from ...utils import progress as progress_bar
-from ..run import worker_pool
-from .boxing import BoxSettings, Frames, corloc_verdicts, method_and_info, ranked_boxes, truths_in
-from .export import run_chunks
+from ..run import method_info, worker_pool
+from .boxing import BoxSettings, Frames, corloc_verdicts, ranked_boxes, truths_in
+from .export import legacy_arguments, run_chunks
 from .items import Item, image_items
 
 __all__ = ["Calibration", "calibrate_threshold"]
@@ -42,7 +43,7 @@ class Calibration:
 def calibrate_threshold(
     dataset: Dataset,
     method: MapMethod | nn.Module,
-    *,
+    *legacy: Any,
     info: ModelInfo | None = None,
     settings: BoxSettings | None = None,
     step: float = 0.01,
@@ -63,6 +64,7 @@ def calibrate_threshold(
     Args:
         dataset: labelled images with ground-truth boxes (images without are left out).
         method: any :class:`~camloc.maps.MapMethod`, or a model (then CAM of it).
+        *legacy: camloc 0.2's positional ``info, settings``.
         info: the model's preprocessing; default: what ``load_model`` attached to it.
         settings: the rule and the class choice (its ``threshold`` is what is chosen).
         step: the spacing of the thresholds tried, in (0, 0.5].
@@ -78,8 +80,10 @@ def calibrate_threshold(
         InvalidArgument: for the ``authors`` rule (fixed thresholds), a bad ``step``, or data without
             a readable image with a ground-truth box.
     """
+    if legacy:  # camloc 0.2's calibrate_threshold(dataset, method, info, settings)
+        info, settings = legacy_arguments("calibrate_threshold", legacy, {"info": info, "settings": settings})
     settings = settings or BoxSettings()
-    method, info = method_and_info(method, info)
+    method, info = method_info(method, info)
     if settings.rule == "authors":
         raise InvalidArgument(
             "rule", "the authors rule has fixed thresholds (20, 100, 110 of 255): nothing to calibrate"

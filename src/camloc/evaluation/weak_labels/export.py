@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -43,7 +44,7 @@ from ...metrics.detection import CorLoc, coco_ap
 from ...models.info import ModelInfo
 from ...utils import progress as progress_bar
 from ...utils import versions, write_json
-from ..run import Run, pinned, stages, worker_pool
+from ..run import Run, method_info, pinned, stages, worker_pool
 from .boxing import (
     SCORE_FORMULA,
     BoxedImage,
@@ -53,11 +54,10 @@ from .boxing import (
     class_maps,
     decode_chunk,
     frame_for,
-    method_and_info,
 )
 from .items import Item, image_items
 
-__all__ = ["BoxesResult", "boxes_for", "export_boxes", "run_chunks"]
+__all__ = ["BoxesResult", "boxes_for", "export_boxes", "legacy_arguments", "run_chunks"]
 
 
 @dataclass
@@ -118,10 +118,28 @@ def run_chunks(
     yield from stages(chunks, decode, forward, finish, overlap=overlap)
 
 
+def legacy_arguments(runner: str, legacy: tuple, given: dict[str, Any]) -> list[Any]:
+    """The values of ``given`` (arguments by name) with camloc 0.2's positional ones, ``legacy``, in their place.
+
+    ``given``'s keys name 0.2's positional arguments after ``method``, in 0.2's order.
+
+    Raises:
+        TypeError: more positional arguments than 0.2 took, or one given both ways.
+    """
+    if len(legacy) > len(given):
+        raise TypeError(f"{runner}() takes source and method positionally; pass {', '.join(given)}, ... by name")
+    values = dict(given)
+    for name, value in zip(given, legacy, strict=False):
+        if values[name] is not None:
+            raise TypeError(f"{runner}() got {name} both by position and by name")
+        values[name] = value
+    return list(values.values())
+
+
 def boxes_for(
     source: Dataset | Sequence[str | os.PathLike],
     method: MapMethod | nn.Module,
-    *,
+    *legacy: Any,
     info: ModelInfo | None = None,
     preprocess: Preprocess | None = None,
     settings: BoxSettings | None = None,
@@ -134,6 +152,7 @@ def boxes_for(
     Args:
         source: a dataset (its labels choose the classes when ``settings.use_labels``) or image files.
         method: any :class:`~camloc.maps.MapMethod`, or a model (then CAM of it).
+        *legacy: camloc 0.2's positional ``info, settings``: ``boxes_for(source, method, info)`` still works.
         info: the model's preprocessing (and class names); default: what ``load_model`` attached to it.
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo); its ``mode`` sets the rule's
             frame (see :mod:`camloc.evaluation.weak_labels.boxing`).
@@ -146,8 +165,10 @@ def boxes_for(
         One :class:`BoxedImage` per image file, in the order the files first appear (a dataset's
         samples of one file, one per class, are one image; unreadable files with their ``error``).
     """
+    if legacy:  # camloc 0.2's boxes_for(source, method, info, settings)
+        info, settings = legacy_arguments("boxes_for", legacy, {"info": info, "settings": settings})
     settings = settings or BoxSettings()
-    method, info = method_and_info(method, info)
+    method, info = method_info(method, info)
     work, failure = box_work(settings)
     items = image_items(source, ground_truth)
     with worker_pool(workers) as pool:
@@ -167,10 +188,10 @@ def boxes_for(
 def export_boxes(
     source: Dataset | Sequence[str | os.PathLike],
     method: MapMethod | nn.Module,
-    *,
+    *legacy: Any,
     info: ModelInfo | None = None,
     preprocess: Preprocess | None = None,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
     settings: BoxSettings | None = None,
     formats: Sequence[str] = ("coco",),
     ground_truth: Dataset | None = None,
@@ -187,9 +208,11 @@ def export_boxes(
     Args:
         source: a dataset or image files, as for :func:`boxes_for`.
         method: any :class:`~camloc.maps.MapMethod`, or a model (then CAM of it).
+        *legacy: camloc 0.2's positional ``info, out_dir, settings``: ``export_boxes(source, method, info,
+            out_dir)`` still works.
         info: the model's preprocessing and class names (None: what ``load_model`` attached to the model).
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo).
-        out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format.
+        out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format (required).
         settings: the rule, its threshold and the class choice (default :class:`BoxSettings`).
         formats: names of :data:`camloc.datasets.BOX_FORMATS`.
         ground_truth: boxes to judge CorLoc and COCO AP by (default: the dataset's own).
@@ -204,8 +227,13 @@ def export_boxes(
     Returns:
         The summary (also in ``summary.json``), the skipped images, and the files written.
     """
+    if legacy:  # camloc 0.2's export_boxes(source, method, info, out_dir, settings)
+        given = {"info": info, "out_dir": out_dir, "settings": settings}
+        info, out_dir, settings = legacy_arguments("export_boxes", legacy, given)
+    if out_dir is None:
+        raise TypeError("export_boxes() needs out_dir=, the folder to write the annotations in")
     settings = settings or BoxSettings()
-    method, info = method_and_info(method, info)
+    method, info = method_info(method, info)
     pre = preprocess or info.preprocess.with_mode("full")
     out = Path(out_dir)
     class_names = None if info.class_names is None else list(info.class_names)
