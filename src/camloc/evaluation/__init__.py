@@ -1,10 +1,13 @@
 """Runs over data: ``evaluate``, ``explain``, ``evaluate_faithfulness``, ``export_boxes``.
 
-``evaluate`` gives localization metrics, ``explain`` maps, boxes and grids, ``export_boxes`` weak
-labels: boxes written for detectors (:mod:`camloc.evaluation.weak_labels`). Each takes any
-:class:`~camloc.maps.MapMethod`, reads images in batches, skips and lists unreadable files, and
-writes what it computes as it goes; ``evaluate`` keeps a per-image journal and resumes from it
-(:mod:`camloc.evaluation.journal`). Box protocols are in :mod:`camloc.evaluation.protocols`.
+``evaluate`` gives localization metrics, ``explain`` maps, boxes and records (its pictures are
+drawn by :mod:`camloc.reports.grids`), ``export_boxes`` weak labels: boxes written for detectors
+(:mod:`camloc.evaluation.weak_labels`). Each takes ``(source, method, *, info=None,
+preprocess=None, ...)`` with any :class:`~camloc.maps.MapMethod` or a bare model, reads images in
+batches, skips and lists unreadable files, and journals what it computes as it goes on one
+harness (:mod:`camloc.evaluation.run`: journal, resume, torchrun's rank files, the overlapped
+stages). ``evaluate``'s journal is the per-image CSV (:mod:`camloc.evaluation.journal`, described
+in docs/per-image.md). Box protocols are in :mod:`camloc.evaluation.protocols`.
 """
 
 from typing import TYPE_CHECKING
@@ -19,6 +22,7 @@ _EXPORTS = {
     "explain": ".explain",
     "FaithfulnessResult": ".faithfulness",
     "evaluate_faithfulness": ".faithfulness",
+    "Run": ".run",
     "PROTOCOLS": ".protocols",
     "ImageResult": ".protocols",
     "make_protocol": ".protocols",
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from .protocols import PROTOCOLS as PROTOCOLS
     from .protocols import ImageResult as ImageResult
     from .protocols import make_protocol as make_protocol
+    from .run import Run as Run
     from .weak_labels import BoxedImage as BoxedImage
     from .weak_labels import BoxesResult as BoxesResult
     from .weak_labels import BoxSettings as BoxSettings

@@ -28,7 +28,7 @@ from ..maps.frames import to_image_frame
 from ..models.info import ModelInfo
 from ..utils import atomic_path, is_image_file, versions, write_json
 from ..utils import progress as progress_bar
-from .run import Run, method_info, pinned, stages
+from .run import Run, method_info, pinned, positional, stages
 
 __all__ = [
     "Draw",
@@ -141,22 +141,13 @@ def explain(
     the files ``rank, rank + N, ...`` with its own journal; at the end every process gets the whole
     result, in the order of ``paths``, and rank 0 writes ``json_path``.
     """
-    if legacy:  # camloc 0.2's explain(paths, method, info)
-        if len(legacy) > 1 or info is not None:
-            raise TypeError("explain() takes paths and method positionally; pass info=, preprocess=, ... by name")
-        info = legacy[0]
-    method, info = method_info(method, info)
+    method, info = method_info(method, positional("explain", legacy, info))  # 0.2: explain(paths, method, info)
     if out_dir is not None:
         raise InvalidArgument("out_dir", "camloc.evaluation.explain draws nothing: use camloc.explain(out_dir=...)")
     pre = preprocess or info.preprocess
     step = 1 if pre.mode == "full" else batch_size
     settings = explain_settings(method, info, pre, topk, classes, threshold)
-    if resume and json_path is None:
-        raise InvalidArgument("resume", "resume=True needs json_path=FILE: its journal is the run to continue")
-    journal = None if json_path is None else journal_path(json_path)
-    if journal is not None and not resume:  # a fresh run rewrites everything: an earlier journal is stale
-        for stale in {journal, rank_file(journal)}:
-            stale.unlink(missing_ok=True)
+    journal = _journal(json_path, resume)
     run = Run(journal, "explain", _journal_settings(settings, paths, maps_dir, config), resume=resume)
     mine = shard(list(enumerate(paths)), run.world)
     entries: list[dict] = []  # this process's journal entries, when there is no journal
@@ -178,7 +169,7 @@ def explain(
 
     def finish(decoded: tuple[list, Batch], out: CamOutput | None) -> None:
         chunk, batch = decoded
-        described = iter(range(len(batch.paths)))
+        read = iter(range(len(batch.paths)))  # the chunk's files that were read, in order
         failed = {e.path: e for e in batch.errors}
         for i, path in chunk:
             if str(path) in failed:
@@ -186,21 +177,29 @@ def explain(
                 entry = {"i": i, "error": {"path": str(path), "error": failed[str(path)].reason}}
             else:
                 assert out is not None
-                k = next(described)
-                record = _record(out, k, batch, names[str(path)], info, threshold, settings, maps_dir, draw)
-                entry = {"i": i, "record": record}
+                made = _record(out, next(read), batch, names[str(path)], info, threshold, settings, maps_dir, draw)
+                entry = {"i": i, "record": made}
+            run.write(entry)  # without a journal: nothing written, kept in memory
             if journal is None:
                 entries.append(entry)
-            else:
-                run.write(entry)
-        if journal is not None:
-            run.flush()
+        run.flush()
         bar.update(len(chunk))
 
     with bar, run:
         for _ in stages(chunks, decode, forward, finish, overlap=overlap):
             pass
     return _finished(run, entries, len(paths), settings, json_path)
+
+
+def _journal(json_path: str | os.PathLike | None, resume: bool) -> Path | None:
+    """The run's journal (None without a JSON); a fresh run drops an earlier one (it rewrites everything)."""
+    if resume and json_path is None:
+        raise InvalidArgument("resume", "resume=True needs json_path=FILE: its journal is the run to continue")
+    journal = None if json_path is None else journal_path(json_path)
+    if journal is not None and not resume:
+        for stale in {journal, rank_file(journal)}:
+            stale.unlink(missing_ok=True)
+    return journal
 
 
 def journal_path(json_path: str | os.PathLike) -> Path:

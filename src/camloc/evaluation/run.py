@@ -61,6 +61,7 @@ __all__ = [
     "journal_lines",
     "method_info",
     "pinned",
+    "positional",
     "sidecar",
     "stages",
     "worker_pool",
@@ -109,6 +110,19 @@ def method_info(method: MapMethod | nn.Module, info: ModelInfo | None = None) ->
     if isinstance(method, nn.Module):
         method = CAM(method)
     return method, info if info is not None else model_info(method.model)
+
+
+def positional(runner: str, legacy: tuple, value: Any) -> Any:
+    """``value``, or camloc 0.2's third positional argument of ``runner`` (its ``*legacy``) when one was given.
+
+    Raises:
+        TypeError: more than one, or the same argument by name too.
+    """
+    if not legacy:
+        return value
+    if len(legacy) > 1 or value is not None:
+        raise TypeError(f"{runner}() takes its source and method positionally; pass info=, preprocess=, ... by name")
+    return legacy[0]
 
 
 def worker_pool(workers: int, overlap: bool = True) -> ThreadPoolExecutor:
