@@ -58,9 +58,13 @@ def timed(run) -> tuple[float, float, dict]:
 def time_boxes(data: Dataset, cam, info, preprocess, scratch: Path, use_labels: bool, formats=("coco",), ap=False):
     out = Path(tempfile.mkdtemp(dir=scratch))
     settings = BoxSettings(use_labels=use_labels)
-    return timed(
-        lambda: export_boxes(data, cam, info, out, settings, formats=formats, preprocess=preprocess, ap=ap).summary
-    )
+
+    def run() -> dict:
+        return export_boxes(
+            data, cam, info=info, out_dir=out, settings=settings, formats=formats, preprocess=preprocess, ap=ap
+        ).summary
+
+    return timed(run)
 
 
 def time_evaluate(data: Dataset, cam, info) -> tuple[float, float, dict]:
@@ -80,7 +84,7 @@ def peak_memory(repeat: int, scratch: Path) -> float:
         "m = camloc.load_model('mobilenet_v2')\n"
         f"paths = sorted(__import__('pathlib').Path({str(links)!r}).iterdir())\n"
         "squash = camloc.model_info(m).preprocess.with_mode('squash')\n"
-        f"r = export_boxes(paths, m, None, {str(scratch / f'out{repeat}')!r}, formats=['coco', 'voc', 'yolo'], "
+        f"r = export_boxes(paths, m, out_dir={str(scratch / f'out{repeat}')!r}, formats=['coco', 'voc', 'yolo'], "
         "preprocess=squash)\n"
         "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
         "print(r.summary['images'], int(hwm.split()[1]) / 1024)\n"

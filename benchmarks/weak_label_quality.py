@@ -37,7 +37,9 @@ def main() -> None:
 
     def run(name: str, subset, settings: BoxSettings, mode: str) -> None:
         with tempfile.TemporaryDirectory() as out:
-            s = export_boxes(subset, cam, info, out, settings, preprocess=info.preprocess.with_mode(mode)).summary
+            s = export_boxes(
+                subset, cam, info=info, out_dir=out, settings=settings, preprocess=info.preprocess.with_mode(mode)
+            ).summary
         scores = {k: s[k] for k in ("corloc", "ap", "ap50", "ap75")}
         rows.append({"what": name, "images": s["images"], "boxes": s["boxes"], "rule": settings.rule,
                      "threshold": settings.threshold, "resize": mode, **scores})  # fmt: skip
@@ -52,7 +54,7 @@ def main() -> None:
             run("all 725", data, BoxSettings(rule=rule), mode)
     first, rest = (dataclasses.replace(data, samples=s) for s in (data.samples[:200], data.samples[200:]))
     for rule in ("paper", "wsol"):
-        found = calibrate_threshold(first, cam, info, BoxSettings(rule=rule))
+        found = calibrate_threshold(first, cam, info=info, settings=BoxSettings(rule=rule))
         run("last 525, tau 0.2", rest, BoxSettings(rule=rule), "full")
         run(f"last 525, tau calibrated on the first 200 (CorLoc {found.corloc:.2f} there)", rest,
             BoxSettings(rule=rule, threshold=found.threshold), "full")  # fmt: skip

@@ -85,8 +85,8 @@ def test_the_overlapped_pipeline_gives_the_serial_results(tmp_path):
         assert result.summary["images"] == 13 and [s["image_id"] for s in result.skipped] == ["zz.png"]
     assert rows[False].read_bytes() == rows[True].read_bytes()
     full = PLAIN.with_mode("full")
-    serial = boxes_for(data, method, info, preprocess=full, batch_size=3)
-    assert serial == boxes_for(data, method, info, preprocess=full, batch_size=5)
+    serial = boxes_for(data, method, info=info, preprocess=full, batch_size=3)
+    assert serial == boxes_for(data, method, info=info, preprocess=full, batch_size=5)
 
 
 @pytest.mark.slow

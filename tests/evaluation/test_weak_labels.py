@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import camloc
@@ -29,6 +30,7 @@ from camloc.evaluation.weak_labels import (
     export_boxes,
     threshold_from,
 )
+from camloc.evaluation.weak_labels.boxing import ranked_boxes
 from camloc.models.info import ModelInfo
 from tests.helpers.data import ROOT, VAL_BOXES
 from tests.helpers.models import identity_cam
@@ -69,7 +71,7 @@ def test_calibration_finds_the_threshold_above_the_halo(tmp_path, identity):
     taus = np.arange(0, 1, 0.01)
     first_above = float(taus[np.argmax(taus > HALO / 255)])  # 0.31: from here on the halo is dropped
     for rule in ("paper", "wsol", "all"):
-        found = calibrate_threshold(data, method, info, BoxSettings(rule=rule), workers=1)
+        found = calibrate_threshold(data, method, info=info, settings=BoxSettings(rule=rule), workers=1)
         top = [t for t, c in zip(found.thresholds, found.curve, strict=True) if c == 100.0]
         assert top[0] == pytest.approx(first_above) and top == found.thresholds[len(found.thresholds) - len(top) :]
         # the flat top runs from 0.31 to the end: its middle is chosen, furthest from the halo
@@ -77,7 +79,7 @@ def test_calibration_finds_the_threshold_above_the_halo(tmp_path, identity):
         below = [c for t, c in zip(found.thresholds, found.curve, strict=True) if t < HALO / 255 - 1e-9]
         assert max(below) == 0.0  # the halo's box has IoU 100 / 440 with the object's
     with pytest.raises(ValueError, match="authors rule has fixed thresholds"):
-        calibrate_threshold(data, method, info, BoxSettings(rule="authors"))
+        calibrate_threshold(data, method, info=info, settings=BoxSettings(rule="authors"))
 
 
 def test_full_mode_boxes_are_explains_boxes(tmp_path, identity, mobilenet):
@@ -85,8 +87,10 @@ def test_full_mode_boxes_are_explains_boxes(tmp_path, identity, mobilenet):
     method = camloc.CAM(mobilenet)
     info = camloc.model_info(mobilenet)
     photos = sorted((VAL_BOXES / "images").glob("*.JPEG"))[:6]
-    got = boxes_for(photos, method, info, BoxSettings(topk=3), preprocess=info.preprocess.with_mode("full"))
-    ref = explain(photos, method, info, topk=3, preprocess=info.preprocess.with_mode("full"))
+    got = boxes_for(
+        photos, method, info=info, settings=BoxSettings(topk=3), preprocess=info.preprocess.with_mode("full")
+    )
+    ref = explain(photos, method, info=info, topk=3, preprocess=info.preprocess.with_mode("full"))
     for image, record in zip(got, ref.records, strict=True):
         assert (image.width, image.height) == (record["width"], record["height"])
         by_class = {d.label: d for d in image.detections}
@@ -102,7 +106,13 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     settings = BoxSettings(threshold=0.5)
     full = PLAIN.with_mode("full")  # the images' own pixels (their shorter side is 32): boxes exact to the pixel
     result = export_boxes(
-        data, method, info, tmp_path / "out", settings, formats=["coco", "voc", "yolo"], preprocess=full
+        data,
+        method,
+        info=info,
+        out_dir=tmp_path / "out",
+        settings=settings,
+        formats=["coco", "voc", "yolo"],
+        preprocess=full,
     )
     s = result.summary
     assert (s["images"], s["boxes"], s["corloc"]) == (10, 10, 100.0)
@@ -119,7 +129,11 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     assert summary["settings"]["rule"] == "paper" and summary["settings"]["threshold"] == 0.5
     assert threshold_from(tmp_path / "out" / "summary.json") == (0.5, "paper")
     with pytest.raises(FileExistsError, match="journal.jsonl: exists; pass resume=True"):
-        export_boxes(data, method, info, tmp_path / "out", settings, preprocess=full)
+        export_boxes(data, method, info=info, out_dir=tmp_path / "out", settings=settings, preprocess=full)
+    with pytest.raises(TypeError, match="needs out_dir="):
+        export_boxes(data, method, info=info)
+    again = export_boxes(data, method, info, tmp_path / "again", settings, preprocess=full)  # camloc 0.2's order
+    assert again.summary == s
 
 
 def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, identity):
@@ -134,12 +148,20 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
                 w.write(ImageBoxes(i, sample.path, 40, 32, [Detection(0, sample.boxes[0]), *more]))
     data = open_dataset(tmp_path / "gt" / "yolo")
     assert len(data.samples) == 6 and data.samples[0].image_id == "00.png#0"
-    boxed = boxes_for(data, method, info, preprocess=PLAIN)
+    boxed = boxes_for(data, method, info=info, preprocess=PLAIN)
     assert [b.image_id for b in boxed] == ["00.png", "01.png", "02.png", "03.png"]
     assert [sorted(d.label for d in b.detections) for b in boxed] == [[0, 1], [0, 1], [0], [0]]
     assert [len(b.hits) for b in boxed] == [2, 2, 1, 1]  # one verdict per labelled class
+    assert boxes_for(data, method.model, info=info, preprocess=PLAIN) == boxed  # a bare model: CAM of it
+    assert boxes_for(data, method, info, preprocess=PLAIN) == boxed  # camloc 0.2's positional info
+    with pytest.raises(TypeError, match="got info both by position and by name"):
+        boxes_for(data, method, info, info=info)
+    with pytest.raises(TypeError, match="boxes_for\\(\\) takes source and method positionally"):
+        boxes_for(data, method, info, BoxSettings(), PLAIN)
 
-    result = export_boxes(data, method, info, tmp_path / "out", formats=["coco", "voc", "yolo"], preprocess=PLAIN)
+    result = export_boxes(
+        data, method, info=info, out_dir=tmp_path / "out", formats=["coco", "voc", "yolo"], preprocess=PLAIN
+    )
     s = result.summary
     assert (s["images"], s["boxes"], s["gt_images"], s["corloc_verdicts"]) == (4, 6, 4, 6)
     # the verdicts are evaluate's, which judges each (image, class) sample
@@ -155,6 +177,29 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
         for x in open_dataset(tmp_path / "out" / where, **kwargs):
             back.setdefault(x.path.name, []).extend((x.label, b) for b in x.boxes)
         assert {k: sorted(v) for k, v in back.items()} == expected, where
+
+
+def test_the_squash_frame_gives_the_same_boxes_from_maps_resized_as_on_a_gpu():
+    """What a GPU resizes ahead (SquashFrame.gpu_resize) is placed as the raw map is: the boxes are equal."""
+    from camloc.boxes.wsol import wsol_resized_batch
+    from camloc.evaluation.weak_labels.boxing import PhotoFrame, SquashFrame, frame_for
+    from camloc.images import Geometry
+
+    assert isinstance(frame_for(PLAIN), SquashFrame) and isinstance(frame_for(PLAIN.with_mode("full")), PhotoFrame)
+    rng = np.random.default_rng(2)
+    raw = torch.from_numpy(rng.random((3, 2, 7, 7)).astype(np.float32))  # 3 images, 2 classes, 7 x 7
+    raw[:, :, 2:5, 1:4] += 2.0
+    frame = SquashFrame(224)
+    assert frame.gpu_resize(raw) is raw and not frame.keeps_device  # on the CPU: no work ahead
+    ahead = wsol_resized_batch(raw.flatten(0, 1), (224, 224)).view(3, 2, 224, 224)  # what the GPU branch does
+    geo = Geometry(width=500, height=375, size=224, resized_width=224, resized_height=224, left=0, top=0)  # squashed
+    settings = BoxSettings()
+    for i in range(3):
+        on_cpu, resized = frame.place(raw[i], geo), frame.place(ahead[i], geo)
+        assert resized.size == on_cpu.size == (224, 224)
+        boxes = [ranked_boxes(f, [0, 1], [0.6, 0.4], settings) for f in (on_cpu, resized)]
+        assert [(c, b) for _, c, b in boxes[0]] == [(c, b) for _, c, b in boxes[1]] and len(boxes[0]) == 2
+        assert [s for s, _, _ in boxes[1]] == pytest.approx([s for s, _, _ in boxes[0]], abs=1e-9)
 
 
 def test_threshold_from_an_evaluate_results_file(tmp_path):
@@ -245,6 +290,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         main([*base, "--format", "kitti"])
     assert "expected formats among coco, voc, yolo" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        main([*base, "--format", "coco,Yolo5"])
+    assert "got 'coco,Yolo5' (did you mean 'yolo'?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         main([*base, "--threshold", "0.3", "--calibrate", str(data)])
     assert "not allowed with argument" in capsys.readouterr().err
     assert main([*base, "--threshold-from", str(results)]) == 0  # the wsol rule at 0.4
@@ -260,7 +308,7 @@ def test_corloc_equals_evaluates_gt_known_on_real_images(tmp_path, mobilenet, va
     method, info = camloc.CAM(mobilenet), camloc.model_info(mobilenet)
     reference = evaluate(data, method, info.preprocess, protocol="paper", progress=False).summary
     squash = info.preprocess.with_mode("squash")
-    result = export_boxes(data, method, info, tmp_path / "out", preprocess=squash, formats=["coco"])
+    result = export_boxes(data, method, info=info, out_dir=tmp_path / "out", preprocess=squash, formats=["coco"])
     assert result.summary["images"] == reference["images"] == 725
     assert result.summary["corloc"] == pytest.approx(reference["gt_known_loc"], abs=1e-9)
     # COCO AP50 counts every ground-truth box (1,118 on 725 images) with one box an image: below CorLoc
@@ -268,7 +316,7 @@ def test_corloc_equals_evaluates_gt_known_on_real_images(tmp_path, mobilenet, va
     # an independent count of CorLoc from the exported files: each image's box vs its ground truth,
     # both in the 224 x 224 frame evaluate judges in (re-run on a slice: the boxes are mapped back exactly)
     part = dataclasses.replace(data, samples=data.samples[:40])
-    boxed = boxes_for(part, method, info, preprocess=squash)
+    boxed = boxes_for(part, method, info=info, preprocess=squash)
     from camloc.boxes.box import scale_box
     from camloc.boxes.paper import paper_box
     from camloc.boxes.wsol import wsol_resized

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from ..boxes.rules import BOX_RULES
 from ..datasets.registry import BOX_FORMATS
-from ..errors import DatasetError, InvalidArgument
+from ..errors import DatasetError, InvalidArgument, did_you_mean
 from .common import add_dataset_args, add_model_args, fraction, load_method, positive, report_skipped
 
 __all__ = ["register", "run"]
@@ -19,7 +20,8 @@ def formats(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in BOX_FORMATS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"expected formats among {', '.join(BOX_FORMATS)}, got {text!r}")
+        hint = did_you_mean(bad[0], BOX_FORMATS) if bad else ""
+        raise argparse.ArgumentTypeError(f"expected formats among {', '.join(BOX_FORMATS)}, got {text!r}{hint}")
     return names
 
 
@@ -149,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     """Box every image, write the annotation files, print the summary."""
     from ..datasets.registry import open_dataset
     from ..distributed import world
-    from ..evaluation.weak_labels import BoxSettings, calibrate_threshold, export_boxes, threshold_from
+    from ..evaluation.results import threshold_from
+    from ..evaluation.weak_labels import BoxSettings, calibrate_threshold, export_boxes
     from ..reports.summary import format_boxes_summary
 
     method, info = load_method(args)
@@ -165,12 +168,19 @@ def run(args: argparse.Namespace) -> int:
             )
         rule, origin = found_with, f"from {Path(args.threshold_from).resolve()}"
     settings = BoxSettings(
-        rule, threshold, args.min_area, args.topk, args.min_score, use_labels=args.classes_from == "labels"
+        rule=rule,
+        threshold=threshold,
+        min_area=args.min_area,
+        topk=args.topk,
+        min_score=args.min_score,
+        use_labels=args.classes_from == "labels",
     )
     if args.calibrate:
         labelled = open_dataset(args.calibrate, split=args.split, classes=args.class_map)
-        found = calibrate_threshold(labelled, method, info, settings, batch_size=args.batch_size, workers=args.workers)
-        settings = BoxSettings(rule, found.threshold, args.min_area, args.topk, args.min_score, settings.use_labels)
+        found = calibrate_threshold(
+            labelled, method, info=info, settings=settings, batch_size=args.batch_size, workers=args.workers
+        )
+        settings = dataclasses.replace(settings, threshold=found.threshold)
         origin = f"calibrated on {Path(args.calibrate).resolve()}: CorLoc {found.corloc:.2f} over {found.images} images"
         if world().is_main:
             print(
@@ -183,9 +193,9 @@ def run(args: argparse.Namespace) -> int:
     result = export_boxes(
         source,
         method,
-        info,
-        args.out,
-        settings,
+        info=info,
+        out_dir=args.out,
+        settings=settings,
         formats=[f for group in (args.formats or [["coco"]]) for f in group],
         ground_truth=ground_truth,
         batch_size=args.batch_size,
