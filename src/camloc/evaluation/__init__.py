@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..utils import lazy_exports
 
 _EXPORTS = {
+    "assess": ".assess",
     "EvalResult": ".evaluate",
     "evaluate": ".evaluate",
     "ExplainResult": ".explain",
@@ -33,12 +34,13 @@ _EXPORTS = {
     "boxes_for": ".weak_labels",
     "calibrate_threshold": ".weak_labels",
     "export_boxes": ".weak_labels",
-    "threshold_from": ".weak_labels",
+    "threshold_from": ".results",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from .assess import assess as assess
     from .evaluate import EvalResult as EvalResult
     from .evaluate import evaluate as evaluate
     from .explain import ExplainResult as ExplainResult
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .protocols import PROTOCOLS as PROTOCOLS
     from .protocols import ImageResult as ImageResult
     from .protocols import make_protocol as make_protocol
+    from .results import threshold_from as threshold_from
     from .run import Run as Run
     from .weak_labels import BoxedImage as BoxedImage
     from .weak_labels import BoxesResult as BoxesResult
@@ -57,4 +60,3 @@ if TYPE_CHECKING:
     from .weak_labels import boxes_for as boxes_for
     from .weak_labels import calibrate_threshold as calibrate_threshold
     from .weak_labels import export_boxes as export_boxes
-    from .weak_labels import threshold_from as threshold_from

@@ -37,7 +37,7 @@ from ..models.info import ModelInfo
 from ..utils import progress as progress_bar
 from .journal import COLUMNS, decode, encode
 from .protocols import BoxProtocol, ImageResult, make_protocol
-from .run import Run, method_info, pinned, positional, stages, worker_pool
+from .run import Run, legacy_arguments, method_info, pinned, stages, worker_pool
 
 __all__ = ["EvalResult", "calibrate", "evaluate"]
 
@@ -94,7 +94,7 @@ def evaluate(
         baseline: ``"center"`` scores fixed centred boxes instead of the maps.
         overlap: decode and box work beside the forward pass (False: one phase after the other).
     """
-    preprocess = positional("evaluate", legacy, preprocess)  # 0.2: evaluate(dataset, method, preprocess)
+    (preprocess,) = legacy_arguments("evaluate", legacy, {"preprocess": preprocess})
     method, info = method_info(method, info)
     preprocess = dataclasses.replace(preprocess or info.preprocess, mode="squash")
     plan = make_protocol(protocol, step=step, threshold=threshold, size=preprocess.size, baseline=baseline)

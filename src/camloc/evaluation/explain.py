@@ -34,7 +34,7 @@ from ..maps.frames import to_image_frame
 from ..models.info import ModelInfo
 from ..utils import atomic_path, is_image_file, versions, write_json
 from ..utils import progress as progress_bar
-from .run import Run, method_info, pinned, positional, stages
+from .run import Run, legacy_arguments, method_info, pinned, stages
 
 __all__ = [
     "Draw",
@@ -147,7 +147,7 @@ def explain(
     the files ``rank, rank + N, ...`` with its own journal; at the end every process gets the whole
     result, in the order of ``paths``, and rank 0 writes ``json_path``.
     """
-    method, info = method_info(method, positional("explain", legacy, info))  # 0.2: explain(paths, method, info)
+    method, info = method_info(method, *legacy_arguments("explain", legacy, {"info": info}))
     if out_dir is not None:
         raise InvalidArgument("out_dir", "camloc.evaluation.explain draws nothing: use camloc.explain(out_dir=...)")
     pre = preprocess or info.preprocess

@@ -61,7 +61,7 @@ __all__ = [
     "journal_lines",
     "method_info",
     "pinned",
-    "positional",
+    "legacy_arguments",
     "sidecar",
     "stages",
     "worker_pool",
@@ -112,17 +112,28 @@ def method_info(method: MapMethod | nn.Module, info: ModelInfo | None = None) ->
     return method, info if info is not None else model_info(method.model)
 
 
-def positional(runner: str, legacy: tuple, value: Any) -> Any:
-    """``value``, or camloc 0.2's third positional argument of ``runner`` (its ``*legacy``) when one was given.
+def legacy_arguments(runner: str, legacy: tuple, given: dict[str, Any]) -> list[Any]:
+    """The values of ``given`` (arguments by name) with camloc 0.2's positional ones, ``legacy``, in their place.
+
+    0.2's runners took more than ``(source, method)`` positionally; ``given``'s keys name those
+    arguments after ``method``, in 0.2's order, so old calls keep working.
+
+    >>> legacy_arguments("evaluate", ("pre",), {"preprocess": None})
+    ['pre']
+    >>> legacy_arguments("explain", (), {"info": "info"})
+    ['info']
 
     Raises:
-        TypeError: more than one, or the same argument by name too.
+        TypeError: more positional arguments than 0.2 took, or one given both ways.
     """
-    if not legacy:
-        return value
-    if len(legacy) > 1 or value is not None:
-        raise TypeError(f"{runner}() takes its source and method positionally; pass info=, preprocess=, ... by name")
-    return legacy[0]
+    if len(legacy) > len(given):
+        raise TypeError(f"{runner}() takes source and method positionally; pass {', '.join(given)}, ... by name")
+    values = dict(given)
+    for name, value in zip(given, legacy, strict=False):
+        if values[name] is not None:
+            raise TypeError(f"{runner}() got {name} both by position and by name")
+        values[name] = value
+    return list(values.values())
 
 
 def worker_pool(workers: int, overlap: bool = True) -> ThreadPoolExecutor:

@@ -17,9 +17,9 @@ from ...maps.core import MapMethod
 from ...metrics.localization import calibrated_threshold
 from ...models.info import ModelInfo
 from ...utils import progress as progress_bar
-from ..run import method_info, worker_pool
+from ..run import legacy_arguments, method_info, worker_pool
 from .boxing import BoxSettings, Frames, corloc_verdicts, ranked_boxes, truths_in
-from .export import legacy_arguments, run_chunks
+from .export import run_chunks
 from .items import Item, image_items
 
 __all__ = ["Calibration", "calibrate_threshold"]

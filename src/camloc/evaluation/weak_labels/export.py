@@ -44,7 +44,7 @@ from ...metrics.detection import CorLoc, coco_ap
 from ...models.info import ModelInfo
 from ...utils import progress as progress_bar
 from ...utils import versions, write_json
-from ..run import Run, method_info, pinned, stages, worker_pool
+from ..run import Run, legacy_arguments, method_info, pinned, stages, worker_pool
 from .boxing import (
     SCORE_FORMULA,
     BoxedImage,
@@ -57,7 +57,7 @@ from .boxing import (
 )
 from .items import Item, image_items
 
-__all__ = ["BoxesResult", "boxes_for", "export_boxes", "legacy_arguments", "run_chunks"]
+__all__ = ["BoxesResult", "boxes_for", "export_boxes", "run_chunks"]
 
 
 @dataclass
@@ -116,24 +116,6 @@ def run_chunks(
 
     chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     yield from stages(chunks, decode, forward, finish, overlap=overlap)
-
-
-def legacy_arguments(runner: str, legacy: tuple, given: dict[str, Any]) -> list[Any]:
-    """The values of ``given`` (arguments by name) with camloc 0.2's positional ones, ``legacy``, in their place.
-
-    ``given``'s keys name 0.2's positional arguments after ``method``, in 0.2's order.
-
-    Raises:
-        TypeError: more positional arguments than 0.2 took, or one given both ways.
-    """
-    if len(legacy) > len(given):
-        raise TypeError(f"{runner}() takes source and method positionally; pass {', '.join(given)}, ... by name")
-    values = dict(given)
-    for name, value in zip(given, legacy, strict=False):
-        if values[name] is not None:
-            raise TypeError(f"{runner}() got {name} both by position and by name")
-        values[name] = value
-    return list(values.values())
 
 
 def boxes_for(
