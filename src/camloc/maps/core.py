@@ -200,7 +200,7 @@ def target_lists(targets: Targets, n: int) -> list[list[int | Target]]:
             "targets",
             f"targets= must give one target or an equal-length, non-empty list of targets per image ({n} images)",
         )
-    return lists
+    return cast(list[list[int | Target]], lists)
 
 
 def target_classes(lists: list[list[int | Target]]) -> list[list[int]] | None:
