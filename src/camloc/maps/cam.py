@@ -122,7 +122,9 @@ class CAM:
     @staticmethod
     def _classes_of(targets: Targets, n: int, classes: Classes | None) -> list[list[int]]:
         if classes is not None:
-            raise InvalidArgument("targets", "targets=: give classes= or targets=, not both")
+            raise InvalidArgument(
+                "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
+            )
         lists = target_lists(targets, n)
         chosen = target_classes(lists)
         if chosen is None:
@@ -131,6 +133,7 @@ class CAM:
                 "targets",
                 f"targets=: CAM explains classes only (ints or ClassTarget), not {other!r}; "
                 "a gradient method such as gradcam explains any score of the output",
+                arguments=["targets"],
             )
         return chosen
 

@@ -199,6 +199,7 @@ def target_lists(targets: Targets, n: int) -> list[list[int | Target]]:
         raise InvalidArgument(
             "targets",
             f"targets= must give one target or an equal-length, non-empty list of targets per image ({n} images)",
+            arguments=["targets"],
         )
     return cast(list[list[int | Target]], lists)
 

@@ -59,6 +59,7 @@ def unknown_method(name: str) -> InvalidArgument:
     return InvalidArgument(
         "method",
         f"method={name!r}: unknown map method{did_you_mean(name, _WHERE)}; expected one of {', '.join(_WHERE)}",
+        arguments=["method"],
     )
 
 
@@ -87,6 +88,7 @@ def create_method(
             raise InvalidArgument(
                 "target_layer",
                 "target_layer=: CAM always uses the feature map its GAP head pools; choose another method",
+                arguments=["target_layer"],
             )
         return METHODS[name](model, **options)
     return METHODS[name](model, target_layer, **options)

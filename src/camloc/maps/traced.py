@@ -129,7 +129,9 @@ class TracedMethod:
         custom: list[list[int | Target]] | None = None
         if targets is not None:
             if classes is not None:
-                raise InvalidArgument("targets", "targets=: give classes= or targets=, not both")
+                raise InvalidArgument(
+                    "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
+                )
             custom = target_lists(targets, images.shape[0])
             as_classes = target_classes(custom)
             if as_classes is not None:  # a class target is its class
@@ -185,7 +187,9 @@ def _custom_targets(lists: list[list[int | Target]], logits: Tensor) -> tuple[Te
     num_classes = logits.shape[1]
     known = [[class_of(t) for t in row] for row in lists]
     if any(c is not None and not 0 <= c < num_classes for row in known for c in row):
-        raise InvalidArgument("targets", f"targets=: class targets must lie in [0, {num_classes})")
+        raise InvalidArgument(
+            "targets", f"targets=: class targets must lie in [0, {num_classes})", arguments=["targets"]
+        )
     calls = [
         [ClassTarget(c) if c is not None else cast(Target, t) for c, t in zip(cs, ts, strict=True)]
         for cs, ts in zip(known, lists, strict=True)
@@ -206,13 +210,16 @@ def layer_name(model: nn.Module, layer: str | nn.Module | None) -> str | None:
         return layer
     if not isinstance(layer, nn.Module):
         raise InvalidArgument(
-            "target_layer", f"target_layer= must be a module's name or the module, not {type(layer).__name__}"
+            "target_layer",
+            f"target_layer= must be a module's name or the module, not {type(layer).__name__}",
+            arguments=["target_layer"],
         )
     name = next((n for n, m in model.named_modules() if m is layer and n), None)
     if name is None:
         raise InvalidArgument(
             "target_layer",
             f"target_layer=: the {type(layer).__name__} given is not a module of this {type(model).__name__}",
+            arguments=["target_layer"],
         )
     return name
 
@@ -230,6 +237,7 @@ def _split(model: nn.Module, target_layer: str | nn.Module | None) -> tuple[fx.G
                 "target_layer",
                 f"target_layer={target_layer!r}: not a module of {type(model).__name__} called in forward"
                 + did_you_mean(target_layer, called),
+                arguments=["target_layer"],
             )
         node = nodes[-1]
     else:

@@ -60,9 +60,11 @@ class ModelInfo:
         if len(loose) == 1:
             return loose[0]
         if loose:
-            raise InvalidArgument("classes", f"class {name!r} names several classes of {self.name}; use an index")
+            raise InvalidArgument(
+                "classes", f"class {name!r} names several classes of {self.name}; use an index", arguments=()
+            )
         raise InvalidArgument(
-            "classes", f"class {name!r} is not a class name of {self.name}{did_you_mean(name, names)}"
+            "classes", f"class {name!r} is not a class name of {self.name}{did_you_mean(name, names)}", arguments=()
         )
 
 
