@@ -143,7 +143,7 @@ def test_batchnorm_folding_is_exact_and_follows_weight_updates():
     randomize_batchnorm(model)
     x = torch.randn(2, 3, 64, 64)
     fused, plain = camloc.CAM(model), camloc.CAM(model, fuse_batchnorm=False)
-    assert fused.adapter.fuse_batchnorm and not plain.adapter.fuse_batchnorm
+    assert fused.fuse_batchnorm and not plain.fuse_batchnorm
     before = plain(x, classes=[[0, 1, 2, 3, 4]] * 2).raw
     assert _close(fused(x, classes=[[0, 1, 2, 3, 4]] * 2).raw, before)
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """Every map method satisfies MapMethod: one registry, capabilities asked, more maps equal to a fresh call."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -65,9 +66,11 @@ def test_class_targets_are_classes_and_options_are_constructor_arguments(name):
     x = torch.randn(3, 3, 16, 16)
     method = create_method(name, model)
     by_classes = method(x, classes=[[4, 0], [1, 2], [3, 3]])
-    by_targets = method(x, targets=[[ClassTarget(4), 0], [1, ClassTarget(2)], [3, 3]])
+    by_targets = method(x, targets=[[ClassTarget(4), 0], [1, ClassTarget(torch.tensor(2))], [3, np.int64(3)]])
+    as_tensor = method(x, targets=torch.tensor([[4, 0], [1, 2], [3, 3]]))
     for field in ("classes", "scores", "raw", "maps"):
         assert torch.equal(getattr(by_targets, field), getattr(by_classes, field))
+        assert torch.equal(getattr(as_tensor, field), getattr(by_classes, field))
     other = create_method(name, model, channels_last=True, fuse_batchnorm=False)
     assert other.channels_last is True
     assert torch.allclose(other(x, classes=[[4, 0], [1, 2], [3, 3]]).raw, by_classes.raw, atol=1e-5)

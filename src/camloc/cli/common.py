@@ -12,7 +12,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..datasets.registry import FORMATS
 from ..errors import InvalidArgument
@@ -297,12 +297,16 @@ def load_model_and_info(args: argparse.Namespace):
     return model, info
 
 
-def load_method(args: argparse.Namespace, name: str | None = None) -> tuple[MapMethod, ModelInfo]:
-    """The map method ``--method`` (or ``name``) of the model the model flags name, and the model's info."""
+def load_method(args: argparse.Namespace, name: str | None = None, **options: Any) -> tuple[MapMethod, ModelInfo]:
+    """The map method ``--method`` (or ``name``) of the model the model flags name, and the model's info.
+
+    ``options``: more keyword arguments of the method's constructor (``channels_last=``, ``fuse_batchnorm=``, ...).
+    """
     from ..maps.registry import create_method
 
     model, info = load_model_and_info(args)
-    options = {"amp": args.amp} if getattr(args, "amp", None) else {}
+    if getattr(args, "amp", None):
+        options = {"amp": args.amp, **options}
     return create_method(name or args.method, model, args.target_layer, **options), info
 
 

@@ -78,6 +78,11 @@ class CAM:
         self.amp = check_amp(amp)
 
     @property
+    def fuse_batchnorm(self) -> bool:
+        """Whether the forward pass runs the copy with BatchNorm folded (in eval mode; traced models only)."""
+        return self.adapter.fuse_batchnorm
+
+    @property
     def device(self) -> torch.device:
         """The model's device, where the maps are computed."""
         return model_device(self.model)

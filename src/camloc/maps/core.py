@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, cast
@@ -182,8 +183,10 @@ def class_of(target: object) -> int | None:
     """
     if isinstance(target, bool):
         return None
-    if isinstance(target, int):
-        return target
+    if isinstance(target, numbers.Integral):  # int, numpy's integers
+        return int(target)
+    if isinstance(target, Tensor) and target.ndim == 0 and not target.is_floating_point():
+        return int(target)
     if isinstance(target, ClassTarget):
         return target.index
     category = getattr(target, "category", None)
@@ -194,6 +197,8 @@ def class_of(target: object) -> int | None:
 
 def target_lists(targets: Targets, n: int) -> list[list[int | Target]]:
     """``targets`` as one equal-length list per image of the ``n`` images; else :class:`InvalidArgument`."""
+    if isinstance(targets, Tensor):  # classes as a tensor: Tensor[N] or Tensor[N, k]
+        targets = targets.tolist()
     lists = [list(t) if isinstance(t, (list, tuple)) else [t] for t in targets]
     if len(lists) != n or not lists or len({len(t) for t in lists}) != 1 or not lists[0]:
         raise InvalidArgument(
