@@ -2,8 +2,9 @@
 
 Every error here is the user's to fix (a file, an argument, a model camloc cannot explain), and its
 message is one line that names the file or the parameter at fault. Parameters are named as Python
-spells them (``weights=``, ``resume=True``); the command line translates them to its flags. Anything
-else that escapes camloc is a bug and keeps its traceback.
+spells them (``weights=``, ``resume=True``); an error may list them in ``arguments``, and the
+command line translates them to its flags. Anything else that escapes camloc is a bug and keeps its
+traceback.
 
 Each class also derives from the built-in exception a caller would expect (``ValueError``,
 ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
@@ -34,7 +35,24 @@ __all__ = [
 
 
 class CamlocError(Exception):
-    """Base of every error camloc raises on purpose; its message is one line."""
+    """Base of every error camloc raises on purpose; its message is one line.
+
+    Args:
+        *args: the message.
+        arguments: the parameters the message names as ``name=`` (``("resume",)`` for "pass
+            resume=True"), for callers that translate them, such as the command line; None (the
+            default) leaves them unsaid.
+
+    Attributes:
+        arguments: those parameters, or None when the raise site did not say.
+    """
+
+    arguments: tuple[str, ...] | None = None
+
+    def __init__(self, *args: object, arguments: Iterable[str] | None = None) -> None:
+        super().__init__(*args)
+        if arguments is not None:
+            self.arguments = tuple(arguments)
 
 
 class InvalidArgument(CamlocError, ValueError):
@@ -43,11 +61,15 @@ class InvalidArgument(CamlocError, ValueError):
     Args:
         argument: the parameter's Python name (``"target_layer"``), for callers that translate it.
         message: the whole message; it names the parameter itself.
+        arguments: every parameter the message names as ``name=`` (see :class:`CamlocError`).
     """
 
-    def __init__(self, argument: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, argument: str, message: str, *, arguments: Iterable[str] | None = None) -> None:
+        super().__init__(message, arguments=arguments)
         self.argument = argument
+
+    def __reduce__(self) -> tuple:  # picklable, for process pools
+        return (type(self), (self.argument, str(self)), self.__dict__)
 
 
 class HeadNotFound(CamlocError, ValueError):

@@ -6,9 +6,13 @@ import torch
 from torch import nn
 
 import camloc
-from camloc.cli import main
-from camloc.cli.common import user_message
-from camloc.errors import CamlocError, InvalidArgument, OutputExists, ResumeError
+from camloc.cli import build_parser, main
+from camloc.cli.common import parameter_flags, user_message
+from camloc.errors import CamlocError, DatasetError, InvalidArgument, OutputExists, ResumeError
+
+
+def _parser(command):
+    return build_parser(only=command).commands[command]
 
 
 @pytest.mark.parametrize(
@@ -32,6 +36,74 @@ from camloc.errors import CamlocError, InvalidArgument, OutputExists, ResumeErro
 )
 def test_parameters_become_flags(message, shown):
     assert user_message(InvalidArgument("x", message)) == shown
+
+
+def test_flags_come_from_the_commands_parser():
+    boxes = _parser("boxes")
+    flags = parameter_flags(boxes)
+    # boxes spells the dataset's format= --data-format, and its export formats= --format
+    assert flags["format"] == "--data-format" and flags["formats"] == "--format"
+    assert flags["classes"] == "--class-map" and flags["class_names"] == "--classes"  # marked: not their dests
+    assert flags["target_layer"] == "--target-layer" and "help" not in flags
+    error = CamlocError("format='tfrecord': unknown layout; formats=coco,voc")
+    assert user_message(error, boxes) == "--data-format 'tfrecord': unknown layout; --format coco,voc"
+    assert user_message(error, _parser("evaluate")).startswith("--format 'tfrecord': unknown layout; formats=coco")
+
+
+def test_errors_that_list_their_parameters_have_only_those_rewritten():
+    evaluate = _parser("evaluate")
+    exists = OutputExists("rows.csv: exists; pass resume=True to continue that run", arguments=["resume"])
+    assert user_message(exists, evaluate) == "rows.csv: exists; pass --resume to continue that run"
+    # a line of a user's file quoted in the message is not a parameter
+    quoted = DatasetError("bad row 'size=3 split=test'", "meta.csv", 3)
+    assert user_message(quoted, evaluate) == "meta.csv:3: bad row '--size 3 --split test'"  # unsaid: every flag
+    quoted.arguments = ()
+    assert user_message(quoted, evaluate) == "meta.csv:3: bad row 'size=3 split=test'"
+    # a parameter that no flag of the command sets keeps its Python spelling
+    assert (
+        user_message(InvalidArgument("per_image", "per_image=FILE: bad"), _parser("explain")) == "per_image=FILE: bad"
+    )
+
+
+def _tiny_model_file(tmp_path):
+    factory = tmp_path / "tiny.py"
+    factory.write_text(
+        "from collections import OrderedDict\n"
+        "from torch import nn\n"
+        "def build():\n"
+        "    layers = nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)\n"
+        "    return nn.Sequential(OrderedDict(zip(('features', 'pool', 'flat', 'fc'), layers)))\n"
+    )
+    names = tmp_path / "names.txt"
+    names.write_text("tabby\ntiger cat\ngoldfish\n")
+    image = tmp_path / "x.png"
+    camloc.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
+    return [str(image), "--model", f"{factory}:build", "--classes", str(names), "--out", str(tmp_path / "o")]
+
+
+@pytest.mark.parametrize(
+    "flags, shown",
+    [
+        (
+            ["--method", "gradcam", "--target-layer", "feature"],
+            "--target-layer 'feature': not a module of Sequential called in forward (did you mean 'features'?)",
+        ),
+        (["--class", "tabbycat"], "--class 'tabbycat' is not a class name of this model (did you mean 'tabby'?)"),
+        (["--weights", "{tmp}/none.pth"], "{tmp}/none.pth: weight file not found"),
+    ],
+)
+def test_library_errors_through_the_cli_name_flags_and_the_closest_name(tmp_path, capsys, flags, shown):
+    argv = ["explain", *_tiny_model_file(tmp_path), *(f.format(tmp=tmp_path) for f in flags)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"camloc: error: {shown.format(tmp=tmp_path)}\n"
+
+
+def test_an_unknown_model_names_the_closest(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    camloc.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
+    assert main(["explain", str(image), "--model", "mobilenetv2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("camloc: error: unknown model 'mobilenetv2' (did you mean 'mobilenet_v2'?): use")
 
 
 def test_library_errors_are_camloc_errors_and_keep_their_builtin_kind(tmp_path):

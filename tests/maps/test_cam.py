@@ -142,8 +142,8 @@ def test_batchnorm_folding_is_exact_and_follows_weight_updates():
     model = torchvision.models.resnet18(num_classes=5).eval()
     randomize_batchnorm(model)
     x = torch.randn(2, 3, 64, 64)
-    fused, plain = camloc.CAM(model), camloc.CAM(model)
-    plain.adapter.fuse_batchnorm = False
+    fused, plain = camloc.CAM(model), camloc.CAM(model, fuse_batchnorm=False)
+    assert fused.fuse_batchnorm and not plain.fuse_batchnorm
     before = plain(x, classes=[[0, 1, 2, 3, 4]] * 2).raw
     assert _close(fused(x, classes=[[0, 1, 2, 3, 4]] * 2).raw, before)
     with torch.no_grad():
@@ -157,8 +157,7 @@ def test_batchnorm_folding_is_exact_and_follows_weight_updates():
 def test_top5_is_one_forward_and_equals_five_top1_calls():
     model = torchvision.models.mobilenet_v2(num_classes=20).eval()
     x = torch.randn(3, 3, 64, 64)
-    cam = camloc.CAM(model)
-    cam.adapter.fuse_batchnorm = False  # so that the model's own modules run and can be counted
+    cam = camloc.CAM(model, fuse_batchnorm=False)  # so that the model's own modules run and can be counted
     calls = []
     model.features[0][0].register_forward_hook(lambda *a: calls.append(1))  # the first conv
     top5 = cam(x, topk=5)

@@ -1,11 +1,12 @@
 """Every map method satisfies MapMethod: one registry, capabilities asked, more maps equal to a fresh call."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import camloc
-from camloc.maps import METHOD_NAMES, METHODS, CamOutput, create_method
+from camloc.maps import METHOD_NAMES, METHODS, CamOutput, ClassTarget, create_method
 
 
 class TinyGap(nn.Module):
@@ -47,6 +48,43 @@ def test_create_method_names_the_parameter_at_fault():
     with pytest.raises(camloc.InvalidArgument, match="target_layer=: CAM always uses") as err:
         create_method("cam", model, "features.2")
     assert err.value.argument == "target_layer"
-    with pytest.raises(camloc.InvalidArgument, match="unknown map method"):
+    with pytest.raises(camloc.InvalidArgument, match="unknown map method; expected one of cam, gradcam"):
         create_method("smoothgrad", model)
+    with pytest.raises(
+        camloc.InvalidArgument, match=r"method='grad-cam': unknown map method \(did you mean 'gradcam'\?\)"
+    ):
+        create_method("grad-cam", model)
+    with pytest.raises(camloc.InvalidArgument, match="target_layer=: CAM always uses"):
+        create_method("cam", model, model.features[2])
+    assert create_method("layercam", model, model.features[2]).target_layer == "features.2"
     assert create_method("gradcam", model, "features.2").target_layer == "features.2"
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_class_targets_are_classes_and_options_are_constructor_arguments(name):
+    model = TinyGap().eval()
+    x = torch.randn(3, 3, 16, 16)
+    method = create_method(name, model)
+    by_classes = method(x, classes=[[4, 0], [1, 2], [3, 3]])
+    by_targets = method(x, targets=[[ClassTarget(4), 0], [1, ClassTarget(torch.tensor(2))], [3, np.int64(3)]])
+    as_tensor = method(x, targets=torch.tensor([[4, 0], [1, 2], [3, 3]]))
+    for field in ("classes", "scores", "raw", "maps"):
+        assert torch.equal(getattr(by_targets, field), getattr(by_classes, field))
+        assert torch.equal(getattr(as_tensor, field), getattr(by_classes, field))
+    other = create_method(name, model, channels_last=True, fuse_batchnorm=False)
+    assert other.channels_last is True
+    assert torch.allclose(other(x, classes=[[4, 0], [1, 2], [3, 3]]).raw, by_classes.raw, atol=1e-5)
+
+
+def test_cam_refuses_a_target_that_is_not_a_class():
+    cam = camloc.CAM(TinyGap().eval())
+    x = torch.randn(2, 3, 16, 16)
+
+    def margin(out):
+        return out[1] - out[0]
+
+    with pytest.raises(camloc.InvalidArgument, match="CAM explains classes only .*not <function") as err:
+        cam(x, targets=[margin, 1])
+    assert err.value.argument == "targets"
+    with pytest.raises(camloc.InvalidArgument, match="give classes= or targets=, not both"):
+        cam(x, classes=1, targets=[1, 1])

@@ -78,6 +78,43 @@ def test_bad_weight_files_and_names(tmp_path):
         camloc.load_model("resnet9000")
 
 
+@pytest.mark.parametrize(
+    "name, closest", [("mobilenetv2", "mobilenet_v2"), ("resnet-50", "resnet50"), ("vit_b16", "vit_b_16")]
+)
+def test_unknown_names_name_the_closest(name, closest):
+    from camloc.models.build import build_model
+
+    with pytest.raises(
+        camloc.InvalidArgument, match=rf"unknown model '{name}' \(did you mean '{closest}'\?\): use"
+    ) as err:
+        camloc.load_model(name)
+    assert err.value.argument == "model"
+    with pytest.raises(
+        camloc.InvalidArgument, match=rf"arch='{name}': unknown architecture \(did you mean '{closest}'"
+    ):
+        build_model(name, 3)
+    with pytest.raises(camloc.InvalidArgument, match=r"unknown model 'qwertyuiop': use"):
+        camloc.load_model("qwertyuiop")
+
+
+def test_class_names_name_the_closest():
+    info = camloc.ModelInfo(
+        "mobilenet_v2", tuple(torchvision.models.MobileNet_V2_Weights.DEFAULT.meta["categories"]), camloc.Preprocess()
+    )
+    assert info.class_index("tabby") == 281 and info.class_index("Tiger Cat") == 282
+    with pytest.raises(
+        camloc.InvalidArgument,
+        match=r"class 'tabbycat' is not a class name of mobilenet_v2 \(did you mean 'tabby'\?\)$",
+    ) as err:
+        info.class_index("tabbycat")
+    assert err.value.argument == "classes"
+    with pytest.raises(camloc.InvalidArgument, match=r"class 'unicorn' is not a class name of mobilenet_v2$"):
+        info.class_index("unicorn")
+    twice = camloc.ModelInfo("m", ("crane", "crane"), camloc.Preprocess())
+    with pytest.raises(camloc.InvalidArgument, match="names several classes of m; use an index"):
+        twice.class_index("crane")
+
+
 FACTORY = """
 import torch
 from torch import nn

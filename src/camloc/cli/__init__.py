@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print("camloc: interrupted", file=sys.stderr)
         return 130
     except (CamlocError, OSError) as err:
-        print(f"camloc: error: {user_message(err)}", file=sys.stderr)
+        print(f"camloc: error: {user_message(err, parser.commands[args.command])}", file=sys.stderr)
         return 2
     finally:
         if "torch.distributed" in sys.modules:  # a torchrun launch: leave its process group cleanly

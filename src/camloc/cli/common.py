@@ -1,7 +1,7 @@
 """What the commands share: argument types and groups, loading the model and method, reporting skipped files.
 
 Library errors name parameters as Python spells them (``weights=``, ``resume=True``); :func:`user_message`
-translates them to this command line's flags.
+translates them to the flags of the command's own parser (:func:`parameter_flags`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..datasets.registry import FORMATS
 from ..errors import InvalidArgument
@@ -25,29 +25,67 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "mobilenet_v2"
 
-# Python parameter -> the flag that sets it, where the two are not simply "--" + the name with dashes.
-_FLAGS = {"classes": "--class-map", "per_image": "--per-image", "resume": "--resume"}
-_PARAMETERS = (
-    "arch", "augment", "baseline", "batch_size", "calibrate", "classes", "device", "epochs", "format", "freeze",
-    "hide", "hide_grid", "images", "kind", "label_smoothing", "method", "min_area", "min_scale", "min_score",
-    "model", "new_lr_scale", "one_based", "optimizer", "per_image", "protocol", "resume", "rule", "schedule",
-    "size", "split", "step", "target_layer", "threshold", "threshold_from", "topk", "weights",
-)  # fmt: skip
-_MENTION = re.compile(r"\b(" + "|".join(_PARAMETERS) + r")=(True\b)?")
+# The attribute of an argparse action naming the library parameter it sets, where that is not its dest.
+_PARAMETER = "camloc_parameter"
+# A parameter as the library's messages name it: ``weights=``, ``resume=True``.
+_MENTION = re.compile(r"\b([a-z][a-z0-9_]*)=(True\b)?")
 
 
-def flag_of(parameter: str) -> str:
-    """The command-line flag of a library parameter (``target_layer`` -> ``--target-layer``)."""
-    return _FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+def sets_parameter(action: argparse.Action, parameter: str) -> argparse.Action:
+    """Mark ``action`` as the flag that sets the library parameter ``parameter`` (where it is not the dest).
+
+    ``--class-map`` (dest ``class_map``) sets ``open_dataset``'s ``classes=``: errors that name
+    ``classes=`` then show ``--class-map``. Returns ``action``.
+    """
+    setattr(action, _PARAMETER, parameter)
+    return action
 
 
-def user_message(err: BaseException) -> str:
-    """The one-line message of a camloc error or OSError, with parameters named by their flags."""
+def parameter_flags(parser: argparse.ArgumentParser | None = None) -> dict[str, str]:
+    """Library parameter -> the flag of ``parser`` that sets it (None: of every command).
+
+    Each option's dest, or the parameter it is marked to set (:func:`sets_parameter`), maps to its long
+    option string, so a flag spelled unlike its dest (``boxes --data-format``, dest ``format``) is found.
+    """
+    if parser is None:
+        from . import build_parser
+
+        flags: dict[str, str] = {}
+        for command in build_parser().commands.values():
+            flags = {**parameter_flags(command), **flags}  # the first command that has a flag names it
+        return flags
+    flags = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse offers no public list of a parser's actions
+        if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        flags.setdefault(getattr(action, _PARAMETER, action.dest), flag)
+    return flags
+
+
+def flag_of(parameter: str, parser: argparse.ArgumentParser | None = None) -> str:
+    """The flag of a library parameter (``target_layer`` -> ``--target-layer``) in ``parser`` (None: any command)."""
+    return parameter_flags(parser).get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def user_message(err: BaseException, parser: argparse.ArgumentParser | None = None) -> str:
+    """The one-line message of a camloc error or OSError, with parameters named by the flags of ``parser``.
+
+    The parameters rewritten are the ones the error lists (:attr:`camloc.errors.CamlocError.arguments`),
+    or, where the raise site does not say, every ``name=`` whose name a flag of ``parser`` sets. A
+    parameter no flag sets keeps its Python spelling. ``parser``: the command's parser (None: every command's).
+    """
+    flags = parameter_flags(parser)
+    named = getattr(err, "arguments", None)
+    if named is not None:
+        flags = {k: v for k, v in flags.items() if k in named}
 
     def flag(m: re.Match) -> str:
+        if m.group(1) not in flags:
+            return m.group(0)
         follows = m.string[m.end() : m.end() + 1]
         spaced = not m.group(2) and follows not in ("", " ", ":", ",", ";", ")")
-        return flag_of(m.group(1)) + (" " if spaced else "")
+        return flags[m.group(1)] + (" " if spaced else "")
 
     text = _MENTION.sub(flag, str(err))
     return " ".join(text.split("\n"))
@@ -124,7 +162,12 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_d
         "(default: %(default)s)",
     )
     g.add_argument("--weights", metavar="PATH", help="weight file to load instead of the cached pretrained one")
-    g.add_argument("--classes", metavar="FILE", help="class names, one per line (default: the model's own, or indices)")
+    sets_parameter(
+        g.add_argument(
+            "--classes", metavar="FILE", help="class names, one per line (default: the model's own, or indices)"
+        ),
+        "class_names",
+    )
     g.add_argument(
         "--mean", type=triple, metavar="R,G,B", help="normalization mean (default: the model's, else ImageNet)"
     )
@@ -172,7 +215,10 @@ def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True, format_f
         g.add_argument(
             "--split", default="test", choices=["train", "test", "all"], help="CUB split (default: %(default)s)"
         )
-    g.add_argument("--class-map", metavar="FILE", help="class names or synsets, one per line, in index order")
+    sets_parameter(
+        g.add_argument("--class-map", metavar="FILE", help="class names or synsets, one per line, in index order"),
+        "classes",
+    )
     g.add_argument("--one-based", action="store_true", help="XML boxes are 1-based (Pascal VOC)")
 
 
@@ -212,9 +258,13 @@ def resolve_device(name: str | None) -> str:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise InvalidArgument("device", f"device={name!r}: not a device torch knows (cpu, cuda, cuda:1, ...)") from None
+        raise InvalidArgument(
+            "device", f"device={name!r}: not a device torch knows (cpu, cuda, cuda:1, ...)", arguments=["device"]
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument("device", f"device={name!r}: no CUDA device is available here; use cpu")
+        raise InvalidArgument(
+            "device", f"device={name!r}: no CUDA device is available here; use cpu", arguments=["device"]
+        )
     return name
 
 
@@ -247,12 +297,16 @@ def load_model_and_info(args: argparse.Namespace):
     return model, info
 
 
-def load_method(args: argparse.Namespace, name: str | None = None) -> tuple[MapMethod, ModelInfo]:
-    """The map method ``--method`` (or ``name``) of the model the model flags name, and the model's info."""
+def load_method(args: argparse.Namespace, name: str | None = None, **options: Any) -> tuple[MapMethod, ModelInfo]:
+    """The map method ``--method`` (or ``name``) of the model the model flags name, and the model's info.
+
+    ``options``: more keyword arguments of the method's constructor (``channels_last=``, ``fuse_batchnorm=``, ...).
+    """
     from ..maps.registry import create_method
 
     model, info = load_model_and_info(args)
-    options = {"amp": args.amp} if getattr(args, "amp", None) else {}
+    if getattr(args, "amp", None):
+        options = {"amp": args.amp, **options}
     return create_method(name or args.method, model, args.target_layer, **options), info
 
 
@@ -299,10 +353,12 @@ __all__ = [
     "load_method",
     "load_model_and_info",
     "open_data",
+    "parameter_flags",
     "positive",
     "recorded_arguments",
     "report_skipped",
     "resolve_device",
+    "sets_parameter",
     "show_library_log",
     "triple",
     "user_message",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, did_you_mean
 from ..utils import is_image_file
 from .common import add_model_args, fraction, load_method, positive
 
@@ -122,7 +122,7 @@ def resolve_classes(wanted: list[str], info) -> list[int]:
         loose = exact or [i for i, n in enumerate(names) if n.lower() == text.strip().lower()]
         if len(loose) != 1:
             near = [n for n in names if text.strip().lower() in n.lower()][:5]
-            hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else did_you_mean(text, names)
             why = "is not a class name of this model" if not loose else "names several classes; use an index"
             raise InvalidArgument("class", f"--class {text!r} {why}{hint}")
         out.append(loose[0])

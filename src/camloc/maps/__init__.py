@@ -15,7 +15,7 @@ _EXPORTS = {
     "MapMethod": ".core",
     "choose_classes": ".core",
     "CAM": ".cam",
-    "ClassTarget": ".traced",
+    "ClassTarget": ".core",
     "TracedMethod": ".traced",
     "GradCAM": ".gradient",
     "GradCAMPlusPlus": ".gradient",
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .activation import ScoreCAM as ScoreCAM
     from .cam import CAM as CAM
     from .core import CamOutput as CamOutput
+    from .core import ClassTarget as ClassTarget
     from .core import MapMethod as MapMethod
     from .core import choose_classes as choose_classes
     from .frames import normalize_maps as normalize_maps
@@ -50,5 +51,4 @@ if TYPE_CHECKING:
     from .registry import METHOD_NAMES as METHOD_NAMES
     from .registry import METHODS as METHODS
     from .registry import create_method as create_method
-    from .traced import ClassTarget as ClassTarget
     from .traced import TracedMethod as TracedMethod

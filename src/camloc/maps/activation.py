@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .traced import Target, TracedMethod, weighted_sum
 
@@ -47,17 +49,21 @@ class ScoreCAM(TracedMethod):
     the softmax over channels of the masked inputs' target scores weights the channels.
 
     Args:
-        *args: as :class:`~camloc.maps.traced.TracedMethod` (``model``, ``target_layer``).
+        model: the classifier.
+        target_layer: as :class:`~camloc.maps.traced.TracedMethod`: a name, the module, or None.
         chunk: how many channels' masked inputs go through the model in one batch (memory stays at
             ``chunk`` upsampled channels).
-        **kwargs: as :class:`~camloc.maps.traced.TracedMethod` (``relu``, ``normalize``, ``upsample_mode``).
+        **options: as :class:`~camloc.maps.traced.TracedMethod`: ``relu``, ``normalize``,
+            ``upsample_mode``, ``channels_last``, ``fuse_batchnorm``, ``amp``.
     """
 
     name = "scorecam"
     needs_gradients = False
 
-    def __init__(self, *args, chunk: int = 64, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, model: nn.Module, target_layer: str | nn.Module | None = None, *, chunk: int = 64, **options: Any
+    ) -> None:
+        super().__init__(model, target_layer, **options)
         self.chunk = chunk
 
     def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:

@@ -8,7 +8,20 @@ from torch import Tensor, nn
 from ..errors import InvalidArgument
 from ..models.adapter import CamAdapter, adapt
 from ..utils import model_device
-from .core import CamOutput, Classes, Normalize, autocast, check_amp, choose_classes, finish_maps, prepare_input
+from .core import (
+    CamOutput,
+    Classes,
+    Normalize,
+    Targets,
+    autocast,
+    check_amp,
+    choose_classes,
+    class_of,
+    finish_maps,
+    prepare_input,
+    target_classes,
+    target_lists,
+)
 from .frames import normalize_maps
 
 __all__ = ["CAM"]
@@ -28,6 +41,8 @@ class CAM:
             upsampled ``maps`` (each from its own extremes, as wsolevaluation normalizes after resizing).
         upsample_mode: ``F.interpolate`` mode for ``maps``.
         channels_last: run the model on channels_last input (default: on the CPU only, where it is faster).
+        fuse_batchnorm: in eval mode, run a copy of the model with BatchNorm folded into the
+            convolutions (exact, and faster); False runs the model's own modules.
         amp: ``"bf16"`` or ``"fp16"``: the forward pass under ``torch.autocast`` in that type, the
             features, logits and maps in float32 (None: all in float32).
 
@@ -49,12 +64,13 @@ class CAM:
         normalize: Normalize = "none",
         upsample_mode: str = "bilinear",
         channels_last: bool | None = None,
+        fuse_batchnorm: bool = True,
         amp: str | None = None,
     ) -> None:
         if normalize not in ("none", "minmax", "max"):
             raise InvalidArgument("normalize", f"normalize must be 'none', 'minmax' or 'max', not {normalize!r}")
         self.model = model
-        self.adapter: CamAdapter = adapt(model)
+        self.adapter: CamAdapter = adapt(model, fuse_batchnorm=fuse_batchnorm)
         self.relu = relu
         self.normalize = normalize
         self.upsample_mode = upsample_mode
@@ -62,25 +78,42 @@ class CAM:
         self.amp = check_amp(amp)
 
     @property
+    def fuse_batchnorm(self) -> bool:
+        """Whether the forward pass runs the copy with BatchNorm folded (in eval mode; traced models only)."""
+        return self.adapter.fuse_batchnorm
+
+    @property
     def device(self) -> torch.device:
         """The model's device, where the maps are computed."""
         return model_device(self.model)
 
     def __call__(
-        self, images: Tensor, topk: int = 1, classes: Classes | None = None, upsample: bool = True
+        self,
+        images: Tensor,
+        topk: int = 1,
+        classes: Classes | None = None,
+        *,
+        targets: Targets | None = None,
+        upsample: bool = True,
     ) -> CamOutput:
         """Maps of the ``topk`` best classes of each image, or of ``classes``, from one forward pass.
 
         Args:
             images: ``Tensor[N, 3, H, W]`` normalized model input.
-            topk: how many of the best classes, when ``classes`` is None.
+            topk: how many of the best classes, when neither ``classes`` nor ``targets`` is given.
             classes: one index for every image, one index per image, or an equal-length list per image.
+            targets: instead of ``classes``: per image, one target or an equal-length list of them,
+                each a class (an int, a :class:`~camloc.maps.ClassTarget`, pytorch-grad-cam's
+                ``ClassifierOutputTarget``). CAM's maps are those of classes: any other callable is
+                an :class:`~camloc.errors.InvalidArgument` (a gradient method explains any score).
             upsample: also give the maps upsampled to ``(H, W)``.
 
         Returns:
             :class:`~camloc.maps.CamOutput` with ``raw`` ``Tensor[N, k, h, w]`` and ``maps``
             ``Tensor[N, k, H, W]`` (None without ``upsample``).
         """
+        if targets is not None:
+            classes = self._classes_of(targets, images.shape[0], classes)
         x = prepare_input(images, self.device, self.channels_last)
         with torch.no_grad():
             with autocast(x.device, self.amp):
@@ -90,6 +123,24 @@ class CAM:
         raw = self.raw_maps(features, chosen)
         raw, maps = finish_maps(raw, x.shape[-2:] if upsample else None, self.upsample_mode, self.normalize)
         return CamOutput(logits, chosen, scores, raw, maps, features)
+
+    @staticmethod
+    def _classes_of(targets: Targets, n: int, classes: Classes | None) -> list[list[int]]:
+        if classes is not None:
+            raise InvalidArgument(
+                "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
+            )
+        lists = target_lists(targets, n)
+        chosen = target_classes(lists)
+        if chosen is None:
+            other = next(t for row in lists for t in row if class_of(t) is None)
+            raise InvalidArgument(
+                "targets",
+                f"targets=: CAM explains classes only (ints or ClassTarget), not {other!r}; "
+                "a gradient method such as gradcam explains any score of the output",
+                arguments=["targets"],
+            )
+        return chosen
 
     def raw_maps(self, features: Tensor, classes: Tensor) -> Tensor:
         """``Tensor[N, k, h, w]`` maps of ``classes`` (``Tensor[N, k]``) from a feature map, before normalization."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,20 +18,49 @@ from .frames import normalize_maps
 __all__ = [
     "AMP_TYPES",
     "CamOutput",
+    "ClassTarget",
     "Classes",
     "MapMethod",
     "Normalize",
+    "Target",
+    "Targets",
     "autocast",
     "check_amp",
     "choose_classes",
+    "class_of",
     "finish_maps",
     "prepare_input",
+    "target_classes",
+    "target_lists",
 ]
 
 Normalize = Literal["none", "minmax", "max"]
 #: ``amp=`` of the map methods: the forward pass in bfloat16 or float16 (autocast), the maps in float32.
 AMP_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Classes = int | Sequence[int] | Sequence[Sequence[int]] | Tensor
+#: One image's model output ``Tensor[num_classes]`` -> a scalar score whose map is wanted.
+Target = Callable[[Tensor], Tensor]
+#: ``targets=`` of a map method: per image, one target or an equal-length list of targets; a target
+#: is a class (an int or a :class:`ClassTarget`) or, for the methods that support it, any :data:`Target`.
+Targets = Sequence[int | Target] | Sequence[Sequence[int | Target]]
+
+
+class ClassTarget:
+    """The logit of one class: the default target, and what a class index in ``targets=`` means.
+
+    Args:
+        index: the class.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = int(index)
+
+    def __repr__(self) -> str:
+        return f"ClassTarget({self.index})"
+
+    def __call__(self, output: Tensor) -> Tensor:
+        """The logit ``output[..., index]`` of one image's output ``Tensor[num_classes]``."""
+        return output[..., self.index]
 
 
 @dataclass
@@ -71,9 +101,20 @@ class MapMethod(Protocol):
     reuses_forward: bool
 
     def __call__(
-        self, images: Tensor, topk: int = 1, classes: Classes | None = None, upsample: bool = True
+        self,
+        images: Tensor,
+        topk: int = 1,
+        classes: Classes | None = None,
+        *,
+        targets: Targets | None = None,
+        upsample: bool = True,
     ) -> CamOutput:
-        """Maps of the ``topk`` best classes of each image in ``images`` (``Tensor[N, 3, H, W]``), or of ``classes``."""
+        """Maps of the ``topk`` best classes of each image in ``images`` (``Tensor[N, 3, H, W]``).
+
+        Or of ``classes`` (one index for every image, one per image, or an equal-length list per image),
+        or of ``targets`` (see :data:`Targets`: a class target is the same as that class in ``classes``;
+        a method that cannot honour a target raises :class:`~camloc.errors.InvalidArgument`).
+        """
         ...
 
     def more_maps(self, output: CamOutput, images: Tensor, classes: Tensor) -> Tensor:
@@ -132,6 +173,48 @@ def finish_maps(raw: Tensor, size: torch.Size | None, mode: str, normalize: Norm
         if size is not None:
             maps = normalize_maps(F.interpolate(raw, size=size, mode=mode, align_corners=False), normalize)
         return normalize_maps(raw, normalize), maps
+
+
+def class_of(target: object) -> int | None:
+    """The class a target stands for (an int, a :class:`ClassTarget`), or None for any other callable.
+
+    pytorch-grad-cam's ``ClassifierOutputTarget(c)`` (the logit of class ``c``) counts as class ``c``,
+    so that code written for it runs unchanged.
+    """
+    if isinstance(target, bool):
+        return None
+    if isinstance(target, numbers.Integral):  # int, numpy's integers
+        return int(target)
+    if isinstance(target, Tensor) and target.ndim == 0 and not target.is_floating_point():
+        return int(target)
+    if isinstance(target, ClassTarget):
+        return target.index
+    category = getattr(target, "category", None)
+    if type(target).__name__ == "ClassifierOutputTarget" and isinstance(category, int):
+        return category
+    return None
+
+
+def target_lists(targets: Targets, n: int) -> list[list[int | Target]]:
+    """``targets`` as one equal-length list per image of the ``n`` images; else :class:`InvalidArgument`."""
+    if isinstance(targets, Tensor):  # classes as a tensor: Tensor[N] or Tensor[N, k]
+        targets = targets.tolist()
+    lists = [list(t) if isinstance(t, (list, tuple)) else [t] for t in targets]
+    if len(lists) != n or not lists or len({len(t) for t in lists}) != 1 or not lists[0]:
+        raise InvalidArgument(
+            "targets",
+            f"targets= must give one target or an equal-length, non-empty list of targets per image ({n} images)",
+            arguments=["targets"],
+        )
+    return cast(list[list[int | Target]], lists)
+
+
+def target_classes(lists: list[list[int | Target]]) -> list[list[int]] | None:
+    """The classes of per-image target lists when every target is a class (see :func:`class_of`), else None."""
+    classes = [[class_of(t) for t in row] for row in lists]
+    if any(c is None for row in classes for c in row):
+        return None
+    return cast(list[list[int]], classes)
 
 
 def _class_matrix(classes: Classes, n: int, num_classes: int, device: torch.device) -> Tensor:

@@ -6,14 +6,14 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, did_you_mean
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .core import MapMethod
 
-__all__ = ["METHODS", "METHOD_NAMES", "create_method"]
+__all__ = ["METHODS", "METHOD_NAMES", "create_method", "unknown_method"]
 
 # name -> (module, class): the order is the CLI's and the docs'.
 _WHERE = {
@@ -54,23 +54,41 @@ class _Registry(Mapping[str, Any]):
 METHODS: Mapping[str, Any] = _Registry()
 
 
-def create_method(name: str, model: nn.Module, target_layer: str | None = None, **options: Any) -> MapMethod:
+def unknown_method(name: str) -> InvalidArgument:
+    """The error for a method name that is not in :data:`METHOD_NAMES`, with the closest name."""
+    return InvalidArgument(
+        "method",
+        f"method={name!r}: unknown map method{did_you_mean(name, _WHERE)}; expected one of {', '.join(_WHERE)}",
+        arguments=["method"],
+    )
+
+
+def create_method(
+    name: str, model: nn.Module, target_layer: str | nn.Module | None = None, **options: Any
+) -> MapMethod:
     """The method called ``name`` for ``model``.
 
     Args:
         name: one of :data:`METHOD_NAMES`.
         model: the classifier to explain.
-        target_layer: the module whose output to explain (not for ``cam``, which always explains
-            the map its GAP head pools).
-        options: keyword arguments of the method's class (``relu=``, ``normalize=``, ...).
+        target_layer: the module whose output to explain, by name or the module itself (not for
+            ``cam``, which always explains the map its GAP head pools).
+        options: keyword arguments of the method's class: ``relu=``, ``normalize=``,
+            ``upsample_mode=``, ``channels_last=``, ``fuse_batchnorm=``, ``amp=`` (and ``chunk=`` for
+            ``scorecam``).
+
+    Example::
+
+        gradcam = create_method("gradcam", model, model.layer4, channels_last=False)
     """
     if name not in _WHERE:
-        raise InvalidArgument("method", f"method={name!r}: unknown map method (expected one of {', '.join(_WHERE)})")
+        raise unknown_method(name)
     if name == "cam":
         if target_layer is not None:
             raise InvalidArgument(
                 "target_layer",
                 "target_layer=: CAM always uses the feature map its GAP head pools; choose another method",
+                arguments=["target_layer"],
             )
         return METHODS[name](model, **options)
     return METHODS[name](model, target_layer, **options)

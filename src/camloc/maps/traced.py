@@ -8,7 +8,6 @@ further, never into the parameters, which are passed detached), and no hook is l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
@@ -16,26 +15,28 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..errors import HeadNotFound, InvalidArgument
+from ..errors import HeadNotFound, InvalidArgument, did_you_mean
 from ..models.adapter import FoldedCopy
 from ..models.graph import is_gap, module_of, output_node, trace_with_leaf
 from ..utils import model_device
-from .core import CamOutput, Classes, Normalize, autocast, check_amp, choose_classes, finish_maps, prepare_input
+from .core import (
+    CamOutput,
+    Classes,
+    ClassTarget,
+    Normalize,
+    Target,
+    Targets,
+    autocast,
+    check_amp,
+    choose_classes,
+    class_of,
+    finish_maps,
+    prepare_input,
+    target_classes,
+    target_lists,
+)
 
-__all__ = ["ClassTarget", "Target", "TracedMethod", "weighted_sum"]
-
-Target = Callable[[Tensor], Tensor]  # one image's model output -> a scalar score
-
-
-class ClassTarget:
-    """The logit of one class: the default target."""
-
-    def __init__(self, index: int) -> None:
-        self.index = int(index)
-
-    def __call__(self, output: Tensor) -> Tensor:
-        """The logit ``output[..., index]`` of one image's output ``Tensor[num_classes]``."""
-        return output[..., self.index]
+__all__ = ["ClassTarget", "Target", "TracedMethod", "weighted_sum"]  # the targets live in core; kept here too
 
 
 def _leaf(t: Tensor) -> Tensor:
@@ -53,13 +54,20 @@ class TracedMethod:
 
     Args:
         model: the classifier.
-        target_layer: the module whose output is explained, by its qualified name (default: the
-            last spatial feature map, the tensor that is pooled globally or flattened first).
+        target_layer: the module whose output is explained: its qualified name (``"layer4"``,
+            ``"features.16"``) or the module itself (``model.layer4``); default: the last spatial
+            feature map, the tensor that is pooled globally or flattened first. The method's
+            ``target_layer`` attribute holds the name.
         relu: apply a ReLU to the maps (as the methods' papers do).
         normalize: ``"none"``, ``"minmax"`` or ``"max"``, applied to ``raw`` and to ``maps`` separately.
         upsample_mode: ``F.interpolate`` mode for ``maps``.
+        channels_last: run the model on channels_last input (default: on the CPU only, where it is faster).
+        fuse_batchnorm: in eval mode, run a copy of the model with BatchNorm folded into the
+            convolutions (exact, and faster); False runs the model's own modules.
         amp: ``"bf16"`` or ``"fp16"``: the forward pass under ``torch.autocast`` in that type, the
             maps combined in float32 (None: all in float32).
+
+    Constructing a method traces the model; it runs nothing and attaches nothing to the model.
     """
 
     name = "base"
@@ -69,11 +77,13 @@ class TracedMethod:
     def __init__(
         self,
         model: nn.Module,
-        target_layer: str | None = None,
+        target_layer: str | nn.Module | None = None,
         *,
         relu: bool = True,
         normalize: Normalize = "none",
         upsample_mode: str = "bilinear",
+        channels_last: bool | None = None,
+        fuse_batchnorm: bool = True,
         amp: str | None = None,
     ) -> None:
         self.model = model
@@ -83,8 +93,8 @@ class TracedMethod:
         self.upsample_mode = upsample_mode
         self._run, self.target_layer = _split(model, target_layer)
         self._folded = FoldedCopy(self._run, model)
-        self.fuse_batchnorm = True
-        self.channels_last: bool | None = None  # None: on the CPU
+        self.fuse_batchnorm = fuse_batchnorm
+        self.channels_last = channels_last
 
     @property
     def device(self) -> torch.device:
@@ -96,7 +106,8 @@ class TracedMethod:
         images: Tensor,
         topk: int = 1,
         classes: Classes | None = None,
-        targets: Sequence[Target] | Sequence[Sequence[Target]] | None = None,
+        *,
+        targets: Targets | None = None,
         upsample: bool = True,
     ) -> CamOutput:
         """Maps of the top-k classes, of ``classes``, or of ``targets`` (callables on each image's output).
@@ -105,33 +116,38 @@ class TracedMethod:
             images: ``Tensor[N, 3, H, W]`` normalized model input.
             topk: how many of the best classes, when neither ``classes`` nor ``targets`` is given.
             classes: one index for every image, one index per image, or an equal-length list per image.
-            targets: per image, one callable or an equal-length list of callables, each mapping the
-                image's output ``Tensor[num_classes]`` to a scalar score.
+            targets: instead of ``classes``: per image, one target or an equal-length list of them,
+                each a class (an int, a :class:`~camloc.maps.ClassTarget`, pytorch-grad-cam's
+                ``ClassifierOutputTarget``) or any callable mapping the image's output
+                ``Tensor[num_classes]`` to a scalar score (pytorch-grad-cam's targets are such callables).
             upsample: also give the maps upsampled to ``(H, W)``.
 
         Returns:
-            :class:`~camloc.maps.CamOutput`; ``classes`` is -1 for maps of custom targets.
+            :class:`~camloc.maps.CamOutput`. Targets that are all classes give what ``classes=``
+            gives; otherwise ``classes`` is -1 for the callables and ``scores`` holds each target's score.
         """
+        custom: list[list[int | Target]] | None = None
+        if targets is not None:
+            if classes is not None:
+                raise InvalidArgument(
+                    "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
+                )
+            custom = target_lists(targets, images.shape[0])
+            as_classes = target_classes(custom)
+            if as_classes is not None:  # a class target is its class
+                classes, custom = as_classes, None
         x = prepare_input(images, self.device, self.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
             with autocast(x.device, self.amp):
                 activations, logits = self._forward(x)
             logits = logits.float()  # scores and gradients of the scores in float32
-            target_lists: list[list[Target]]
-            if targets is None:
+            if custom is None:
                 chosen, scores = choose_classes(logits, topk, classes)
-                target_lists = [[ClassTarget(c) for c in row] for row in chosen.tolist()]
+                calls: list[list[Target]] = [[ClassTarget(c) for c in row] for row in chosen.tolist()]
             else:
-                target_lists = [list(t) if isinstance(t, (list, tuple)) else [cast(Target, t)] for t in targets]
-                chosen = torch.full((len(target_lists), len(target_lists[0])), -1, device=logits.device)
-                scores = torch.stack(
-                    [torch.stack([t(logits[i]).detach().float() for t in ts]) for i, ts in enumerate(target_lists)]
-                )
+                chosen, scores, calls = _custom_targets(custom, logits)
             raw = torch.stack(
-                [
-                    self.maps_for(x, activations, logits, [ts[j] for ts in target_lists])
-                    for j in range(len(target_lists[0]))
-                ],
+                [self.maps_for(x, activations, logits, [ts[j] for ts in calls]) for j in range(len(calls[0]))],
                 dim=1,
             )
         raw = raw.detach().relu() if self.relu else raw.detach()
@@ -166,21 +182,62 @@ class TracedMethod:
         raise NotImplementedError
 
 
+def _custom_targets(lists: list[list[int | Target]], logits: Tensor) -> tuple[Tensor, Tensor, list[list[Target]]]:
+    """``(classes, scores, callables)`` of targets that are not all classes: -1 and each target's score."""
+    num_classes = logits.shape[1]
+    known = [[class_of(t) for t in row] for row in lists]
+    if any(c is not None and not 0 <= c < num_classes for row in known for c in row):
+        raise InvalidArgument(
+            "targets", f"targets=: class targets must lie in [0, {num_classes})", arguments=["targets"]
+        )
+    calls = [
+        [ClassTarget(c) if c is not None else cast(Target, t) for c, t in zip(cs, ts, strict=True)]
+        for cs, ts in zip(known, lists, strict=True)
+    ]
+    chosen = torch.tensor([[-1 if c is None else c for c in row] for row in known], device=logits.device)
+    scores = torch.stack([torch.stack([t(logits[i]).detach().float() for t in ts]) for i, ts in enumerate(calls)])
+    return chosen, scores, calls
+
+
 def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
     """``Tensor[N, h, w]``: channel weights ``Tensor[N, C]`` times activations ``Tensor[N, C, h, w]``, summed."""
     return torch.einsum("nc,nchw->nhw", weights, activations)
 
 
-def _split(model: nn.Module, target_layer: str | None) -> tuple[fx.GraphModule, str]:
+def layer_name(model: nn.Module, layer: str | nn.Module | None) -> str | None:
+    """The qualified name of ``layer`` in ``model`` when it is given as a module; a name or None as it is."""
+    if layer is None or isinstance(layer, str):
+        return layer
+    if not isinstance(layer, nn.Module):
+        raise InvalidArgument(
+            "target_layer",
+            f"target_layer= must be a module's name or the module, not {type(layer).__name__}",
+            arguments=["target_layer"],
+        )
+    name = next((n for n, m in model.named_modules() if m is layer and n), None)
+    if name is None:
+        raise InvalidArgument(
+            "target_layer",
+            f"target_layer=: the {type(layer).__name__} given is not a module of this {type(model).__name__}",
+            arguments=["target_layer"],
+        )
+    return name
+
+
+def _split(model: nn.Module, target_layer: str | nn.Module | None) -> tuple[fx.GraphModule, str]:
     """A traced copy of ``model``'s forward returning (target layer output as a leaf, logits)."""
+    target_layer = layer_name(model, target_layer)
     graph = trace_with_leaf(model, target_layer)
     modules = dict(model.named_modules())
     if target_layer is not None:
         nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == target_layer]
         if not nodes:
+            called = sorted({str(n.target) for n in graph.nodes if n.op == "call_module"})
             raise InvalidArgument(
                 "target_layer",
-                f"target layer {target_layer!r} is not a module of {type(model).__name__} called in forward",
+                f"target_layer={target_layer!r}: not a module of {type(model).__name__} called in forward"
+                + did_you_mean(target_layer, called),
+                arguments=["target_layer"],
             )
         node = nodes[-1]
     else:

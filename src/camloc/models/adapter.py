@@ -28,6 +28,9 @@ class CamAdapter:
     ``weights(features, classes)`` gives the per-class channel weights ``w_k^c`` of CAM: the
     classifier's rows when the head is GAP + linear (exactly the paper), otherwise the gradient of
     the class score with respect to the pooled features, taken through the head alone.
+
+    ``fuse_batchnorm``: in eval mode, run a copy of a traced model with BatchNorm folded into the
+    convolutions (only traced models have one to fold).
     """
 
     def __init__(
@@ -37,13 +40,15 @@ class CamAdapter:
         classifier: nn.Module | None,
         head: Callable[[Tensor], Tensor] | None,
         description: str,
+        *,
+        fuse_batchnorm: bool = True,
     ) -> None:
         self.model = model
         self._run = run
         self.classifier = classifier
         self._head = head
         self.description = description
-        self.fuse_batchnorm = isinstance(run, fx.GraphModule)
+        self.fuse_batchnorm = fuse_batchnorm and isinstance(run, fx.GraphModule)
         self._folded = FoldedCopy(run, model) if isinstance(run, fx.GraphModule) else None
 
     @property
@@ -124,8 +129,12 @@ class FoldedCopy:
         return self._copy
 
 
-def adapt(model: nn.Module) -> CamAdapter:
-    """Find the feature map and the GAP head of ``model`` without running it."""
+def adapt(model: nn.Module, *, fuse_batchnorm: bool = True) -> CamAdapter:
+    """Find the feature map and the GAP head of ``model`` without running it.
+
+    ``fuse_batchnorm``: in eval mode, run a copy of the model with BatchNorm folded into the convolutions
+    (where the model could be traced).
+    """
     if all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
         return _adapt_timm(model)
     try:
@@ -142,7 +151,7 @@ def adapt(model: nn.Module) -> CamAdapter:
     head_fn = None if head.classifier is not None else extract_head(model, graph, head.feature, value)
     output.args = ((head.feature, value),)
     run = fx.GraphModule(model, graph)
-    return CamAdapter(model, run, head.classifier, head_fn, _describe(model, head))
+    return CamAdapter(model, run, head.classifier, head_fn, _describe(model, head), fuse_batchnorm=fuse_batchnorm)
 
 
 def _adapt_timm(model: nn.Module) -> CamAdapter:

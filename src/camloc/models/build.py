@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from ..errors import InvalidArgument, ModelFileError
+from ..errors import InvalidArgument, ModelFileError, did_you_mean
 from .gap import convert
 from .hub import load_pretrained
 from .nets import ARCHS
@@ -69,14 +69,19 @@ def _skeleton(arch: str, num_classes: int) -> nn.Module:
         return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
     except ValueError:
         known = ", ".join(sorted(ARCHS)) + ", any torchvision classification model, timm:<name>"
-        raise InvalidArgument("arch", f"arch={arch!r}: unknown architecture (expected {known})") from None
+        hint = did_you_mean(arch, [*ARCHS, *torchvision.models.list_models(module=torchvision.models)])
+        raise InvalidArgument(
+            "arch", f"arch={arch!r}: unknown architecture{hint} (expected {known})", arguments=["arch"]
+        ) from None
 
 
 def _pretrained_state(arch: str, weights: str | os.PathLike | None) -> dict[str, torch.Tensor]:
     if arch in ARCHS:
         if weights is None:
             raise InvalidArgument(
-                "arch", f"arch={arch}: no pretrained weights exist; pass weights=FILE or train from scratch"
+                "arch",
+                f"arch={arch}: no pretrained weights exist; pass weights=FILE or train from scratch",
+                arguments=["arch", "weights"],
             )
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)

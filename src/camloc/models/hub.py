@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InvalidArgument, MissingDependency, ModelFileError, WeightsNotFound
+from ..errors import InvalidArgument, MissingDependency, ModelFileError, WeightsNotFound, did_you_mean
 from ..images import Preprocess
 from .info import ModelInfo
 
@@ -83,9 +83,10 @@ def _load_torchvision(name: str, weights: str | os.PathLike | None) -> tuple[nn.
         builder = torchvision.models.get_model_builder(name)
         enum = torchvision.models.get_model_weights(name)
     except ValueError:
+        known = torchvision.models.list_models(module=torchvision.models)  # the classifiers
         raise InvalidArgument(
             "model",
-            f"unknown model {name!r}: use a torchvision classification model name, "
+            f"unknown model {name!r}{did_you_mean(name, known)}: use a torchvision classification model name, "
             f"'timm:<name>', or 'file.py:factory' / 'package.module:factory'",
         ) from None
     # The default weights first, then any other release whose file is on disk.
@@ -99,7 +100,8 @@ def _load_torchvision(name: str, weights: str | os.PathLike | None) -> tuple[nn.
             want = _file_name(enum.DEFAULT.url)
             raise WeightsNotFound(
                 f"pretrained weights for {name} are not on disk: put {want} in {hub_checkpoint_dir()}/ "
-                f"(it is published at {enum.DEFAULT.url}) or pass weights=PATH"
+                f"(it is published at {enum.DEFAULT.url}) or pass weights=PATH",
+                arguments=["weights"],
             )
         path = hit
     with _hub_cache_holding(path, _file_name(chosen.url)):
@@ -161,7 +163,8 @@ def _load_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module,
     try:
         model = timm.create_model(name, pretrained=False)
     except RuntimeError as err:
-        raise InvalidArgument("model", f"unknown timm model {name!r} ({err})") from None
+        hint = did_you_mean(name, timm.list_models())
+        raise InvalidArgument("model", f"unknown timm model {name!r}{hint} ({err})") from None
     cfg_of_weights = dict(getattr(model, "pretrained_cfg", None) or {})
     path = _existing(weights) if weights is not None else _timm_cached_file(name, cfg_of_weights)
     timm.models.load_checkpoint(model, str(path), strict=True)
@@ -199,7 +202,9 @@ def _timm_cached_file(name: str, cfg: dict) -> Path:
             return hit
         places.append(f"{_file_name(url)} in {hub_checkpoint_dir()}/")
     where = " or ".join(places) or "a weight file"
-    raise WeightsNotFound(f"pretrained weights for timm:{name} are not on disk: put {where}, or pass weights=PATH")
+    raise WeightsNotFound(
+        f"pretrained weights for timm:{name} are not on disk: put {where}, or pass weights=PATH", arguments=["weights"]
+    )
 
 
 def _load_factory(spec: str, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:

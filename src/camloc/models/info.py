@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..errors import InvalidArgument, did_you_mean
 from ..images import Preprocess
 
 __all__ = ["ModelInfo", "model_info", "with_info"]
@@ -38,6 +39,33 @@ class ModelInfo:
         if self.class_names is not None and 0 <= index < len(self.class_names):
             return self.class_names[index]
         return str(index)
+
+    def class_index(self, name: str) -> int:
+        """The index of the class called ``name``: the exact name, else the one name equal but for case.
+
+        Raises:
+            InvalidArgument: no class or several classes have that name (the message names the
+                closest class name, ignoring case, spaces, dashes and underscores).
+
+        >>> ModelInfo("m", ("tabby", "tiger cat"), Preprocess()).class_index("Tiger Cat")
+        1
+        >>> ModelInfo("m", ("tabby", "tiger cat"), Preprocess()).class_index("tabbycat")
+        Traceback (most recent call last):
+        ...
+        camloc.errors.InvalidArgument: class 'tabbycat' is not a class name of m (did you mean 'tabby'?)
+        """
+        names = self.class_names or ()
+        exact = [i for i, n in enumerate(names) if n == name]
+        loose = exact or [i for i, n in enumerate(names) if n.lower() == name.strip().lower()]
+        if len(loose) == 1:
+            return loose[0]
+        if loose:
+            raise InvalidArgument(
+                "classes", f"class {name!r} names several classes of {self.name}; use an index", arguments=()
+            )
+        raise InvalidArgument(
+            "classes", f"class {name!r} is not a class name of {self.name}{did_you_mean(name, names)}", arguments=()
+        )
 
 
 def model_info(model: nn.Module) -> ModelInfo:

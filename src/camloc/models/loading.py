@@ -42,7 +42,9 @@ def load_model(
     """
     if is_model_file(name):
         if weights is not None:
-            raise InvalidArgument("weights", f"weights=: {name} is a camloc model file and holds its own weights")
+            raise InvalidArgument(
+                "weights", f"weights=: {name} is a camloc model file and holds its own weights", arguments=["weights"]
+            )
         model = load_checkpoint(name)
         info = model_info(model)
     else:

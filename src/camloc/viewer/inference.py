@@ -26,7 +26,7 @@ from ..errors import InputTooLarge, InvalidArgument
 from ..evaluation.explain import describe, explain_settings
 from ..images import Preprocess
 from ..maps.core import MapMethod
-from ..maps.registry import METHOD_NAMES, create_method
+from ..maps.registry import METHOD_NAMES, create_method, unknown_method
 from ..models.info import ModelInfo
 
 __all__ = ["MAX_INPUT_PIXELS", "MAX_TOPK", "Explainer", "QueueFull"]
@@ -72,7 +72,7 @@ class Explainer:
     def method(self, name: str) -> MapMethod:
         """The map method ``name`` of the model, made once."""
         if name not in METHOD_NAMES:
-            raise InvalidArgument("method", f"method={name!r}: unknown map method (one of {', '.join(METHOD_NAMES)})")
+            raise unknown_method(name)
         if name not in self._methods:
             layer = None if name == "cam" else self.target_layer
             self._methods[name] = create_method(name, self.model, layer)
