@@ -60,7 +60,7 @@ def lazy_exports(
         if module is None:
             if name.startswith("_") or importlib.util.find_spec(f"{package}.{name}") is None:
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
-            return importlib.import_module(f"{package}.{name}")  # a submodule: camloc.figures, ...
+            return importlib.import_module(f"{package}.{name}")  # a submodule: camloc.boxes, ...
         defining = importlib.import_module(module, package)
         # later lookups are plain attributes; every name the module defines is bound now, since importing
         # a submodule binds its own name on the package (camloc.training.train: the module, not the function)

@@ -77,7 +77,7 @@ def _tiny_model_file(tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("tabby\ntiger cat\ngoldfish\n")
     image = tmp_path / "x.png"
-    camloc.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
+    camloc.reports.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
     return [str(image), "--model", f"{factory}:build", "--classes", str(names), "--out", str(tmp_path / "o")]
 
 
@@ -100,7 +100,7 @@ def test_library_errors_through_the_cli_name_flags_and_the_closest_name(tmp_path
 
 def test_an_unknown_model_names_the_closest(tmp_path, capsys):
     image = tmp_path / "x.png"
-    camloc.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
+    camloc.reports.figures.save_image(np.zeros((8, 8, 3), np.uint8), image)
     assert main(["explain", str(image), "--model", "mobilenetv2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("camloc: error: unknown model 'mobilenetv2' (did you mean 'mobilenet_v2'?): use")

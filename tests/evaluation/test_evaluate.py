@@ -260,5 +260,7 @@ def test_evaluate_takes_a_bare_model_and_the_old_positional_preprocess(tmp_path)
     new = evaluate(data, model, batch_size=2, progress=False)
     old = evaluate(data, camloc.CAM(model), PLAIN, batch_size=2, progress=False)
     assert new.to_json() == old.to_json() and new.summary["images"] == 5
-    with pytest.raises(TypeError, match="positionally; pass info=, preprocess=, ... by name"):
+    with pytest.raises(TypeError, match=r"evaluate\(\) got preprocess both by position and by name"):
         evaluate(data, model, PLAIN, preprocess=PLAIN)
+    with pytest.raises(TypeError, match=r"evaluate\(\) takes source and method positionally; pass preprocess, ..."):
+        evaluate(data, model, PLAIN, PLAIN)

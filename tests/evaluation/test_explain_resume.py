@@ -157,10 +157,10 @@ def test_explain_takes_a_bare_model_and_the_old_positional_info(tmp_path, model,
     new = explain_records(paths, model, topk=2, progress=False)
     old = explain_records(paths, camloc.CAM(model), info, topk=2, progress=False)
     assert new.records == old.records and new.settings == old.settings
-    with pytest.raises(
-        TypeError, match="takes its source and method positionally; pass info=, preprocess=, ... by name"
-    ):
+    with pytest.raises(TypeError, match=r"explain\(\) takes source and method positionally; pass info, ... by name"):
         explain_records(paths, model, info, info)
+    with pytest.raises(TypeError, match=r"explain\(\) got info both by position and by name"):
+        explain_records(paths, model, info, info=info)
     with pytest.raises(InvalidArgument, match="draws nothing: use camloc.explain"):
         explain_records(paths, model, out_dir=tmp_path / "grids")
 
