@@ -132,8 +132,7 @@ def build_variants(model: torch.nn.Module, x: torch.Tensor, names: list[str]) ->
     if "camloc_top1_nofold" in names:
         # Same as camloc_top1 but running the traced model unfolded: camloc's own overhead over
         # the bare channels_last forward, without the BatchNorm folding that speeds up both.
-        cam_nofold = camloc.CAM(model)
-        cam_nofold.adapter.fuse_batchnorm = False
+        cam_nofold = camloc.CAM(model, fuse_batchnorm=False)
         fns["camloc_top1_nofold"] = lambda: cam_nofold(x, topk=1)
 
     if "torchcam_cam" in names:
