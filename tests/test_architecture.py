@@ -234,6 +234,18 @@ def test_top_level_functions_stay_functions_once_their_modules_are_imported():
     assert done.returncode == 0, done.stderr
 
 
+def test_a_name_stays_the_function_when_a_sibling_imported_its_namesake_module_first():
+    code = (
+        "import inspect, sys\nimport camloc.training.finegrained\n"  # finegrained does `from .train import train`
+        "from camloc.training import train\nassert inspect.isfunction(train), train\n"
+        "assert sys.modules['camloc.training.train'].train is train\n"
+        "import camloc.evaluation.assess\n"  # assess does `from .evaluate import evaluate`
+        "from camloc.evaluation import evaluate\nassert inspect.isfunction(evaluate), evaluate\n"
+    )
+    done = _fresh_python(code)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_name_stays_the_function_when_its_namesake_module_is_imported_first_through_the_package():
     code = (
         "import inspect\nfrom camloc.training import TrainConfig, train\n"  # TrainConfig imports camloc.training.train

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,31 @@ def lazy_exports(
     def __dir__() -> list[str]:
         return sorted(set(names) | set(vars(sys.modules[package])))
 
+    namesakes = {name for name, where in names.items() if where == f".{name}"}
+    if namesakes:
+        sys.modules[package].__class__ = _keeping(namesakes)
     return __getattr__, __dir__, sorted(names)
+
+
+def _keeping(namesakes: set[str]) -> type[types.ModuleType]:
+    """A package type on which importing submodule ``x`` binds the name ``x`` it exports, not the module.
+
+    Python binds a submodule's name on its package once the submodule is imported (``from .train import
+    ...`` anywhere in the package makes ``camloc.training.train`` the module); for a name the package
+    exports from its namesake module (the function ``train`` from ``.train``) that would hide the function.
+    """
+
+    class Package(types.ModuleType):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if (
+                name in namesakes
+                and isinstance(value, types.ModuleType)
+                and value.__name__ == f"{self.__name__}.{name}"
+            ):
+                value = getattr(value, name)
+            super().__setattr__(name, value)
+
+    return Package
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
