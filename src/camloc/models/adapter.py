@@ -77,7 +77,24 @@ class CamAdapter:
                 f"{type(self.model).__name__}: the pooled tensor has shape {tuple(features.shape)}, "
                 f"not a spatial (N, C, H, W) feature map. {NO_HEAD_ADVICE}"
             )
+        channels = self.channels
+        if (
+            channels is not None and features.shape[1] != channels
+        ):  # an NHWC map read as NCHW: refuse, never a wrong map
+            raise HeadNotFound(
+                f"{type(self.model).__name__}: the pooled tensor has shape {tuple(features.shape)}, but its head takes "
+                f"{channels} channels: not an (N, C, H, W) feature map (channels-last, or tokens?). {NO_HEAD_ADVICE}"
+            )
         return features, logits
+
+    @property
+    def channels(self) -> int | None:
+        """The number of channels the head takes, where the model says it (linear classifier, timm's num_features)."""
+        weight = self.weight
+        if weight is not None:
+            return int(weight.shape[1])
+        features = getattr(self.model, "num_features", None)
+        return features if isinstance(features, int) else None
 
     def _runner(self) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
         """The traced forward with BatchNorm folded into the convolutions, when that is exact (eval mode)."""
@@ -155,17 +172,26 @@ def adapt(model: nn.Module, *, fuse_batchnorm: bool = True) -> CamAdapter:
 
 
 def _adapt_timm(model: nn.Module) -> CamAdapter:
-    """Timm models: ``forward_features`` gives the map, ``forward_head`` the logits."""
+    """Timm models: ``forward_features`` gives the map, ``forward_head`` the logits.
+
+    A model whose ``output_fmt`` is ``NHWC`` (Swin, Hiera-det, ...) gives its map channels last: it is
+    turned to ``(N, C, H, W)`` for the maps, and back for the head.
+    """
     forward_features: Callable[[Tensor], Tensor] = getattr(model, "forward_features")  # noqa: B009 - typed here
-    forward_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
+    timm_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
+    channels_last = getattr(model, "output_fmt", "NCHW") == "NHWC"
+
+    def forward_head(features: Tensor) -> Tensor:  # features: (N, C, H, W)
+        return timm_head(features.permute(0, 2, 3, 1) if channels_last else features)
 
     def run(x: Tensor) -> tuple[Tensor, Tensor]:
         features = forward_features(x)
-        return features, forward_head(features)
+        logits = timm_head(features)
+        return (features.permute(0, 3, 1, 2) if channels_last and features.ndim == 4 else features), logits
 
     classifier = None
     try:
-        head = find_gap_head(trace(model, forward_head), model)
+        head = None if channels_last else find_gap_head(trace(model, timm_head), model)
     except Exception:  # noqa: BLE001 - an untraceable head is linearized by autograd instead
         head = None
     if head is not None and head.feature.op != "placeholder":

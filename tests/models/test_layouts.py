@@ -1,0 +1,77 @@
+"""Channels-last feature maps (timm's ``output_fmt = "NHWC"``): CAM on their grid, or a refusal, never a wrong map."""
+
+import pytest
+import torch
+from torch import nn
+
+import camloc
+from camloc.errors import HeadNotFound
+
+
+class ChannelsLastNet(nn.Module):
+    """timm's contract with a channels-last map: forward_features -> (N, H, W, C), forward_head pools (1, 2)."""
+
+    def __init__(self, declare: bool) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 4, stride=4)
+        self.fc = nn.Linear(6, 5)
+        self.num_features = 6
+        if declare:
+            self.output_fmt = "NHWC"
+
+    def forward_features(self, x):
+        return self.stem(x).permute(0, 2, 3, 1)
+
+    def forward_head(self, x):
+        return self.fc(x.mean((1, 2)))
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def _exact(model: nn.Module, x: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    out = camloc.CAM(model)(x, topk=topk, upsample=False)
+    logits = model(x).detach()
+    fc = model.get_classifier()
+    return out.raw, out.raw.mean((2, 3)) + fc.bias.detach()[out.classes] - logits.gather(1, out.classes)
+
+
+def test_a_declared_channels_last_map_gives_the_cam_of_each_position():
+    torch.manual_seed(0)
+    model = ChannelsLastNet(declare=True).eval()
+    x = torch.randn(2, 3, 32, 48)
+    raw, gap = _exact(model, x, topk=3)
+    assert tuple(raw.shape) == (2, 3, 8, 12)
+    assert gap.abs().max() < 1e-5  # the map's mean plus the bias is the logit (Zhou et al.'s identity)
+    # by hand: M_c(y, x) = sum_k w_k^c f_k(y, x) on the channels-last map
+    with torch.no_grad():
+        f = model.forward_features(x)  # (N, H, W, C)
+        classes = camloc.CAM(model)(x, topk=3, upsample=False).classes
+        expected = torch.einsum("nhwk,njk->njhw", f, model.fc.weight[classes])
+    torch.testing.assert_close(raw, expected)
+
+
+def test_an_undeclared_channels_last_map_is_refused_not_misread():
+    model = ChannelsLastNet(declare=False).eval()
+    with pytest.raises(HeadNotFound, match=r"shape \(1, 8, 8, 6\), but its head takes 6 channels"):
+        camloc.CAM(model)(torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("swin_tiny_patch4_window7_224", {"embed_dim": 24, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)}),
+        ("hieradet_small", {"embed_dim": 24, "num_heads": 1, "stages": (1, 1, 1, 1)}),
+    ],
+)
+def test_timm_channels_last_models_get_maps_on_their_grid(name, options):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10, **options).eval()
+    raw, gap = _exact(model, torch.randn(2, 3, 224, 224), topk=2)
+    assert tuple(raw.shape) == (2, 2, 7, 7)  # 224 / 32: the last stage's grid, not (7, C)
+    assert gap.abs().max() < 1e-4  # pooling then a linear layer: CAM is exact
