@@ -75,3 +75,52 @@ def test_timm_channels_last_models_get_maps_on_their_grid(name, options):
     raw, gap = _exact(model, torch.randn(2, 3, 224, 224), topk=2)
     assert tuple(raw.shape) == (2, 2, 7, 7)  # 224 / 32: the last stage's grid, not (7, C)
     assert gap.abs().max() < 1e-4  # pooling then a linear layer: CAM is exact
+
+
+def _vit(**options):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    defaults = {"global_pool": "avg", "fc_norm": False, "depth": 1, "embed_dim": 48, "num_heads": 2}
+    name = options.pop("name", "vit_tiny_patch16_224")
+    return timm.create_model(name, pretrained=False, num_classes=7, **{**defaults, **options}).eval()
+
+
+@pytest.mark.parametrize(
+    "options, size, grid",
+    [
+        ({"img_size": 64}, (64, 64), (4, 4)),  # one class token
+        ({"img_size": (48, 80)}, (48, 80), (3, 5)),  # not square: rows follow the height
+        ({"name": "vit_small_patch14_reg4_dinov2", "img_size": (56, 42)}, (56, 42), (4, 3)),  # class + 4 registers
+        ({"dynamic_img_size": True}, (32, 96), (2, 6)),
+    ],
+)
+def test_vit_averaging_patch_tokens_gets_cam_on_the_patch_grid(options, size, grid):
+    model = _vit(**options)
+    x = torch.randn(2, 3, *size)
+    raw, gap = _exact(model, x, topk=2)
+    assert tuple(raw.shape) == (2, 2, *grid)
+    assert gap.abs().max() < 1e-5  # pooled patch tokens then one linear layer: CAM is exact
+    with torch.no_grad():  # by hand: patch token (i, j) is token prefix + i * width + j
+        tokens = model.forward_features(x)[:, model.num_prefix_tokens :]
+        classes = camloc.CAM(model)(x, topk=2, upsample=False).classes
+        cam = torch.einsum("ntk,njk->njt", tokens, model.head.weight[classes])
+    torch.testing.assert_close(raw, cam.reshape(2, 2, *grid))
+
+
+def test_vit_with_a_layernorm_after_pooling_is_linearized_at_the_image():
+    model = _vit(fc_norm=True, img_size=64)
+    x = torch.randn(1, 3, 64, 64)
+    out = camloc.CAM(model)(x, topk=1, upsample=False)
+    with torch.enable_grad():  # the gradient of the logit with respect to the pooled patch tokens
+        pooled = model.forward_features(x)[:, model.num_prefix_tokens :].mean(1).detach().requires_grad_(True)
+        model.head(model.fc_norm(pooled))[0, out.classes[0, 0]].backward()
+    with torch.no_grad():
+        tokens = model.forward_features(x)[:, model.num_prefix_tokens :]
+        expected = (tokens[0] @ pooled.grad[0]).reshape(4, 4)
+    torch.testing.assert_close(out.raw[0, 0], expected)
+
+
+def test_vit_reading_its_class_token_is_refused():
+    model = _vit(global_pool="token", img_size=64)
+    with pytest.raises(HeadNotFound, match=r"the pooled tensor has shape \(1, 17, 48\)"):
+        camloc.CAM(model)(torch.randn(1, 3, 64, 64))

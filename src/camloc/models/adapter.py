@@ -153,7 +153,7 @@ def adapt(model: nn.Module, *, fuse_batchnorm: bool = True) -> CamAdapter:
     (where the model could be traced).
     """
     if all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
-        return _adapt_timm(model)
+        return _adapt_timm_tokens(model) if _pools_patch_tokens(model) else _adapt_timm(model)
     try:
         graph = trace(model, model.forward)
     except Exception as err:  # noqa: BLE001 - any tracing failure means "use the fallback"
@@ -209,6 +209,50 @@ def _adapt_timm(model: nn.Module) -> CamAdapter:
     head_fn = None if classifier is not None else forward_head
     kind = "linear" if classifier is not None else "nonlinear (linearized by autograd)"
     return CamAdapter(model, run, classifier, head_fn, f"timm forward_features -> forward_head, {kind} head")
+
+
+def _pools_patch_tokens(model: nn.Module) -> bool:
+    """A timm vision transformer (ViT, DeiT, ...) whose head averages its patch tokens, prefix tokens left out."""
+    return (
+        hasattr(model, "patch_embed")
+        and isinstance(getattr(model, "num_prefix_tokens", None), int)
+        and getattr(model, "global_pool", None) == "avg"
+        and getattr(model, "attn_pool", None) is None
+        and not getattr(model, "pool_include_prefix", False)
+    )
+
+
+def _adapt_timm_tokens(model: nn.Module) -> CamAdapter:
+    """Timm transformers that average patch tokens: the tokens laid out on the patch grid are the feature map.
+
+    ``forward_features`` gives ``(N, prefix + h * w, C)`` tokens (class and register tokens first);
+    the patch tokens, in row-major order, become ``(N, C, h, w)`` with ``h, w`` the input's size over
+    the patch size. The head (pooling, ``fc_norm``, classifier) is linearized through autograd: exact
+    where ``fc_norm`` is the identity, the documented linearization where it is a LayerNorm.
+    """
+    forward_features: Callable[[Tensor], Tensor] = getattr(model, "forward_features")  # noqa: B009 - typed here
+    timm_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
+    prefix: int = getattr(model, "num_prefix_tokens")  # noqa: B009 - checked by _pools_patch_tokens
+    patch = getattr(getattr(model, "patch_embed"), "patch_size")  # noqa: B009 - checked by _pools_patch_tokens
+    patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
+
+    def run(x: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = forward_features(x)
+        grid_h, grid_w = x.shape[-2] // patch_h, x.shape[-1] // patch_w
+        n, count, channels = tokens.shape
+        if count - prefix != grid_h * grid_w:
+            raise HeadNotFound(
+                f"{type(model).__name__}: {count - prefix} patch tokens for a {grid_h} x {grid_w} grid of "
+                f"{patch_h} x {patch_w} patches of the {tuple(x.shape[-2:])} input"
+            )
+        grid = tokens[:, prefix:].transpose(1, 2).reshape(n, channels, grid_h, grid_w)
+        return grid, timm_head(tokens)
+
+    def forward_head(features: Tensor) -> Tensor:  # (N, C, h, w); the prefix tokens are not pooled: zeros
+        patches = features.flatten(2).transpose(1, 2)
+        return timm_head(torch.cat([patches.new_zeros(len(patches), prefix, patches.shape[2]), patches], dim=1))
+
+    return CamAdapter(model, run, None, forward_head, "timm patch tokens on their grid -> forward_head (linearized)")
 
 
 def _adapt_by_hook(model: nn.Module, trace_error: Exception) -> CamAdapter:
