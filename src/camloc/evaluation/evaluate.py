@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..datasets.base import Dataset, Sample
-from ..distributed import World, all_gather, shard
+from ..distributed import all_gather, shard
 from ..errors import InvalidArgument
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import MapMethod
@@ -145,18 +143,6 @@ def evaluate(
         position = {s.image_id: i for i, s in enumerate(samples)}
         run.merge(key=lambda row: position[row["image_id"]], expected=len(samples))
     return EvalResult(metrics.compute(), metrics.accuracy_curves(), plan.thresholds.tolist(), [e for _, e in skipped])
-
-
-def merge_rank_files(path: str | os.PathLike, size: int, header: dict, order: Iterable[str]) -> Path:
-    """Write ``path``, a single process's per-image file, from the ``size`` ranks' journals (then removed).
-
-    Rank r's journal holds the images ``r, r + size, ...`` in order, one row each; ``order`` (the
-    dataset's image ids) is the run's order. The merge is :meth:`camloc.evaluation.run.Run.merge`'s.
-    """
-    position = {image_id: i for i, image_id in enumerate(order)}
-    run = Run(path, "evaluate", header, columns=COLUMNS, resume=True, where=World(0, size))
-    run.merge(key=lambda row: position[row["image_id"]], expected=len(position))
-    return Path(path)
 
 
 def _account(index: int, result: ImageResult, metrics: LocalizationMetrics, skipped: list) -> None:
