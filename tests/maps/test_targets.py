@@ -283,6 +283,7 @@ def test_hugging_face_segmentation_logits_are_read(name):
     assert np.abs(theirs - _like_pytorch_grad_cam(ours.raw[:, 0].numpy(), 64)).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_the_targets_examples_of_the_docs_run():
     text = DOCS.read_text()
     section = text[text.index("\n## Targets\n") :]
@@ -291,3 +292,12 @@ def test_the_targets_examples_of_the_docs_run():
     assert len(blocks) >= 4
     for code in blocks:
         exec(compile(code, "docs/methods.md", "exec"), {})
+
+
+def test_one_target_serves_every_image():
+    model = _Gap().eval()
+    x = torch.randn(2, 3, 8, 8)
+    one = GradCAM(model)(x, targets=ClassesTarget([1, 3]))
+    listed = GradCAM(model)(x, targets=[ClassesTarget([1, 3])] * 2)
+    assert torch.equal(one.raw, listed.raw) and torch.equal(CAM(model)(x, targets=2).raw, CAM(model)(x, classes=2).raw)
+    assert torch.equal(CAM(model)(x, targets=np.array([1, 4])).classes, torch.tensor([[1], [4]]))

@@ -105,9 +105,9 @@ class CAM:
             images: ``Tensor[N, 3, H, W]`` normalized model input.
             topk: how many of the best classes, when neither ``classes`` nor ``targets`` is given.
             classes: one index for every image, one index per image, or an equal-length list per image.
-            targets: instead of ``classes``: per image, one target or an equal-length list of them,
-                each a class (an int, a :class:`~camloc.maps.ClassTarget`, pytorch-grad-cam's
-                ``ClassifierOutputTarget``) or a weighted sum of class logits
+            targets: instead of ``classes``: one target for every image, or per image one target or an
+                equal-length list of them, each a class (an int, a :class:`~camloc.maps.ClassTarget`,
+                pytorch-grad-cam's ``ClassifierOutputTarget``) or a weighted sum of class logits
                 (:class:`~camloc.maps.ClassesTarget`, :class:`~camloc.maps.NegativeTarget`, pytorch-grad-cam's
                 ``BinaryClassifierOutputTarget``), whose map is the same sum of the classes' maps (CAM
                 is linear in the class weights: exact). Any other callable is an

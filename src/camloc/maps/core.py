@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,10 +46,10 @@ Classes = int | Sequence[int] | Sequence[Sequence[int]] | Tensor
 #: One image's model output (``Tensor[num_classes]``; ``Tensor[K, h, w]`` for a segmentation model)
 #: -> a scalar score whose map is wanted.
 Target = Callable[[Tensor], Tensor]
-#: ``targets=`` of a map method: per image, one target or an equal-length list of targets; a target
-#: is a class (an int or a :class:`ClassTarget`) or, for the methods that support it, any :data:`Target`
-#: (see :mod:`camloc.maps.targets`).
-Targets = Sequence[int | Target] | Sequence[Sequence[int | Target]]
+#: ``targets=`` of a map method: one target for every image, or per image one target or an equal-length
+#: list of targets; a target is a class (an int or a :class:`ClassTarget`) or, for the methods that
+#: support it, any :data:`Target` (see :mod:`camloc.maps.targets`).
+Targets = int | Target | Sequence[int | Target] | Sequence[Sequence[int | Target]]
 
 
 class ClassTarget:
@@ -292,9 +293,14 @@ def score_targets(lists: list[list[int | Target]], logits: Tensor) -> tuple[Tens
 
 
 def target_lists(targets: Targets, n: int) -> list[list[int | Target]]:
-    """``targets`` as one equal-length list per image of the ``n`` images; else :class:`InvalidArgument`."""
-    if isinstance(targets, Tensor):  # classes as a tensor: Tensor[N] or Tensor[N, k]
+    """``targets`` as one equal-length list per image of the ``n`` images; else :class:`InvalidArgument`.
+
+    A single target (not a list, tuple or tensor of them) is the target of every image.
+    """
+    if isinstance(targets, (Tensor, np.ndarray)):  # classes as a tensor: Tensor[N] or Tensor[N, k]
         targets = targets.tolist()
+    if not isinstance(targets, (list, tuple)):
+        return [[cast(int | Target, targets)] for _ in range(n)]
     lists = [list(t) if isinstance(t, (list, tuple)) else [t] for t in targets]
     if len(lists) != n or not lists or len({len(t) for t in lists}) != 1 or not lists[0]:
         raise InvalidArgument(

@@ -116,9 +116,9 @@ class TracedMethod:
             images: ``Tensor[N, 3, H, W]`` normalized model input.
             topk: how many of the best classes, when neither ``classes`` nor ``targets`` is given.
             classes: one index for every image, one index per image, or an equal-length list per image.
-            targets: instead of ``classes``: per image, one target or an equal-length list of them,
-                each a class (an int, a :class:`~camloc.maps.ClassTarget`, pytorch-grad-cam's
-                ``ClassifierOutputTarget``) or any callable mapping the image's output
+            targets: instead of ``classes``: one target for every image, or per image one target or an
+                equal-length list of them, each a class (an int, a :class:`~camloc.maps.ClassTarget`,
+                pytorch-grad-cam's ``ClassifierOutputTarget``) or any callable mapping the image's output
                 (``Tensor[num_classes]``, ``Tensor[K, h, w]`` for a segmentation model) to a scalar
                 score: :class:`~camloc.maps.ClassesTarget`, :class:`~camloc.maps.NegativeTarget`,
                 :class:`~camloc.maps.SegmentationTarget`, pytorch-grad-cam's targets.
