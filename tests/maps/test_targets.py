@@ -301,3 +301,26 @@ def test_one_target_serves_every_image():
     listed = GradCAM(model)(x, targets=[ClassesTarget([1, 3])] * 2)
     assert torch.equal(one.raw, listed.raw) and torch.equal(CAM(model)(x, targets=2).raw, CAM(model)(x, classes=2).raw)
     assert torch.equal(CAM(model)(x, targets=np.array([1, 4])).classes, torch.tensor([[1], [4]]))
+
+
+def test_cam_of_a_single_logit_behind_a_nonlinear_head_is_its_linearization():
+    """A (N,) output behind an MLP head: CAM weights are d logit / d GAP(f), taken by hand here."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Conv2d(3, 4, 3)
+            self.head = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.features(x).mean((2, 3))).squeeze(1)
+
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(2, 3, 12, 12)
+    out = camloc.CAM(model, relu=False)(x)
+    features = model.features(x).detach()
+    pooled = features.mean((2, 3)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.head(pooled).sum(), pooled)
+    expected = torch.einsum("nc,nchw->nhw", grad, features)
+    assert out.raw.shape == (2, 1, 10, 10)
+    torch.testing.assert_close(out.raw[:, 0], expected, rtol=1e-5, atol=1e-6)
