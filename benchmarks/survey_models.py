@@ -1,7 +1,7 @@
 """Which models camloc explains: CAM and Grad-CAM on one small model of every timm family and on Hugging Face classes.
 
     .venv/bin/python benchmarks/survey_models.py [--families REGEX] [--limit N] [--out docs/models.md]
-        [--results out/survey_models.jsonl] [--timeout 300] [--threads 1] [--fresh]
+        [--results out/survey_models.jsonl] [--timeout 300] [--threads 1] [--fresh] [--list]
 
 A timm family is the name's leading letters, with a version suffix kept (``resnet50d`` -> resnet,
 ``resnetv2_50`` -> resnetv2, ``mobilenetv4_conv_small`` -> mobilenetv4), ``tf_`` / ``legacy_``
@@ -99,11 +99,17 @@ def show_grids(grids: Iterable[tuple[int, int]]) -> str:
     return " or ".join(f"{h}x{w}" for h, w in grids)
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Seconds of one call (the caller has already run it once: tracing and first-call costs are not timed)."""
+def ms_per_image(fn: Callable[[], object], batch: int) -> float | None:
+    """Milliseconds per image of one call of ``fn`` on a batch, None if it fails this time.
+
+    The caller has already run it once: tracing and first-call costs are not timed.
+    """
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - the verdict came from the first call; no time then
+        return None
+    return (time.perf_counter() - t0) * 1000 / batch
 
 
 def classify_cam(
@@ -132,7 +138,7 @@ def classify_cam(
     if problem is not None:
         return Outcome("wrong", problem, tuple(out.raw.shape[-2:]) if out.raw.ndim == 4 else None)
     grid = (int(out.raw.shape[-2]), int(out.raw.shape[-1]))
-    ms = timed(lambda: cam(x, classes=chosen)) * 1000 / n if timing else None
+    ms = ms_per_image(lambda: cam(x, classes=chosen), n) if timing else None
     offset = out.logits.gather(1, out.classes) - out.raw.mean(dim=(2, 3))  # (N, k): the bias, if exact
     scale = max(1.0, float(out.logits.abs().max()))
     error = float((offset - offset[:1]).abs().max()) / scale  # one offset for every image
@@ -174,7 +180,7 @@ def classify_gradcam(
     problem = grid_problem(out.raw, n, 1, expected)
     if problem is not None:
         return Outcome("wrong", f"{problem} ({layer})", tuple(out.raw.shape[-2:]) if out.raw.ndim == 4 else None)
-    ms = timed(lambda: method(x, classes=0)) * 1000 / n if timing else None
+    ms = ms_per_image(lambda: method(x, classes=0), n) if timing else None
     return Outcome("ok", layer, (int(out.raw.shape[-2]), int(out.raw.shape[-1])), ms)
 
 
@@ -390,7 +396,9 @@ def survey_one(job: dict) -> dict:
     try:
         with torch.inference_mode():
             model(x)
-            record["forward_ms"] = timed(lambda: model(x)) * 1000 / batch
+            t0 = time.perf_counter()
+            model(x)
+            record["forward_ms"] = (time.perf_counter() - t0) * 1000 / batch
     except Exception as e:  # noqa: BLE001 - the model's own forward fails: not camloc's doing
         skipped = Outcome("skipped", f"the model's own forward fails: {one_line(e)}")
         return {**record, "cam": asdict(skipped), "gradcam": asdict(skipped), "seconds": time.perf_counter() - t0}
@@ -409,7 +417,11 @@ def worker(threads: int) -> None:
     for line in sys.stdin:
         job = json.loads(line)
         print(f"--- {job['model']}", file=sys.stderr, flush=True)
-        answer.write(json.dumps(survey_one(job)) + "\n")
+        try:
+            record = survey_one(job)
+        except Exception as e:  # noqa: BLE001 - a bug of the survey itself: say so, go on with the next model
+            record = gone(job, f"survey error: {type(e).__name__}: {e}")
+        answer.write(json.dumps(record) + "\n")
         answer.flush()
 
 
@@ -651,6 +663,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300, help="seconds per model before its worker is killed")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the worker")
     p.add_argument("--fresh", action="store_true", help="forget the results file's records and start over")
+    p.add_argument("--list", action="store_true", help="print the model chosen for each family, run nothing")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -659,6 +672,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
         worker(args.threads)
+        return
+    if args.list:
+        for job in jobs(timm_families(), re.compile(args.families), {}):
+            params = f"{job['params'] / 1e6:8.2f} M" if job.get("params") else f"{'?':>10}"
+            print(f"{job['family']:<36} {job['model']:<44} {params}  ({job.get('variants', 1)} models)", flush=True)
         return
     args.results.parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:

@@ -80,3 +80,22 @@ def test_a_model_that_raises_crashed_and_one_camloc_declines_is_refused():
 )
 def test_family_names(name, family):
     assert survey.family_of(name) == family
+
+
+def test_the_summary_counts_each_outcome_per_source():
+    def record(source, cam, gradcam):
+        return {
+            "source": source,
+            "family": f"{source}-{cam}-{gradcam}",
+            "model": "m",
+            "cam": {"outcome": cam, "detail": "", "grid": [7, 7]},
+            "gradcam": {"outcome": gradcam, "detail": "why | not", "grid": None},
+        }
+
+    records = [record("timm", "exact", "ok"), record("timm", "refused", "crashed"), record("hf", "wrong", "ok")]
+    text = survey.render(records, command="c", run_note="n")
+    counts = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| timm families |")}
+    # count, CAM exact linearized refused crashed wrong skipped, Grad-CAM ok refused crashed wrong skipped
+    assert counts["| timm families"] == "| timm families | 2 | 1 | 0 | 1 | 0 | 0 | 0 | 1 | 0 | 1 | 0 | 0 |"
+    assert "| Hugging Face classes | 1 | 0 | 0 | 0 | 0 | 1 | 0 | 1 | 0 | 0 | 0 | 0 |" in text
+    assert "gradcam: why \\| not" in text  # a reason's '|' does not break the table
