@@ -33,6 +33,7 @@ import os
 import platform
 import queue
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -47,9 +48,14 @@ import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parent.parent
+READY = "ready"  # the worker's first line, once its imports are done
+STARTUP_TIMEOUT = 300  # seconds for a worker to import torch, timm, transformers and camloc
 CAM_OUTCOMES = ("exact", "linearized", "refused", "crashed", "wrong", "skipped")
 GRADCAM_OUTCOMES = ("ok", "refused", "crashed", "wrong", "skipped")
-TOLERANCE = 1e-4  # relative to the largest logit: float32 sums over a few hundred positions
+# Relative to the largest logit. An affine head leaves float32 noise of ~1e-7 (timm CNNs, Swin, ViT, MaxViT on 224x224);
+# the least nonlinear head seen, MobileNetV3's conv + hardswish after pooling, 1.5e-4.
+TOLERANCE = 1e-5
+DISTINCT = 1e-2  # logits of two images further apart than this (relative) tell an affine head from a nonlinear one
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -117,13 +123,14 @@ def classify_cam(
 ) -> Outcome:
     """``camloc.CAM(model)(x)`` judged: exact, linearized, refused, crashed or wrong.
 
-    Exact means the head is linear after pooling: for every image and class the spatial mean of
-    the raw map plus one per-class constant (the classifier's bias) is the logit. The offset
-    ``logit - mean(map)`` must be the same for every image of the batch (a linearized head, e.g. a
-    LayerNorm before the classifier, gives a different offset per image) and, where the model has an
-    ``nn.Linear`` with as many outputs as logits, equal the last one's bias (random weights can make
-    two images' logits nearly equal, so the first test alone may not tell). Maps on another grid than
-    ``expected`` (or of another shape, or not finite) are wrong.
+    Exact means the head is linear (affine) after pooling: for every image and class the spatial
+    mean of the raw map plus one per-class constant (the classifier's bias) is the logit. So the
+    offset ``logit - mean(map)`` must be the same for every image of the batch (a linearized head,
+    e.g. a LayerNorm before the classifier, gives a different offset per image). Random weights can
+    make two images' logits nearly equal, and then every offset too: in that case the offset must
+    also equal the bias of the model's last ``nn.Linear`` with one output per class (an affine head
+    such as BatchNorm + Linear is then called linearized). Maps on another grid than ``expected``
+    (or of another shape, or not finite) are wrong.
     """
     import camloc
 
@@ -141,17 +148,24 @@ def classify_cam(
     ms = ms_per_image(lambda: cam(x, classes=chosen), n) if timing else None
     offset = out.logits.gather(1, out.classes) - out.raw.mean(dim=(2, 3))  # (N, k): the bias, if exact
     scale = max(1.0, float(out.logits.abs().max()))
-    error = float((offset - offset[:1]).abs().max()) / scale  # one offset for every image
+    spread = float((offset - offset[:1]).abs().max()) / scale  # one offset for every image?
+    if spread > TOLERANCE:
+        return Outcome("linearized", f"logit - mean(map) differs between images by {spread:.1e} (relative)", grid, ms)
     bias = classifier_bias(model, out.logits.shape[1])
-    if bias is not None:  # and it is the classifier's bias
-        error = max(error, float((offset - bias.to(offset)[out.classes]).abs().max()) / scale)
-    if error > TOLERANCE:
-        return Outcome("linearized", f"logit - mean(map) - bias up to {error:.1e} (relative)", grid, ms)
-    detail = ""
-    if bias is None and float((out.logits[1:] - out.logits[:1]).abs().max()) <= TOLERANCE * scale:
-        detail = "not checked: no Linear layer found and the images' logits are the same"
-    if float(out.raw.abs().max()) == 0.0:
-        detail = "all maps are zero (a zero-initialized classifier?)"
+    off_bias = None if bias is None else float((offset - bias.to(offset)[out.classes]).abs().max()) / scale
+    if float((out.logits - out.logits[:1]).abs().max()) / scale > DISTINCT:
+        # The images' logits differ, the offset does not: the head is affine after pooling.
+        detail = (
+            "" if off_bias is None or off_bias <= TOLERANCE else "an affine head: the offset is not the Linear's bias"
+        )
+    elif off_bias is None:
+        detail = "not checked: the images' logits are the same and no Linear layer was found"
+    elif off_bias > TOLERANCE:  # the same logits for both images (random weights): the bias must tell
+        return Outcome("linearized", f"logit - mean(map) is not the last Linear's bias ({off_bias:.1e})", grid, ms)
+    else:
+        detail = ""
+    if not out.raw.any():
+        detail = "all maps are zero"
     return Outcome("exact", detail, grid, ms)
 
 
@@ -414,6 +428,14 @@ def worker(threads: int) -> None:
     warnings.filterwarnings("ignore")
     answer = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # anything a model prints must not reach the answers
+    import timm  # noqa: F401 - imported before the first job, so that no model's timeout pays for it
+
+    import camloc.maps  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import transformers  # noqa: F401
+    answer.write(READY + "\n")
+    answer.flush()
     for line in sys.stdin:
         job = json.loads(line)
         print(f"--- {job['model']}", file=sys.stderr, flush=True)
@@ -466,9 +488,20 @@ class Worker:
     def run(self, job: dict, timeout: float) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = self._start()
+            try:
+                first = self.answers.get(timeout=STARTUP_TIMEOUT)
+            except queue.Empty:
+                first = None
+            if first is None or first.strip() != READY:
+                self.stop()
+                return gone(job, f"WorkerDied: the worker did not start (see {self.log})")
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self.stop()
+            return gone(job, "WorkerDied: the worker was gone before the job")
         try:
             line = self.answers.get(timeout=timeout)
         except queue.Empty:
@@ -704,11 +737,11 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.perf_counter() - start
     records = list(read_results(args.results).values())
     total = sum(r.get("seconds") or 0 for r in records)
-    command = " ".join(["python benchmarks/survey_models.py", *(argv if argv is not None else sys.argv[1:])])
-    note = (
-        f"{len(records)} models; their worker time adds up to {total / 60:.1f} min "
-        f"(this run: {count} models in {elapsed / 60:.1f} min, {args.threads} torch thread(s) per model)."
-    )
+    command = shlex.join(["python", "benchmarks/survey_models.py", *(argv if argv is not None else sys.argv[1:])])
+    note = f"{len(records)} models; the worker's time on them adds up to {total / 60:.1f} min"
+    if count:
+        note += f"; the last run surveyed {count} of them in {elapsed / 60:.1f} min (choosing the models included)"
+    note += f", {args.threads} torch thread(s) per model."
     write_atomic(args.out, render(records, command=command, run_note=note))
     print(f"{count} models surveyed in {elapsed:.0f} s; {len(records)} in {args.results}; wrote {args.out}")
 

@@ -15,7 +15,7 @@ survey = importlib.util.module_from_spec(_spec)
 sys.modules["survey_models"] = survey  # dataclasses look their module up there
 _spec.loader.exec_module(survey)
 
-X = torch.randn(2, 3, 32, 32)  # a stride-4 convolution: an 8x8 grid
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # a stride-4 convolution: an 8x8 grid
 
 
 class Boom(nn.Module):
@@ -46,6 +46,17 @@ def test_a_norm_between_pooling_and_classifier_is_linearized():
     model = net(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(8), nn.Linear(8, 5))
     cam = survey.classify_cam(model, X, [(8, 8)], timing=False)
     assert (cam.outcome, cam.grid) == ("linearized", (8, 8))
+
+
+def test_an_affine_head_is_exact_though_its_offset_is_not_the_linear_bias():
+    norm = nn.BatchNorm1d(8).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in (norm.running_mean, norm.weight, norm.bias):
+            t.copy_(torch.randn(8, generator=gen))
+    model = net(nn.AdaptiveAvgPool2d(1), nn.Flatten(), norm, nn.Linear(8, 5))
+    cam = survey.classify_cam(model, X, [(8, 8)], timing=False)
+    assert (cam.outcome, cam.detail) == ("exact", "an affine head: the offset is not the Linear's bias")
 
 
 def test_maps_off_the_last_stage_grid_are_wrong():
