@@ -1,6 +1,5 @@
-"""benchmarks/survey_models.py's verdicts on hand-built models whose right verdict is known."""
+"""The survey's verdicts (benchmarks/survey_verdicts.py) on hand-built models whose right verdict is known."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -8,12 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "survey_models.py"
-_spec = importlib.util.spec_from_file_location("survey_models", _PATH)
-assert _spec is not None and _spec.loader is not None
-survey = importlib.util.module_from_spec(_spec)
-sys.modules["survey_models"] = survey  # dataclasses look their module up there
-_spec.loader.exec_module(survey)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the scripts import each other
+import survey_models  # noqa: E402
+import survey_verdicts as survey  # noqa: E402
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # a stride-4 convolution: an 8x8 grid
 
@@ -90,7 +86,7 @@ def test_a_model_that_raises_crashed_and_one_camloc_declines_is_refused():
     ],
 )
 def test_family_names(name, family):
-    assert survey.family_of(name) == family
+    assert survey_models.family_of(name) == family
 
 
 def test_the_summary_counts_each_outcome_per_source():
@@ -104,7 +100,7 @@ def test_the_summary_counts_each_outcome_per_source():
         }
 
     records = [record("timm", "exact", "ok"), record("timm", "refused", "crashed"), record("hf", "wrong", "ok")]
-    text = survey.render(records, command="c", run_note="n")
+    text = survey_models.render(records, command="c", run_note="n")
     counts = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| timm families |")}
     # count, CAM exact linearized refused crashed wrong skipped, Grad-CAM ok refused crashed wrong skipped
     assert counts["| timm families"] == "| timm families | 2 | 1 | 0 | 1 | 0 | 0 | 0 | 1 | 0 | 1 | 0 | 0 |"
