@@ -318,19 +318,9 @@ class Worker:
 
     def _start(self) -> subprocess.Popen:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--threads", str(self.threads)]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
-        }
-        with open(self.log, "a") as err:
+        with open(self.log, "a") as err:  # the worker imports the same camloc as this process: same environment
             proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env=env,
-                start_new_session=True,
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True
             )
         answers = self.answers = queue.Queue()
 
