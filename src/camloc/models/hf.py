@@ -1,0 +1,438 @@
+"""Hugging Face ``transformers`` image classifiers as they come: logits, feature maps, class names, preprocessing.
+
+A ``transformers`` classifier returns an output object whose ``.logits`` are the scores, names its
+classes in ``config.id2label``, and keeps its resizing and normalization in the
+``preprocessor_config.json`` saved beside it. camloc reads all three; nothing has to be wrapped by hand.
+
+Feature maps, per architecture (``config.model_type``), found from the module that outputs the last
+spatial map and how the head pools it:
+
+- CNNs that average their last stage before one linear layer (ResNet, RegNet, BiT, EfficientNet,
+  MobileViT, MobileViTV2): CAM is exact (the map's mean plus the bias is the logit).
+- Swin / SwinV2, PVTv2: tokens after a per-token LayerNorm, averaged, then one linear layer: exact.
+- LeViT: tokens averaged, then BatchNorm1d + linear (two of them averaged with the teacher head):
+  affine in eval mode, so the weights autograd reads through it are exact.
+- ConvNeXt / ConvNeXtV2 (LayerNorm after pooling), BEiT / Data2Vec-vision with mean pooling
+  (``fc_norm`` after pooling): the head is linearized at each image (autograd through the head only).
+- DINOv2 (with or without registers): the classifier reads the class token *and* the patch mean;
+  CAM gives the patch-mean half, ``M_c = sum_k w_k^c f_k`` with the weights of the patch half, so the
+  map's mean plus the bias plus the class token's term is the logit.
+- ViT, DeiT, BEiT without mean pooling, PVT (v1): the classifier reads the class token only; CAM is
+  not defined and is refused in one line. The Grad-CAM family works on them: their feature layer
+  is the input LayerNorm of the last block, where attention still mixes patches into the class token.
+
+Models that are given to a map method or a runner as they come are run through :func:`as_classifier`,
+a view of the same module whose ``forward`` returns the logits; module names stay the model's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import HeadNotFound
+from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .layout import Layout
+
+__all__ = [
+    "as_classifier",
+    "cam_parts",
+    "class_names",
+    "feature_layer",
+    "is_hf_model",
+    "logits_of",
+    "preprocess_of",
+    "processor_preprocess",
+]
+
+log = logging.getLogger(__name__)
+
+Head = Callable[[Tensor], Tensor]  # Tensor[N, C, h, w] feature map -> Tensor[N, classes] logits
+
+
+def is_hf_model(model: object) -> bool:
+    """Whether ``model`` is a ``transformers`` model (False, importing nothing, when transformers is not loaded)."""
+    transformers = sys.modules.get("transformers")
+    return transformers is not None and isinstance(model, transformers.PreTrainedModel)
+
+
+def logits_of(output: object) -> Tensor:
+    """The logits of a model's output: the tensor itself, or its ``.logits`` (``transformers``' output objects).
+
+    Raises:
+        HeadNotFound: the output is neither.
+    """
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    raise HeadNotFound(f"the model returned a {type(output).__name__}, neither a logits tensor nor an object with .logits")
+
+
+# ------------------------------------------------------------------------------------------ the view
+
+_VIEWS: dict[type, type] = {}
+
+
+def as_classifier(model: nn.Module) -> nn.Module:
+    """``model`` itself, or for a ``transformers`` model the same model seen as a plain classifier.
+
+    The view shares the model's ``__dict__``: the same modules, parameters, hooks, train/eval mode and
+    module names, so nothing is copied and nothing on the model changes. Only ``forward(pixel_values)``
+    differs: it returns ``Tensor[N, classes]`` logits. It also answers ``camloc_feature_layer()``: the
+    module whose output is the last spatial feature map and its :class:`~camloc.models.layout.Layout`
+    (the Grad-CAM family's default target layer).
+    """
+    if not is_hf_model(model) or getattr(type(model), "camloc_view", False):
+        return model
+    cls = type(model)
+    if cls not in _VIEWS:
+        _VIEWS[cls] = _view_class(cls)
+    view = object.__new__(_VIEWS[cls])
+    view.__dict__ = model.__dict__  # noqa: PLW2901 - the same state, by design
+    return view
+
+
+def _view_class(cls: type) -> type:
+    def forward(self: nn.Module, pixel_values: Tensor) -> Tensor:
+        """``Tensor[N, classes]`` logits of ``pixel_values`` ``Tensor[N, 3, H, W]``."""
+        return logits_of(cls.forward(self, pixel_values, return_dict=True))
+
+    def camloc_feature_layer(self: nn.Module) -> tuple[str, Layout]:
+        """``(module name, layout)`` of the last spatial feature map; see :func:`feature_layer`."""
+        return feature_layer(self)
+
+    namespace = {
+        "forward": forward,
+        "camloc_feature_layer": camloc_feature_layer,
+        "camloc_view": True,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+    }
+    return type(cls.__name__, (cls,), namespace)
+
+
+# ---------------------------------------------------------------------------------- feature maps
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a model's last spatial map comes out, and what CAM makes of its head."""
+
+    layer: str  # qualified module name, relative to the classifier (the model users hold)
+    layout: Layout
+    linear: nn.Module | None = None  # the head's one linear layer, when pooling is followed by it alone
+    head: Head | None = None  # otherwise the head from the map, linearized by autograd
+    how: str = "linear head"  # what CAM is on this model, for descriptions
+    refusal: str | None = None  # why CAM is not defined (the layer still serves the gradient methods)
+
+
+def feature_layer(model: nn.Module) -> tuple[str, Layout]:
+    """``(name, layout)``: the module of ``model`` whose output is its last spatial feature map.
+
+    The name is relative to ``model`` (the ``transformers`` classifier itself, e.g.
+    ``"resnet.encoder.stages.3"``, ``"swin.layernorm"``, ``"vit.layers.11.layernorm_before"``); the
+    layout reads the module's output as ``(N, C, h, w)``.
+
+    Raises:
+        HeadNotFound: camloc does not know this architecture.
+    """
+    plan = _plan(model)
+    return plan.layer, plan.layout
+
+
+def cam_parts(model: nn.Module) -> tuple[Callable[[Tensor], tuple[Tensor, Tensor]], nn.Module | None, Head | None, str]:
+    """``(run, classifier, head, description)`` of :class:`~camloc.models.adapter.CamAdapter` for a transformers model.
+
+    ``run(x)`` gives ``(Tensor[N, C, h, w] feature map, Tensor[N, classes] logits)`` from one forward
+    pass of the model itself (a forward hook on the feature layer, removed after the call).
+
+    Raises:
+        HeadNotFound: CAM is not defined for this model (it reads a class token), or camloc does not know it.
+    """
+    plan = _plan(model)
+    name = type(model).__name__
+    if plan.refusal is not None:
+        raise HeadNotFound(f"{name}: {plan.refusal}; CAM is not defined, use a gradient method such as gradcam")
+    classifier = as_classifier(model)
+    module = model.get_submodule(plan.layer)
+
+    def run(x: Tensor) -> tuple[Tensor, Tensor]:
+        captured: list[Any] = []
+        handle = module.register_forward_hook(lambda _m, _args, out: captured.append(out))
+        try:
+            logits = classifier(x)
+        finally:
+            handle.remove()
+        if not captured or not isinstance(captured[-1], Tensor):
+            raise HeadNotFound(f"{name}: {plan.layer} gave no feature tensor in forward")
+        return plan.layout.to_grid(captured[-1], (x.shape[-2], x.shape[-1]), owner=name), logits
+
+    return run, plan.linear, plan.head, f"Hugging Face {name}: features of {plan.layer}, {plan.how}"
+
+
+def _plan(model: nn.Module) -> _Plan:
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", None)
+    make = _PLANS.get(str(kind))
+    if make is None:
+        raise HeadNotFound(
+            f"{type(model).__name__}: camloc does not know where Hugging Face {kind!r} models keep their last "
+            f"feature map (it knows {', '.join(sorted(_PLANS))}); name a target layer for a gradient method"
+        )
+    plan = make(model, model.base_model_prefix, config)
+    if plan.refusal is None and plan.linear is None and plan.head is None:
+        return _Plan(plan.layer, plan.layout, refusal="its classifier is not a single linear layer after pooling")
+    return plan
+
+
+def _last(model: nn.Module, container: str) -> str:
+    """The name of the last child of the module list ``container``."""
+    return f"{container}.{len(model.get_submodule(container)) - 1}"
+
+
+def _last_named(model: nn.Module, suffix: str) -> str:
+    """The name of the last module whose name ends with ``suffix``."""
+    names = [n for n, _ in model.named_modules() if n.endswith(suffix)]
+    if not names:
+        raise HeadNotFound(f"{type(model).__name__}: no module named *{suffix}")
+    return names[-1]
+
+
+def _linear(head: nn.Module) -> nn.Module | None:
+    """The one linear layer of a head that is ``Linear`` or ``Sequential(Flatten, [Dropout,] Linear)``."""
+    layers = list(head) if isinstance(head, nn.Sequential) else [head]
+    if not isinstance(layers[-1], nn.Linear):
+        return None
+    return layers[-1] if all(isinstance(m, (nn.Flatten, nn.Dropout, nn.Identity)) for m in layers[:-1]) else None
+
+
+def _pooled(f: Tensor) -> Tensor:
+    return f.mean(dim=(2, 3))
+
+
+def _cnn_stages(model: nn.Module, base: str, config: Any) -> _Plan:
+    """ResNet, RegNet: the last encoder stage, average pooling, ``Sequential(Flatten, Linear)``."""
+    layout = Layout(channels=config.hidden_sizes[-1])
+    return _Plan(_last(model, f"{base}.encoder.stages"), layout, linear=_linear(model.classifier))
+
+
+def _bit(model: nn.Module, base: str, config: Any) -> _Plan:
+    """BiT: the last stage through the final norm + activation, average pooling, linear."""
+    return _Plan(f"{base}.norm", Layout(channels=config.hidden_sizes[-1]), linear=_linear(model.classifier))
+
+
+def _efficientnet(model: nn.Module, base: str, config: Any) -> _Plan:
+    """EfficientNet: the top convolution's activation, average pooling (``pooling_type='mean'``), linear."""
+    plan = _Plan(f"{base}.encoder.top_activation", Layout(channels=config.hidden_dim), linear=_linear(model.classifier))
+    if config.pooling_type != "mean":
+        return _Plan(plan.layer, plan.layout, refusal=f"it pools with {config.pooling_type!r}, not the mean")
+    return plan
+
+
+def _mobilevit(model: nn.Module, base: str, config: Any) -> _Plan:
+    """MobileViT: the 1x1 expansion convolution, averaged, linear; MobileViTV2: the last encoder layer."""
+    if config.model_type == "mobilevit":
+        layer = f"{base}.conv_1x1_exp"
+        channels = config.neck_hidden_sizes[-1]
+    else:
+        layer = _last(model, f"{base}.encoder.layer")
+        channels = model.classifier.in_features if isinstance(model.classifier, nn.Linear) else None
+    return _Plan(layer, Layout(channels=channels), linear=_linear(model.classifier))
+
+
+def _convnext(model: nn.Module, base: str, config: Any) -> _Plan:
+    """ConvNeXt / ConvNeXtV2: the last stage, averaged, LayerNorm, linear: linearized through the norm."""
+    norm = getattr(model, base).layernorm
+    return _Plan(
+        _last(model, f"{base}.encoder.stages"),
+        Layout(channels=config.hidden_sizes[-1]),
+        head=lambda f: model.classifier(norm(_pooled(f))),
+        how="head linearized through the LayerNorm after pooling",
+    )
+
+
+def _swin(model: nn.Module, base: str, config: Any) -> _Plan:
+    """Swin / SwinV2: tokens after the final per-token LayerNorm, averaged, linear."""
+    channels = getattr(model, base).num_features
+    return _Plan(f"{base}.layernorm", Layout(channels=channels, prefix=0), linear=_linear(model.classifier))
+
+
+def _pvt_v2(model: nn.Module, base: str, config: Any) -> _Plan:
+    """PVTv2: the last stage's LayerNorm over its tokens, averaged, linear."""
+    layer = f"{_last(model, f'{base}.encoder.layers')}.layer_norm"
+    return _Plan(layer, Layout(channels=config.hidden_sizes[-1], prefix=0), linear=_linear(model.classifier))
+
+
+def _levit(model: nn.Module, base: str, config: Any) -> _Plan:
+    """LeViT: the last stage's tokens, averaged, BatchNorm1d + linear (and the teacher head, averaged)."""
+    heads = [model.classifier] + ([model.classifier_distill] if hasattr(model, "classifier_distill") else [])
+    if not all(hasattr(h, "linear") for h in heads):
+        return _Plan(_last(model, f"{base}.encoder.stages"), Layout(prefix=0))  # refused: no classifier
+
+    def head(f: Tensor) -> Tensor:
+        pooled = _pooled(f)
+        return torch.stack([h(pooled) for h in heads]).mean(dim=0)
+
+    how = "affine head (BatchNorm1d + linear), exact in eval mode"
+    layout = Layout(channels=config.hidden_sizes[-1], prefix=0)
+    return _Plan(_last(model, f"{base}.encoder.stages"), layout, head=head, how=how)
+
+
+def _patch(config: Any) -> tuple[int, int]:
+    p = config.patch_size
+    return (p, p) if isinstance(p, int) else (int(p[0]), int(p[1]))
+
+
+def _class_token(model: nn.Module, base: str, config: Any, prefix: int, suffix: str = "layernorm_before") -> _Plan:
+    """A classifier that reads the class token: CAM refused, the last block's input norm for the gradient methods."""
+    layout = Layout(channels=config.hidden_size, prefix=prefix, patch=_patch(config))
+    return _Plan(_last_named(model, suffix), layout, refusal="its classifier reads the class token, not pooled patches")
+
+
+def _vit(model: nn.Module, base: str, config: Any) -> _Plan:
+    """ViT (class token) and DeiT (class and distillation tokens)."""
+    return _class_token(model, base, config, prefix=2 if config.model_type == "deit" else 1)
+
+
+def _beit(model: nn.Module, base: str, config: Any) -> _Plan:
+    """BEiT / Data2Vec-vision: with mean pooling, patch tokens averaged, LayerNorm, linear; else the class token."""
+    if not config.use_mean_pooling:
+        return _class_token(model, base, config, prefix=1)
+    pool_norm = getattr(model, base).pooler.layernorm
+    return _Plan(
+        f"{base}.layernorm",  # the identity under mean pooling: the last layer's tokens
+        Layout(channels=config.hidden_size, prefix=1, patch=_patch(config)),
+        head=lambda f: model.classifier(pool_norm(_pooled(f))),
+        how="head linearized through the LayerNorm after pooling",
+    )
+
+
+def _dinov2(model: nn.Module, base: str, config: Any) -> _Plan:
+    """DINOv2: the classifier reads [class token, mean of the patch tokens]; CAM is the patch half."""
+    prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
+    width = config.hidden_size
+    if not isinstance(model.classifier, nn.Linear):
+        return _Plan(f"{base}.layernorm", Layout(channels=width, prefix=prefix))  # refused: no classifier
+
+    def head(f: Tensor) -> Tensor:  # the class token's half held at zero: only the patch half's weights count
+        return model.classifier(torch.cat([f.new_zeros(f.shape[0], width), _pooled(f)], dim=1))
+
+    how = "the patch-mean half of the linear head (the class token's term is left out)"
+    layout = Layout(channels=width, prefix=prefix, patch=_patch(config))
+    return _Plan(f"{base}.layernorm", layout, head=head, how=how)
+
+
+def _pvt(model: nn.Module, base: str, config: Any) -> _Plan:
+    """PVT (v1): a class token joins the last stage and the classifier reads it."""
+    layer = _last_named(model, "layer_norm_1")
+    layout = Layout(channels=config.hidden_sizes[-1], prefix=1)
+    return _Plan(layer, layout, refusal="its classifier reads the class token, not pooled patches")
+
+
+_PLANS: dict[str, Callable[[nn.Module, str, Any], _Plan]] = {
+    "resnet": _cnn_stages,
+    "regnet": _cnn_stages,
+    "bit": _bit,
+    "efficientnet": _efficientnet,
+    "mobilevit": _mobilevit,
+    "mobilevitv2": _mobilevit,
+    "convnext": _convnext,
+    "convnextv2": _convnext,
+    "swin": _swin,
+    "swinv2": _swin,
+    "pvt_v2": _pvt_v2,
+    "levit": _levit,
+    "vit": _vit,
+    "deit": _vit,
+    "beit": _beit,
+    "data2vec-vision": _beit,
+    "dinov2": _dinov2,
+    "dinov2_with_registers": _dinov2,
+    "pvt": _pvt,
+}
+
+
+# ------------------------------------------------------------------------- class names, preprocessing
+
+
+def class_names(model: nn.Module) -> tuple[str, ...] | None:
+    """``config.id2label`` in index order, or None when it holds only the generic ``LABEL_<i>`` names."""
+    config = getattr(model, "config", None)
+    labels = dict(getattr(config, "id2label", None) or {})
+    count = int(getattr(config, "num_labels", len(labels)) or 0)
+    if count == 0 or any(i not in labels for i in range(count)):
+        return None
+    names = tuple(str(labels[i]) for i in range(count))
+    return None if names == tuple(f"LABEL_{i}" for i in range(count)) else names
+
+
+def preprocess_of(model: nn.Module) -> Preprocess:
+    """The preprocessing saved beside the model (``preprocessor_config.json``), else ImageNet's at the config's size."""
+    folder = Path(str(getattr(getattr(model, "config", None), "_name_or_path", "") or "."))
+    settings = folder / "preprocessor_config.json"
+    if str(folder) != "." and settings.is_file():
+        return processor_preprocess(json.loads(settings.read_text()), settings)
+    size = getattr(getattr(model, "config", None), "image_size", None)
+    if isinstance(size, int) and size > 0:
+        return Preprocess(size=size, resize_size=size * 256 // 224)
+    return Preprocess()
+
+
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "bicubic", 4: "bilinear", 5: "bilinear"}  # PIL codes
+
+
+def processor_preprocess(settings: dict, source: object = "preprocessor_config.json") -> Preprocess:
+    """The camloc :class:`~camloc.images.Preprocess` nearest to an image processor's saved settings.
+
+    ``size`` ``{"height", "width"}``: the image resized whole (``squash``), then centre-cropped when
+    ``crop_size`` is smaller (as ``crop``); ``{"shortest_edge"}``: the shorter side resized, then the
+    centre crop (ConvNeXt's ``crop_pct`` and LeViT's 256/224 rule applied), as torchvision does.
+    ``image_mean`` / ``image_std`` normalize (none when ``do_normalize`` is false).
+
+    >>> processor_preprocess({"image_processor_type": "ViTImageProcessor", "size": {"height": 384, "width": 384},
+    ...                       "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2})
+    Preprocess(size=384, resize_size=384, mode='squash', mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation='bilinear')
+    >>> processor_preprocess({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224},
+    ...                       "crop_pct": 0.875, "resample": 3}).mode
+    'crop'
+    """
+    kind = str(settings.get("image_processor_type", ""))
+    size = settings.get("size", 224)
+    if isinstance(size, int):
+        size = {"shortest_edge": size} if kind.startswith("ConvNext") else {"height": size, "width": size}
+    crop = settings.get("crop_size") if settings.get("do_center_crop", False) else None
+    crop_side = min(crop.values()) if isinstance(crop, dict) and crop else (crop if isinstance(crop, int) else None)
+    if "shortest_edge" in size:
+        edge = int(size["shortest_edge"])
+        if kind.startswith("ConvNext"):
+            pct = float(settings.get("crop_pct") or 224 / 256)
+            resized, side, mode = (int(edge / pct), edge, "crop") if edge < 384 else (edge, edge, "squash")
+        else:
+            resized = int(256 / 224 * edge) if kind.startswith("Levit") else edge
+            side, mode = crop_side or edge, "crop"
+    else:
+        resized = int(min(size.get("height", 224), size.get("width", 224)))
+        side, mode = (crop_side, "crop") if crop_side and crop_side < resized else (resized, "squash")
+    if settings.get("do_flip_channel_order"):
+        log.warning("%s: the processor flips RGB to BGR; camloc feeds the model RGB", source)
+    normalize = settings.get("do_normalize", True)
+    mean = tuple(settings.get("image_mean") or IMAGENET_MEAN) if normalize else (0.0, 0.0, 0.0)
+    std = tuple(settings.get("image_std") or IMAGENET_STD) if normalize else (1.0, 1.0, 1.0)
+    return Preprocess(
+        size=int(side),
+        resize_size=int(resized),
+        mode=mode,  # type: ignore[arg-type]
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        interpolation=_RESAMPLE.get(int(settings.get("resample", 2)), "bilinear"),
+    )
