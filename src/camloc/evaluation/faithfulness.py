@@ -25,6 +25,7 @@ from ..metrics.faithfulness import (
     baseline_pair,
     faithfulness_scores,
 )
+from ..models.hf import logits_of
 from ..utils import model_device
 from ..utils import progress as progress_bar
 
@@ -104,7 +105,7 @@ def evaluate_faithfulness(
                     classes = torch.tensor([by_path[p][1].label for p in batch.paths], device=device)
                 else:
                     with torch.no_grad():
-                        classes = model(images).argmax(dim=1)
+                        classes = logits_of(model(images)).argmax(dim=1)
                 for name, method in methods.items():
                     out = method(images, classes=classes[:, None])
                     assert out.maps is not None  # upsampled: the call asks for them

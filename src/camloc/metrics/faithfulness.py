@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidArgument
 from ..maps.frames import normalize_maps
+from ..models.hf import logits_of
 from .state import Metric
 
 __all__ = [
@@ -177,7 +178,7 @@ def _probabilities(
     for start in range(0, count, chunk):
         idx = torch.arange(start, min(start + chunk, count), device=device)
         x, classes = build(idx)
-        probs = model(x).float().softmax(dim=1)
+        probs = logits_of(model(x)).float().softmax(dim=1)  # .logits of Hugging Face outputs
         out[start : start + len(idx)] = probs.gather(1, classes[:, None])[:, 0]
     return out
 

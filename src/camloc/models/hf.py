@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import HeadNotFound
-from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, ResizeMode
 from .layout import Layout
 
 __all__ = [
@@ -75,7 +75,9 @@ def logits_of(output: object) -> Tensor:
     logits = getattr(output, "logits", None)
     if isinstance(logits, Tensor):
         return logits
-    raise HeadNotFound(f"the model returned a {type(output).__name__}, neither a logits tensor nor an object with .logits")
+    raise HeadNotFound(
+        f"the model returned a {type(output).__name__}, neither a logits tensor nor an object with .logits"
+    )
 
 
 # ------------------------------------------------------------------------------------------ the view
@@ -97,12 +99,12 @@ def as_classifier(model: nn.Module) -> nn.Module:
     cls = type(model)
     if cls not in _VIEWS:
         _VIEWS[cls] = _view_class(cls)
-    view = object.__new__(_VIEWS[cls])
+    view: nn.Module = object.__new__(_VIEWS[cls])
     view.__dict__ = model.__dict__  # noqa: PLW2901 - the same state, by design
     return view
 
 
-def _view_class(cls: type) -> type:
+def _view_class(cls: Any) -> type:
     def forward(self: nn.Module, pixel_values: Tensor) -> Tensor:
         """``Tensor[N, classes]`` logits of ``pixel_values`` ``Tensor[N, 3, H, W]``."""
         return logits_of(cls.forward(self, pixel_values, return_dict=True))
@@ -189,7 +191,7 @@ def _plan(model: nn.Module) -> _Plan:
             f"{type(model).__name__}: camloc does not know where Hugging Face {kind!r} models keep their last "
             f"feature map (it knows {', '.join(sorted(_PLANS))}); name a target layer for a gradient method"
         )
-    plan = make(model, model.base_model_prefix, config)
+    plan = make(model, str(getattr(model, "base_model_prefix", "")), config)
     if plan.refusal is None and plan.linear is None and plan.head is None:
         return _Plan(plan.layer, plan.layout, refusal="its classifier is not a single linear layer after pooling")
     return plan
@@ -197,7 +199,7 @@ def _plan(model: nn.Module) -> _Plan:
 
 def _last(model: nn.Module, container: str) -> str:
     """The name of the last child of the module list ``container``."""
-    return f"{container}.{len(model.get_submodule(container)) - 1}"
+    return f"{container}.{len(list(model.get_submodule(container).children())) - 1}"
 
 
 def _last_named(model: nn.Module, suffix: str) -> str:
@@ -220,18 +222,18 @@ def _pooled(f: Tensor) -> Tensor:
     return f.mean(dim=(2, 3))
 
 
-def _cnn_stages(model: nn.Module, base: str, config: Any) -> _Plan:
+def _cnn_stages(model: Any, base: str, config: Any) -> _Plan:
     """ResNet, RegNet: the last encoder stage, average pooling, ``Sequential(Flatten, Linear)``."""
     layout = Layout(channels=config.hidden_sizes[-1])
     return _Plan(_last(model, f"{base}.encoder.stages"), layout, linear=_linear(model.classifier))
 
 
-def _bit(model: nn.Module, base: str, config: Any) -> _Plan:
+def _bit(model: Any, base: str, config: Any) -> _Plan:
     """BiT: the last stage through the final norm + activation, average pooling, linear."""
     return _Plan(f"{base}.norm", Layout(channels=config.hidden_sizes[-1]), linear=_linear(model.classifier))
 
 
-def _efficientnet(model: nn.Module, base: str, config: Any) -> _Plan:
+def _efficientnet(model: Any, base: str, config: Any) -> _Plan:
     """EfficientNet: the top convolution's activation, average pooling (``pooling_type='mean'``), linear."""
     plan = _Plan(f"{base}.encoder.top_activation", Layout(channels=config.hidden_dim), linear=_linear(model.classifier))
     if config.pooling_type != "mean":
@@ -239,7 +241,7 @@ def _efficientnet(model: nn.Module, base: str, config: Any) -> _Plan:
     return plan
 
 
-def _mobilevit(model: nn.Module, base: str, config: Any) -> _Plan:
+def _mobilevit(model: Any, base: str, config: Any) -> _Plan:
     """MobileViT: the 1x1 expansion convolution, averaged, linear; MobileViTV2: the last encoder layer."""
     if config.model_type == "mobilevit":
         layer = f"{base}.conv_1x1_exp"
@@ -250,7 +252,7 @@ def _mobilevit(model: nn.Module, base: str, config: Any) -> _Plan:
     return _Plan(layer, Layout(channels=channels), linear=_linear(model.classifier))
 
 
-def _convnext(model: nn.Module, base: str, config: Any) -> _Plan:
+def _convnext(model: Any, base: str, config: Any) -> _Plan:
     """ConvNeXt / ConvNeXtV2: the last stage, averaged, LayerNorm, linear: linearized through the norm."""
     norm = getattr(model, base).layernorm
     return _Plan(
@@ -261,19 +263,19 @@ def _convnext(model: nn.Module, base: str, config: Any) -> _Plan:
     )
 
 
-def _swin(model: nn.Module, base: str, config: Any) -> _Plan:
+def _swin(model: Any, base: str, config: Any) -> _Plan:
     """Swin / SwinV2: tokens after the final per-token LayerNorm, averaged, linear."""
     channels = getattr(model, base).num_features
     return _Plan(f"{base}.layernorm", Layout(channels=channels, prefix=0), linear=_linear(model.classifier))
 
 
-def _pvt_v2(model: nn.Module, base: str, config: Any) -> _Plan:
+def _pvt_v2(model: Any, base: str, config: Any) -> _Plan:
     """PVTv2: the last stage's LayerNorm over its tokens, averaged, linear."""
     layer = f"{_last(model, f'{base}.encoder.layers')}.layer_norm"
     return _Plan(layer, Layout(channels=config.hidden_sizes[-1], prefix=0), linear=_linear(model.classifier))
 
 
-def _levit(model: nn.Module, base: str, config: Any) -> _Plan:
+def _levit(model: Any, base: str, config: Any) -> _Plan:
     """LeViT: the last stage's tokens, averaged, BatchNorm1d + linear (and the teacher head, averaged)."""
     heads = [model.classifier] + ([model.classifier_distill] if hasattr(model, "classifier_distill") else [])
     if not all(hasattr(h, "linear") for h in heads):
@@ -293,18 +295,19 @@ def _patch(config: Any) -> tuple[int, int]:
     return (p, p) if isinstance(p, int) else (int(p[0]), int(p[1]))
 
 
-def _class_token(model: nn.Module, base: str, config: Any, prefix: int, suffix: str = "layernorm_before") -> _Plan:
+def _class_token(model: Any, base: str, config: Any, prefix: int, suffix: str = "layernorm_before") -> _Plan:
     """A classifier that reads the class token: CAM refused, the last block's input norm for the gradient methods."""
     layout = Layout(channels=config.hidden_size, prefix=prefix, patch=_patch(config))
-    return _Plan(_last_named(model, suffix), layout, refusal="its classifier reads the class token, not pooled patches")
+    why = "its classifier reads the class token, not pooled patch tokens"
+    return _Plan(_last_named(model, suffix), layout, refusal=why)
 
 
-def _vit(model: nn.Module, base: str, config: Any) -> _Plan:
+def _vit(model: Any, base: str, config: Any) -> _Plan:
     """ViT (class token) and DeiT (class and distillation tokens)."""
     return _class_token(model, base, config, prefix=2 if config.model_type == "deit" else 1)
 
 
-def _beit(model: nn.Module, base: str, config: Any) -> _Plan:
+def _beit(model: Any, base: str, config: Any) -> _Plan:
     """BEiT / Data2Vec-vision: with mean pooling, patch tokens averaged, LayerNorm, linear; else the class token."""
     if not config.use_mean_pooling:
         return _class_token(model, base, config, prefix=1)
@@ -317,7 +320,7 @@ def _beit(model: nn.Module, base: str, config: Any) -> _Plan:
     )
 
 
-def _dinov2(model: nn.Module, base: str, config: Any) -> _Plan:
+def _dinov2(model: Any, base: str, config: Any) -> _Plan:
     """DINOv2: the classifier reads [class token, mean of the patch tokens]; CAM is the patch half."""
     prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
     width = config.hidden_size
@@ -332,11 +335,11 @@ def _dinov2(model: nn.Module, base: str, config: Any) -> _Plan:
     return _Plan(f"{base}.layernorm", layout, head=head, how=how)
 
 
-def _pvt(model: nn.Module, base: str, config: Any) -> _Plan:
+def _pvt(model: Any, base: str, config: Any) -> _Plan:
     """PVT (v1): a class token joins the last stage and the classifier reads it."""
     layer = _last_named(model, "layer_norm_1")
     layout = Layout(channels=config.hidden_sizes[-1], prefix=1)
-    return _Plan(layer, layout, refusal="its classifier reads the class token, not pooled patches")
+    return _Plan(layer, layout, refusal="its classifier reads the class token, not pooled patch tokens")
 
 
 _PLANS: dict[str, Callable[[nn.Module, str, Any], _Plan]] = {
@@ -399,14 +402,17 @@ def processor_preprocess(settings: dict, source: object = "preprocessor_config.j
     centre crop (ConvNeXt's ``crop_pct`` and LeViT's 256/224 rule applied), as torchvision does.
     ``image_mean`` / ``image_std`` normalize (none when ``do_normalize`` is false).
 
-    >>> processor_preprocess({"image_processor_type": "ViTImageProcessor", "size": {"height": 384, "width": 384},
-    ...                       "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2})
-    Preprocess(size=384, resize_size=384, mode='squash', mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation='bilinear')
-    >>> processor_preprocess({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224},
-    ...                       "crop_pct": 0.875, "resample": 3}).mode
-    'crop'
+    >>> vit = processor_preprocess({"image_processor_type": "ViTImageProcessor", "size": {"height": 384, "width": 384},
+    ...                             "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3})
+    >>> vit.size, vit.mode, vit.mean, vit.interpolation
+    (384, 'squash', (0.5, 0.5, 0.5), 'bicubic')
+    >>> convnext = processor_preprocess({"image_processor_type": "ConvNextImageProcessor",
+    ...                                  "size": {"shortest_edge": 224}, "crop_pct": 0.875, "resample": 3})
+    >>> convnext.size, convnext.resize_size, convnext.mode
+    (224, 256, 'crop')
     """
     kind = str(settings.get("image_processor_type", ""))
+    mode: ResizeMode
     size = settings.get("size", 224)
     if isinstance(size, int):
         size = {"shortest_edge": size} if kind.startswith("ConvNext") else {"height": size, "width": size}
@@ -431,8 +437,8 @@ def processor_preprocess(settings: dict, source: object = "preprocessor_config.j
     return Preprocess(
         size=int(side),
         resize_size=int(resized),
-        mode=mode,  # type: ignore[arg-type]
-        mean=mean,  # type: ignore[arg-type]
-        std=std,  # type: ignore[arg-type]
+        mode=mode,
+        mean=mean,
+        std=std,
         interpolation=_RESAMPLE.get(int(settings.get("resample", 2)), "bilinear"),
     )

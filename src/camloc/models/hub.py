@@ -1,4 +1,4 @@
-"""Build torchvision, timm, Hugging Face and user-defined classifiers with weights from files on disk, never the network.
+"""Build torchvision, timm, Hugging Face and user-defined classifiers with weights from disk, never the network.
 
 torchvision's own loader is pointed at the file (so its checks and its preprocessing metadata apply);
 timm reads its checkpoint from the Hugging Face or torch hub cache, or from a given file; ``hf:PATH``
@@ -220,7 +220,9 @@ def _load_hf(folder: str, weights: str | os.PathLike | None) -> tuple[nn.Module,
     """
     if weights is not None:
         raise InvalidArgument(
-            "weights", f"weights=: hf:{folder} is a Hugging Face folder and holds its own weights", arguments=["weights"]
+            "weights",
+            f"weights=: hf:{folder} is a Hugging Face folder and holds its own weights",
+            arguments=["weights"],
         )
     path = Path(folder).expanduser()
     if not (path / "config.json").is_file():
