@@ -76,7 +76,7 @@ def logits_of(output: object) -> Tensor:
     if isinstance(logits, Tensor):
         return logits
     raise HeadNotFound(
-        f"the model returned a {type(output).__name__}, neither a logits tensor nor an object with .logits"
+        f"the model returned a {type(output).__name__}: neither a logits tensor nor an object with .logits"
     )
 
 
