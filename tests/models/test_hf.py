@@ -400,3 +400,24 @@ def test_hf_path_errors_name_the_folder_in_one_line(tmp_path):
     with pytest.raises(camloc.CamlocError) as err:
         camloc.load_model(f"hf:{tmp_path / 'm'}")
     assert "\n" not in str(err.value) and str(tmp_path / "m") in str(err.value)
+
+
+def test_hf_path_flips_channels_where_mobilevits_processor_does(tmp_path, caplog):
+    """MobileViT's processor feeds BGR: the hf: model flips its input; the model given as it comes gets a warning."""
+    original = build("mobilevit")
+    original.save_pretrained(tmp_path / "m")
+    processor = T.MobileViTImageProcessorPil(size={"shortest_edge": 72}, crop_size={"height": 64, "width": 64})
+    processor.save_pretrained(tmp_path / "m")
+    model = camloc.load_model(f"hf:{tmp_path / 'm'}")
+    pre = camloc.model_info(model).preprocess
+    assert (pre.size, pre.resize_size, pre.mode, pre.mean, pre.std) == (64, 72, "crop", (0.0,) * 3, (1.0,) * 3)
+    theirs = torch.as_tensor(np.asarray(processor(_photo(), return_tensors="np")["pixel_values"][0]))
+    torch.testing.assert_close(pre(_photo())[0].flip(0), theirs.float(), atol=1e-5, rtol=1e-5)  # BGR, once flipped
+    x = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x.flip(1)).logits)
+        torch.testing.assert_close(camloc.CAM(model)(x).logits, original(x.flip(1)).logits)
+    assert not caplog.records
+    as_it_comes = T.AutoModelForImageClassification.from_pretrained(tmp_path / "m", local_files_only=True)
+    camloc.model_info(as_it_comes)
+    assert "flips RGB to BGR, which camloc does not" in caplog.text

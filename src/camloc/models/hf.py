@@ -48,6 +48,7 @@ __all__ = [
     "class_names",
     "feature_layer",
     "is_hf_model",
+    "loaded",
     "logits_of",
     "preprocess_of",
     "processor_preprocess",
@@ -106,7 +107,9 @@ def as_classifier(model: nn.Module) -> nn.Module:
 
 def _view_class(cls: Any) -> type:
     def forward(self: nn.Module, pixel_values: Tensor) -> Tensor:
-        """``Tensor[N, classes]`` logits of ``pixel_values`` ``Tensor[N, 3, H, W]``."""
+        """``Tensor[N, classes]`` logits of ``pixel_values`` ``Tensor[N, 3, H, W]`` (RGB)."""
+        if getattr(self, "camloc_flips_channels", False):
+            pixel_values = pixel_values.flip(1)  # RGB -> BGR, as the model's processor does (see loaded)
         return logits_of(cls.forward(self, pixel_values, return_dict=True))
 
     def camloc_feature_layer(self: nn.Module) -> tuple[str, Layout]:
@@ -379,12 +382,46 @@ def class_names(model: nn.Module) -> tuple[str, ...] | None:
     return None if names == tuple(f"LABEL_{i}" for i in range(count)) else names
 
 
+def _processor_settings(model: nn.Module) -> tuple[dict, Path] | None:
+    """The ``preprocessor_config.json`` saved beside the model, and where it is.
+
+    That is in the folder ``config._name_or_path``, or in the Hugging Face cache when that is a hub
+    id (looked up on disk only).
+    """
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    path = Path(name) / "preprocessor_config.json"
+    if name and not path.is_file() and not Path(name).is_dir():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(name, "preprocessor_config.json")
+        except (ImportError, ValueError):  # no huggingface_hub, or not a repo id
+            cached = None
+        path = Path(cached) if isinstance(cached, str) else path
+    return (json.loads(path.read_text()), path) if name and path.is_file() else None
+
+
+def loaded(model: nn.Module) -> nn.Module:
+    """The view (:func:`as_classifier`) of a model camloc loaded itself; it feeds BGR where the processor flips RGB.
+
+    MobileViT's processor flips the channels to BGR after rescaling, which camloc's preprocessing does
+    not do: the model that ``hf:PATH`` gives flips its input instead, so that it sees what it was trained on.
+    """
+    view = as_classifier(model)
+    found = _processor_settings(model)
+    if found is not None and found[0].get("do_flip_channel_order"):
+        object.__setattr__(view, "camloc_flips_channels", True)  # a plain attribute; camloc made this model
+    return view
+
+
 def preprocess_of(model: nn.Module) -> Preprocess:
     """The preprocessing saved beside the model (``preprocessor_config.json``), else ImageNet's at the config's size."""
-    folder = Path(str(getattr(getattr(model, "config", None), "_name_or_path", "") or "."))
-    settings = folder / "preprocessor_config.json"
-    if str(folder) != "." and settings.is_file():
-        return processor_preprocess(json.loads(settings.read_text()), settings)
+    found = _processor_settings(model)
+    if found is not None:
+        settings, path = found
+        if settings.get("do_flip_channel_order") and not getattr(model, "camloc_flips_channels", False):
+            log.warning("%s: the processor flips RGB to BGR, which camloc does not; load the model as hf:FOLDER", path)
+        return processor_preprocess(settings)
     size = getattr(getattr(model, "config", None), "image_size", None)
     if isinstance(size, int) and size > 0:
         return Preprocess(size=size, resize_size=size * 256 // 224)
@@ -394,13 +431,15 @@ def preprocess_of(model: nn.Module) -> Preprocess:
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "bicubic", 4: "bilinear", 5: "bilinear"}  # PIL codes
 
 
-def processor_preprocess(settings: dict, source: object = "preprocessor_config.json") -> Preprocess:
+def processor_preprocess(settings: dict) -> Preprocess:
     """The camloc :class:`~camloc.images.Preprocess` nearest to an image processor's saved settings.
 
     ``size`` ``{"height", "width"}``: the image resized whole (``squash``), then centre-cropped when
     ``crop_size`` is smaller (as ``crop``); ``{"shortest_edge"}``: the shorter side resized, then the
     centre crop (ConvNeXt's ``crop_pct`` and LeViT's 256/224 rule applied), as torchvision does.
-    ``image_mean`` / ``image_std`` normalize (none when ``do_normalize`` is false).
+    ``image_mean`` / ``image_std`` normalize (none when ``do_normalize`` is false, or absent from
+    MobileViT's, whose processors do not normalize by default). A flip of the
+    channels (``do_flip_channel_order``) is not preprocessing here: see :func:`loaded`.
 
     >>> vit = processor_preprocess({"image_processor_type": "ViTImageProcessor", "size": {"height": 384, "width": 384},
     ...                             "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3})
@@ -429,9 +468,7 @@ def processor_preprocess(settings: dict, source: object = "preprocessor_config.j
     else:
         resized = int(min(size.get("height", 224), size.get("width", 224)))
         side, mode = (crop_side, "crop") if crop_side and crop_side < resized else (resized, "squash")
-    if settings.get("do_flip_channel_order"):
-        log.warning("%s: the processor flips RGB to BGR; camloc feeds the model RGB", source)
-    normalize = settings.get("do_normalize", True)
+    normalize = settings.get("do_normalize", not kind.startswith("MobileViT"))  # absent: the class's default
     mean = tuple(settings.get("image_mean") or IMAGENET_MEAN) if normalize else (0.0, 0.0, 0.0)
     std = tuple(settings.get("image_std") or IMAGENET_STD) if normalize else (1.0, 1.0, 1.0)
     return Preprocess(

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InvalidArgument, MissingDependency, ModelFileError, WeightsNotFound, did_you_mean
 from ..images import Preprocess
-from .hf import as_classifier, class_names, preprocess_of
+from .hf import class_names, loaded, preprocess_of
 from .info import ModelInfo
 
 __all__ = ["SHIPPED_WEIGHTS", "find_weight_file", "hub_checkpoint_dir", "load_pretrained", "load_state"]
@@ -215,7 +215,7 @@ def _timm_cached_file(name: str, cfg: dict) -> Path:
 def _load_hf(folder: str, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:
     """A ``transformers`` image classifier from a ``save_pretrained`` folder, never downloaded.
 
-    The model comes as :func:`~camloc.models.hf.as_classifier` sees it (``forward`` gives logits),
+    The model comes as :func:`~camloc.models.hf.loaded` sees it (``forward`` gives logits),
     with ``config.id2label`` as class names and the ``preprocessor_config.json`` beside it as preprocessing.
     """
     if weights is not None:
@@ -236,7 +236,8 @@ def _load_hf(folder: str, weights: str | os.PathLike | None) -> tuple[nn.Module,
         model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True)
     except Exception as err:  # noqa: BLE001 - transformers and safetensors raise many kinds for a foreign file
         raise ModelFileError(f"hf:{folder}: not a transformers image classifier ({_first_line(err)})") from None
-    return as_classifier(model), ModelInfo(f"hf:{folder}", class_names(model), preprocess_of(model))
+    view = loaded(model)
+    return view, ModelInfo(f"hf:{folder}", class_names(view), preprocess_of(view))
 
 
 def _load_factory(spec: str, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:
