@@ -421,3 +421,29 @@ def test_hf_path_flips_channels_where_mobilevits_processor_does(tmp_path, caplog
     as_it_comes = T.AutoModelForImageClassification.from_pretrained(tmp_path / "m", local_files_only=True)
     camloc.model_info(as_it_comes)
     assert "flips RGB to BGR, which camloc does not" in caplog.text
+
+
+@pytest.mark.parametrize(("size", "grid"), [((64, 96), (4, 6)), ((70, 90), (4, 5))])
+def test_vits_run_at_other_sizes_with_their_position_embeddings_resampled(models, size, grid):
+    """explain's whole-photo mode gives any aspect: the view asks transformers to interpolate position embeddings."""
+    model = models["deit"]
+    view = hf.as_classifier(model)
+    layer, layout = view.camloc_feature_layer()
+    seen = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _a, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            logits = view(_inputs(size))
+            expected = model(_inputs(size), interpolate_pos_encoding=True).logits
+    finally:
+        handle.remove()
+    torch.testing.assert_close(logits, expected)
+    assert tuple(layout.to_grid(seen[0], size).shape[2:]) == grid
+
+
+@pytest.mark.parametrize("name", ["levit", "pvt"])
+def test_models_fixed_to_their_input_size_refuse_others_in_one_line(models, name):
+    call = camloc.CAM(models[name]) if name == "levit" else hf.as_classifier(models[name])
+    with pytest.raises(InvalidArgument, match=r"takes 64 x 64 inputs only \(.*\), not 64 x 96: resize") as err:
+        call(_inputs((64, 96)))
+    assert "\n" not in str(err.value)

@@ -27,6 +27,7 @@ a view of the same module whose ``forward`` returns the logits; module names sta
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -38,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import HeadNotFound
+from ..errors import HeadNotFound, InvalidArgument
 from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, ResizeMode
 from .layout import Layout
 
@@ -106,11 +107,29 @@ def as_classifier(model: nn.Module) -> nn.Module:
 
 
 def _view_class(cls: Any) -> type:
-    def forward(self: nn.Module, pixel_values: Tensor) -> Tensor:
-        """``Tensor[N, classes]`` logits of ``pixel_values`` ``Tensor[N, 3, H, W]`` (RGB)."""
+    interpolates = "interpolate_pos_encoding" in inspect.signature(cls.forward).parameters
+
+    def forward(self: Any, pixel_values: Tensor) -> Tensor:
+        """``Tensor[N, classes]`` logits of ``pixel_values`` ``Tensor[N, 3, H, W]`` (RGB).
+
+        Raises:
+            InvalidArgument: the model runs at its own input size only (LeViT, PVT) and this is another.
+        """
+        options: dict[str, Any] = {"return_dict": True}
+        size, native = tuple(pixel_values.shape[-2:]), _native_size(self.config)
+        if native is not None and size != native:
+            if self.config.model_type in _FIXED_SIZE:
+                raise InvalidArgument(
+                    "images",
+                    f"{cls.__name__} takes {native[0]} x {native[1]} inputs only ({_FIXED_SIZE[self.config.model_type]}"
+                    f"), not {size[0]} x {size[1]}: resize the images to its size (resize mode crop or squash)",
+                    arguments=(),
+                )
+            if interpolates:  # ViT, DeiT, BEiT, Swin: position embeddings resampled to the input's grid
+                options["interpolate_pos_encoding"] = True
         if getattr(self, "camloc_flips_channels", False):
             pixel_values = pixel_values.flip(1)  # RGB -> BGR, as the model's processor does (see loaded)
-        return logits_of(cls.forward(self, pixel_values, return_dict=True))
+        return logits_of(cls.forward(self, pixel_values, **options))
 
     def camloc_feature_layer(self: nn.Module) -> tuple[str, Layout]:
         """``(module name, layout)`` of the last spatial feature map; see :func:`feature_layer`."""
@@ -124,6 +143,23 @@ def _view_class(cls: Any) -> type:
         "__qualname__": cls.__qualname__,
     }
     return type(cls.__name__, (cls,), namespace)
+
+
+# model type -> why it runs at its configured input size only
+_FIXED_SIZE = {
+    "levit": "its attention biases are fixed to that grid",
+    "pvt": "its position embeddings are not resampled",
+}
+
+
+def _native_size(config: Any) -> tuple[int, int] | None:
+    """The configured ``(H, W)`` input size, where the config gives one."""
+    size = getattr(config, "image_size", None)
+    if isinstance(size, int):
+        return (size, size)
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return (int(size[0]), int(size[1]))
+    return None
 
 
 # ---------------------------------------------------------------------------------- feature maps
