@@ -230,12 +230,18 @@ def _load_hf(folder: str, weights: str | os.PathLike | None) -> tuple[nn.Module,
         raise WeightsNotFound(f"hf:{folder}: {what} (a transformers save_pretrained folder)")
     try:
         from transformers import AutoModelForImageClassification
+        from transformers.utils import logging as transformers_logging
     except ImportError:
         raise MissingDependency("hf: models need transformers: pip install 'camloc[hf]'") from None
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # the library does not print; restored as found
     try:
         model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True)
     except Exception as err:  # noqa: BLE001 - transformers and safetensors raise many kinds for a foreign file
         raise ModelFileError(f"hf:{folder}: not a transformers image classifier ({_first_line(err)})") from None
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
     view = loaded(model)
     return view, ModelInfo(f"hf:{folder}", class_names(view), preprocess_of(view))
 
