@@ -102,3 +102,17 @@ def test_the_runners_read_logits_of_a_model_given_as_it_comes(saved):
     assert all(s.shape == (3,) for s in scores.values())
     probs = logits.softmax(1)[torch.arange(3), torch.tensor([0, 1, 2])]  # nothing masked: the model's own probability
     assert (scores["average_drop"] >= 0).all() and probs.min() > 0
+
+
+def test_boxes_names_its_categories_from_id2label(tmp_path, saved, capsys):
+    folder, _ = saved
+    photo = save_image(data.chelsea(), tmp_path / "chelsea.png")
+    out = tmp_path / "boxes"
+    assert main(["boxes", str(photo), "--model", f"hf:{folder}", "--out", str(out), "--topk", "2"]) == 0
+    coco = json.loads((out / "coco" / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == list(LABELS.values())
+    assert len(coco["annotations"]) == 2
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= 451 and y + h <= 300 and 0 < a["score"] < 1
+    capsys.readouterr()
