@@ -102,7 +102,7 @@ def as_classifier(model: nn.Module) -> nn.Module:
     if cls not in _VIEWS:
         _VIEWS[cls] = _view_class(cls)
     view: nn.Module = object.__new__(_VIEWS[cls])
-    view.__dict__ = model.__dict__  # noqa: PLW2901 - the same state, by design
+    view.__dict__ = model.__dict__  # the same dict object: one state, two classes
     return view
 
 
