@@ -21,8 +21,11 @@ spatial map and how the head pools it:
   not defined and is refused in one line. The Grad-CAM family works on them: their feature layer
   is the input LayerNorm of the last block, where attention still mixes patches into the class token.
 
-Models that are given to a map method or a runner as they come are run through :func:`as_classifier`,
-a view of the same module whose ``forward`` returns the logits; module names stay the model's own.
+:func:`as_classifier` is the same module seen as a plain classifier: ``forward`` returns the logits
+(inputs of another size than the config's run with interpolated position embeddings where the model
+can), and ``camloc_feature_layer()`` names the feature layer; module names stay the model's own. CAM
+runs a model given as it comes through it, ``hf:FOLDER`` (:func:`loaded`) returns it, and the
+runners that call a model directly read its output with :func:`logits_of`.
 """
 
 from __future__ import annotations
