@@ -262,6 +262,29 @@ def test_the_declared_feature_layer_is_called_in_forward_and_reads_to_the_grid(m
     if name in CLASS_TOKEN:
         assert layout.prefix == CLASS_TOKEN[name][0]
         assert seen[-1].shape[1] == CLASS_TOKEN[name][0] + expected[0] * expected[1]
+    else:  # the map CAM explains
+        torch.testing.assert_close(grid, camloc.CAM(model)(_inputs(), upsample=False).features)
+
+
+@pytest.mark.parametrize("name", sorted(CLASS_TOKEN))
+def test_class_token_models_feature_layer_passes_gradient_to_every_patch(models, name):
+    """After the final norm only the class token reaches the logits; at the last block's input all patches do."""
+    model = models[name]
+    layer, layout = hf.feature_layer(model)
+    kept = []
+
+    def keep(_m, _a, out):
+        out.retain_grad()
+        kept.append(out)
+
+    handle = model.get_submodule(layer).register_forward_hook(keep)
+    try:
+        model(_inputs()).logits[:, 0].sum().backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    grads = layout.to_grid(kept[0].grad, (64, 64))
+    assert (grads.abs().sum(dim=1) > 0).all()  # every patch of every image
 
 
 def test_the_view_is_the_same_model_returning_logits(models):
