@@ -29,6 +29,10 @@ LEVIT = dict(
 )
 PVT = dict(image_size=64, hidden_sizes=[8, 16], depths=[1, 1], num_encoder_blocks=2, num_attention_heads=[1, 1])
 SWIN = dict(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4)
+FOCAL = dict(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1])
+POOLFORMER = dict(
+    num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2], padding=[2, 1]
+)
 
 
 def _configs():
@@ -49,6 +53,30 @@ def _configs():
             T.MobileViTForImageClassification,
         ),
         "mobilevitv2": (T.MobileViTV2Config(image_size=64, width_multiplier=0.25), T.MobileViTV2ForImageClassification),
+        "mobilenet_v1": (
+            T.MobileNetV1Config(image_size=64, depth_multiplier=0.25),
+            T.MobileNetV1ForImageClassification,
+        ),
+        "mobilenet_v2": (
+            T.MobileNetV2Config(image_size=64, depth_multiplier=0.25),
+            T.MobileNetV2ForImageClassification,
+        ),
+        "focalnet": (
+            T.FocalNetConfig(**FOCAL, focal_levels=[2, 2], focal_windows=[3, 3]),
+            T.FocalNetForImageClassification,
+        ),
+        "poolformer": (
+            T.PoolFormerConfig(**POOLFORMER),
+            T.PoolFormerForImageClassification,
+        ),
+        "segformer": (
+            T.SegformerConfig(**PVT, sr_ratios=[2, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2]),
+            T.SegformerForImageClassification,
+        ),
+        "swiftformer": (
+            T.SwiftFormerConfig(image_size=64, depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16]),
+            T.SwiftFormerForImageClassification,
+        ),
         "convnext": (
             T.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1]),
             T.ConvNextForImageClassification,
@@ -117,8 +145,13 @@ LINEAR = {
     "swin": ((8, 8), (8, 12)),
     "swinv2": ((8, 8), (8, 12)),
     "pvt_v2": ((8, 8), (8, 12)),
+    "mobilenet_v1": ((2, 2), (2, 3)),
+    "mobilenet_v2": ((2, 2), (2, 3)),
+    "focalnet": ((8, 8), (8, 12)),
+    "poolformer": ((8, 8), (8, 12)),
+    "segformer": ((8, 8), (8, 12)),
 }
-AFFINE = {"levit": ((2, 2), None), "levit-teacher": ((2, 2), None)}
+AFFINE = {"levit": ((2, 2), None), "levit-teacher": ((2, 2), None), "swiftformer": ((2, 2), (2, 3))}
 LINEARIZED = {"convnext": ((8, 8), (8, 12)), "convnextv2": ((8, 8), (8, 12)), "beit": ((4, 4), None)}
 LINEARIZED |= {"data2vec": ((4, 4), None)}
 PATCH_HALF = {"dinov2": ((4, 4), (4, 6)), "dinov2-registers": ((4, 4), (4, 6))}
@@ -164,14 +197,18 @@ def test_cam_is_exact_where_the_head_is_linear_after_pooling(models, name):
 
 
 @pytest.mark.parametrize("name", sorted(AFFINE))
-def test_cam_is_exact_through_levits_batchnorm_and_linear_head(models, name):
-    """The head is affine in eval mode: the map's mean plus the head's value at zero features is the logit."""
+def test_cam_is_exact_through_affine_heads(models, name):
+    """LeViT's BatchNorm1d + linear, SwiftFormer's two averaged heads: affine in eval mode, so the map's mean plus
+    the head's value at zero features is the logit."""
     model = models[name]
     cam = camloc.CAM(model)
     out = cam(_inputs(), topk=5, upsample=False)
-    heads = [model.classifier] + ([model.classifier_distill] if "teacher" in name else [])
+    if name == "swiftformer":
+        heads, width = [model.head, model.dist_head], 16
+    else:
+        heads, width = [model.classifier] + ([model.classifier_distill] if "teacher" in name else []), 32
     with torch.no_grad():
-        at_zero = torch.stack([h(torch.zeros(1, 32)) for h in heads]).mean(0)[0]
+        at_zero = torch.stack([h(torch.zeros(1, width)) for h in heads]).mean(0)[0]
     torch.testing.assert_close(out.raw.mean((2, 3)) + at_zero[out.classes], out.logits.gather(1, out.classes))
 
 

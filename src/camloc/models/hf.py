@@ -8,8 +8,10 @@ Feature maps, per architecture (``config.model_type``), found from the module th
 spatial map and how the head pools it:
 
 - CNNs that average their last stage before one linear layer (ResNet, RegNet, BiT, EfficientNet,
-  MobileViT, MobileViTV2): CAM is exact (the map's mean plus the bias is the logit).
-- Swin / SwinV2, PVTv2: tokens after a per-token LayerNorm, averaged, then one linear layer: exact.
+  MobileNetV1/V2, MobileViT, MobileViTV2, PoolFormer after its norm, SegFormer's classifier): CAM is
+  exact (the map's mean plus the bias is the logit).
+- Swin / SwinV2, FocalNet, PVTv2: tokens after a per-token LayerNorm, averaged, then one linear layer: exact.
+- SwiftFormer: the map after BatchNorm, averaged, two linear heads averaged: affine, exact.
 - LeViT: tokens averaged, then BatchNorm1d + linear (two of them averaged with the teacher head):
   affine in eval mode, so the weights autograd reads through it are exact.
 - ConvNeXt / ConvNeXtV2 (LayerNorm after pooling), BEiT / Data2Vec-vision with mean pooling
@@ -260,6 +262,10 @@ def _linear(head: nn.Module) -> nn.Module | None:
     return layers[-1] if all(isinstance(m, (nn.Flatten, nn.Dropout, nn.Identity)) for m in layers[:-1]) else None
 
 
+def _width(layer: nn.Module) -> int | None:
+    return layer.in_features if isinstance(layer, nn.Linear) else None
+
+
 def _pooled(f: Tensor) -> Tensor:
     return f.mean(dim=(2, 3))
 
@@ -290,8 +296,37 @@ def _mobilevit(model: Any, base: str, config: Any) -> _Plan:
         channels = config.neck_hidden_sizes[-1]
     else:
         layer = _last(model, f"{base}.encoder.layer")
-        channels = model.classifier.in_features if isinstance(model.classifier, nn.Linear) else None
+        channels = _width(model.classifier)
     return _Plan(layer, Layout(channels=channels), linear=_linear(model.classifier))
+
+
+def _mobilenet(model: Any, base: str, config: Any) -> _Plan:
+    """MobileNetV1 / V2: the last convolution, average pooling, linear."""
+    layer = f"{base}.conv_1x1" if config.model_type == "mobilenet_v2" else _last(model, f"{base}.layer")
+    return _Plan(layer, Layout(channels=_width(model.classifier)), linear=_linear(model.classifier))
+
+
+def _segformer(model: Any, base: str, config: Any) -> _Plan:
+    """SegFormer's classifier: the last stage's map (or tokens), averaged, linear."""
+    layout = Layout(channels=config.hidden_sizes[-1], prefix=0)
+    return _Plan(_last(model, f"{base}.stages"), layout, linear=_linear(model.classifier))
+
+
+def _poolformer(model: Any, base: str, config: Any) -> _Plan:
+    """PoolFormer: the map after its GroupNorm (one group: a norm of the whole image), averaged, linear."""
+    return _Plan("norm", Layout(channels=config.hidden_sizes[-1]), linear=_linear(model.classifier))
+
+
+def _swiftformer(model: Any, base: str, config: Any) -> _Plan:
+    """SwiftFormer: the map after its BatchNorm, averaged, two linear heads averaged (affine: exact)."""
+    if not isinstance(model.head, nn.Linear):
+        return _Plan("norm", Layout(channels=config.embed_dims[-1]))  # refused: no classifier
+
+    def head(f: Tensor) -> Tensor:
+        pooled = _pooled(f)
+        return (model.head(pooled) + model.dist_head(pooled)) / 2
+
+    return _Plan("norm", Layout(channels=config.embed_dims[-1]), head=head, how="two linear heads averaged (exact)")
 
 
 def _convnext(model: Any, base: str, config: Any) -> _Plan:
@@ -306,7 +341,7 @@ def _convnext(model: Any, base: str, config: Any) -> _Plan:
 
 
 def _swin(model: Any, base: str, config: Any) -> _Plan:
-    """Swin / SwinV2: tokens after the final per-token LayerNorm, averaged, linear."""
+    """Swin / SwinV2 / FocalNet: tokens after the final per-token LayerNorm, averaged, linear."""
     channels = getattr(model, base).num_features
     return _Plan(f"{base}.layernorm", Layout(channels=channels, prefix=0), linear=_linear(model.classifier))
 
@@ -391,6 +426,12 @@ _PLANS: dict[str, Callable[[nn.Module, str, Any], _Plan]] = {
     "efficientnet": _efficientnet,
     "mobilevit": _mobilevit,
     "mobilevitv2": _mobilevit,
+    "mobilenet_v1": _mobilenet,
+    "mobilenet_v2": _mobilenet,
+    "segformer": _segformer,
+    "poolformer": _poolformer,
+    "swiftformer": _swiftformer,
+    "focalnet": _swin,
     "convnext": _convnext,
     "convnextv2": _convnext,
     "swin": _swin,
