@@ -29,6 +29,15 @@ LEVIT = dict(
 )
 PVT = dict(image_size=64, hidden_sizes=[8, 16], depths=[1, 1], num_encoder_blocks=2, num_attention_heads=[1, 1])
 SWIN = dict(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4)
+HGNET = dict(
+    hidden_sizes=[16, 16, 16, 32],
+    stem_channels=[3, 8, 8],
+    stage_in_channels=[8, 16, 16, 16],
+    stage_mid_channels=[8, 8, 8, 8],
+    stage_out_channels=[16, 16, 16, 32],
+    stage_num_blocks=[1, 1, 1, 1],
+    stage_numb_of_layers=[1, 1, 1, 1],
+)
 FOCAL = dict(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1])
 POOLFORMER = dict(
     num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2], padding=[2, 1]
@@ -77,6 +86,10 @@ def _configs():
             T.SwiftFormerConfig(image_size=64, depths=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16]),
             T.SwiftFormerForImageClassification,
         ),
+        "hgnet_v2": (T.HGNetV2Config(**HGNET), T.HGNetV2ForImageClassification),
+        "ijepa": (T.IJepaConfig(**VIT, intermediate_size=32), T.IJepaForImageClassification),
+        "clip": (T.CLIPConfig(vision_config=VIT | {"intermediate_size": 32}), T.CLIPForImageClassification),
+        "siglip": (T.SiglipConfig(vision_config=VIT | {"intermediate_size": 32}), T.SiglipForImageClassification),
         "convnext": (
             T.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1]),
             T.ConvNextForImageClassification,
@@ -150,6 +163,10 @@ LINEAR = {
     "focalnet": ((8, 8), (8, 12)),
     "poolformer": ((8, 8), (8, 12)),
     "segformer": ((8, 8), (8, 12)),
+    "hgnet_v2": ((2, 2), (2, 3)),
+    "ijepa": ((4, 4), (4, 6)),
+    "clip": ((4, 4), (4, 6)),
+    "siglip": ((4, 4), (4, 6)),
 }
 AFFINE = {"levit": ((2, 2), None), "levit-teacher": ((2, 2), None), "swiftformer": ((2, 2), (2, 3))}
 LINEARIZED = {"convnext": ((8, 8), (8, 12)), "convnextv2": ((8, 8), (8, 12)), "beit": ((4, 4), None)}
@@ -180,7 +197,9 @@ def test_cam_of_the_model_as_it_comes_lies_on_its_grid(models, name):
         x = _inputs(size)
         out = camloc.CAM(model)(x, topk=3)
         assert out.raw.shape == (2, 3, *grid) and out.maps.shape == (2, 3, *size)
-        torch.testing.assert_close(out.logits, model(x).logits)
+        with torch.no_grad():  # other sizes than the config's: with position embeddings interpolated (tested below)
+            expected = model(x).logits if size == (64, 64) else hf.as_classifier(model)(x)
+        torch.testing.assert_close(out.logits, expected)
         assert out.raw.flatten(2).std(dim=2).min() > 0  # a map, not a constant
         assert all(not m._forward_hooks for m in model.modules())  # nothing left behind
 
@@ -507,3 +526,20 @@ def test_models_fixed_to_their_input_size_refuse_others_in_one_line(models, name
     with pytest.raises(InvalidArgument, match=r"takes 64 x 64 inputs only \(.*\), not 64 x 96: resize") as err:
         call(_inputs((64, 96)))
     assert "\n" not in str(err.value)
+
+
+def test_a_timm_model_inside_transformers_timm_wrapper_is_adapted_as_timm(tmp_path):
+    """AutoModelForImageClassification loads timm hub models as TimmWrapper: CAM reads the timm model inside."""
+    pytest.importorskip("timm")
+    config = T.TimmWrapperConfig(architecture="test_resnet", num_labels=5, id2label=dict(LABELS))
+    config.pretrained_cfg = {"input_size": [3, 64, 64], "mean": [0.5] * 3, "std": [0.25] * 3, "crop_pct": 0.8}
+    config.pretrained_cfg |= {"interpolation": "bilinear"}
+    wrapper = T.TimmWrapperForImageClassification(config).eval()
+    x = _inputs()
+    out = camloc.CAM(wrapper)(x, topk=5, upsample=False)
+    fc = wrapper.timm_model.get_classifier()
+    torch.testing.assert_close(out.logits, wrapper(x).logits)
+    torch.testing.assert_close(out.raw.mean((2, 3)) + fc.bias.detach()[out.classes], out.logits.gather(1, out.classes))
+    info = camloc.model_info(wrapper)
+    assert info.class_names == tuple(LABELS.values())
+    assert (info.preprocess.size, info.preprocess.resize_size, info.preprocess.mean) == (64, 80, (0.5, 0.5, 0.5))

@@ -154,7 +154,9 @@ def adapt(model: nn.Module, *, fuse_batchnorm: bool = True) -> CamAdapter:
     (where the model could be traced).
     """
     if hf.is_hf_model(model):
-        return CamAdapter(model, *hf.cam_parts(model), fuse_batchnorm=False)
+        if not hasattr(model, "timm_model"):
+            return CamAdapter(model, *hf.cam_parts(model), fuse_batchnorm=False)
+        model = getattr(model, "timm_model")  # noqa: B009 - transformers' TimmWrapper: the timm model inside
     if all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
         return _adapt_timm_tokens(model) if _pools_patch_tokens(model) else _adapt_timm(model)
     try:

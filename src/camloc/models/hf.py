@@ -12,6 +12,9 @@ spatial map and how the head pools it:
   exact (the map's mean plus the bias is the logit).
 - Swin / SwinV2, FocalNet, PVTv2: tokens after a per-token LayerNorm, averaged, then one linear layer: exact.
 - SwiftFormer: the map after BatchNorm, averaged, two linear heads averaged: affine, exact.
+- I-JEPA, SigLIP (tokens), CLIP / MetaCLIP 2 (tokens after the class token): averaged, linear: exact.
+- TimmWrapper (timm models loaded through transformers): :func:`~camloc.models.adapter.adapt` reads
+  the timm model inside as a timm model.
 - LeViT: tokens averaged, then BatchNorm1d + linear (two of them averaged with the teacher head):
   affine in eval mode, so the weights autograd reads through it are exact.
 - ConvNeXt / ConvNeXtV2 (LayerNorm after pooling), BEiT / Data2Vec-vision with mean pooling
@@ -130,7 +133,8 @@ def _view_class(cls: Any) -> type:
                     f"), not {size[0]} x {size[1]}: resize the images to its size (resize mode crop or squash)",
                     arguments=(),
                 )
-            if interpolates:  # ViT, DeiT, BEiT, Swin: position embeddings resampled to the input's grid
+            if interpolates or self.config.model_type in _INTERPOLATE_THROUGH_KWARGS:  # ViT, DeiT, BEiT, Swin, CLIP
+                # position embeddings resampled to the input's grid
                 options["interpolate_pos_encoding"] = True
         if getattr(self, "camloc_flips_channels", False):
             pixel_values = pixel_values.flip(1)  # RGB -> BGR, as the model's processor does (see loaded)
@@ -150,6 +154,8 @@ def _view_class(cls: Any) -> type:
     return type(cls.__name__, (cls,), namespace)
 
 
+# classifiers whose forward passes interpolate_pos_encoding on to the vision tower in **kwargs
+_INTERPOLATE_THROUGH_KWARGS = {"clip", "metaclip_2", "siglip"}
 # model type -> why it runs at its configured input size only
 _FIXED_SIZE = {
     "levit": "its attention biases are fixed to that grid",
@@ -158,8 +164,8 @@ _FIXED_SIZE = {
 
 
 def _native_size(config: Any) -> tuple[int, int] | None:
-    """The configured ``(H, W)`` input size, where the config gives one."""
-    size = getattr(config, "image_size", None)
+    """The configured ``(H, W)`` input size, where the config gives one (CLIP's and SigLIP's in their vision config)."""
+    size = getattr(getattr(config, "vision_config", None) or config, "image_size", None)
     if isinstance(size, int):
         return (size, size)
     if isinstance(size, (tuple, list)) and len(size) == 2:
@@ -412,6 +418,24 @@ def _dinov2(model: Any, base: str, config: Any) -> _Plan:
     return _Plan(f"{base}.layernorm", layout, head=head, how=how)
 
 
+def _mean_tokens(model: Any, base: str, config: Any) -> _Plan:
+    """ViTs whose classifier averages the tokens (I-JEPA; CLIP's and SigLIP's vision towers), one linear layer."""
+    vision = getattr(config, "vision_config", None) or config
+    if config.model_type == "ijepa":
+        layer, prefix = f"{base}.layernorm", 0
+    elif config.model_type == "siglip":
+        layer, prefix = "vision_model.post_layernorm", 0
+    else:  # CLIP, MetaCLIP 2: the last encoder layer's tokens, the class token left out of the mean
+        layer, prefix = _last(model, "vision_model.encoder.layers"), 1
+    layout = Layout(channels=vision.hidden_size, prefix=prefix, patch=_patch(vision))
+    return _Plan(layer, layout, linear=_linear(model.classifier))
+
+
+def _hgnet(model: Any, base: str, config: Any) -> _Plan:
+    """HGNetV2: the last stage, average pooling, linear (``fc``)."""
+    return _Plan(_last(model, "encoder.stages"), Layout(channels=config.hidden_sizes[-1]), linear=_linear(model.fc))
+
+
 def _pvt(model: Any, base: str, config: Any) -> _Plan:
     """PVT (v1): a class token joins the last stage and the classifier reads it."""
     layer = _last_named(model, "layer_norm_1")
@@ -445,6 +469,11 @@ _PLANS: dict[str, Callable[[nn.Module, str, Any], _Plan]] = {
     "dinov2": _dinov2,
     "dinov2_with_registers": _dinov2,
     "pvt": _pvt,
+    "ijepa": _mean_tokens,
+    "clip": _mean_tokens,
+    "metaclip_2": _mean_tokens,
+    "siglip": _mean_tokens,
+    "hgnet_v2": _hgnet,
 }
 
 
@@ -495,17 +524,34 @@ def loaded(model: nn.Module) -> nn.Module:
 
 
 def preprocess_of(model: nn.Module) -> Preprocess:
-    """The preprocessing saved beside the model (``preprocessor_config.json``), else ImageNet's at the config's size."""
+    """The model's preprocessing: its ``preprocessor_config.json``, a TimmWrapper's timm data config, else ImageNet's.
+
+    Without either, ImageNet's normalization at the config's ``image_size`` (224 when it has none).
+    """
+    config = getattr(model, "config", None)
     found = _processor_settings(model)
     if found is not None:
         settings, path = found
         if settings.get("do_flip_channel_order") and not getattr(model, "camloc_flips_channels", False):
             log.warning("%s: the processor flips RGB to BGR, which camloc does not; load the model as hf:FOLDER", path)
         return processor_preprocess(settings)
-    size = getattr(getattr(model, "config", None), "image_size", None)
-    if isinstance(size, int) and size > 0:
-        return Preprocess(size=size, resize_size=size * 256 // 224)
-    return Preprocess()
+    timm_cfg = getattr(config, "pretrained_cfg", None)
+    if isinstance(timm_cfg, dict) and "input_size" in timm_cfg:  # TimmWrapper keeps timm's data config in config.json
+        side = int(timm_cfg["input_size"][-1])
+        interpolation = str(timm_cfg.get("interpolation"))
+        mean, std = timm_cfg.get("mean") or IMAGENET_MEAN, timm_cfg.get("std") or IMAGENET_STD
+        return Preprocess(
+            size=side,
+            resize_size=int(side / float(timm_cfg.get("crop_pct") or 0.875)),
+            mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+            std=(float(std[0]), float(std[1]), float(std[2])),
+            interpolation=interpolation if interpolation in _MODES else "bicubic",
+        )
+    size = _native_size(config)
+    return Preprocess(size=size[0], resize_size=size[0] * 256 // 224) if size is not None else Preprocess()
+
+
+_MODES = ("nearest", "bilinear", "bicubic")
 
 
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "bicubic", 4: "bilinear", 5: "bilinear"}  # PIL codes
