@@ -540,6 +540,7 @@ def test_a_timm_model_inside_transformers_timm_wrapper_is_adapted_as_timm(tmp_pa
     fc = wrapper.timm_model.get_classifier()
     torch.testing.assert_close(out.logits, wrapper(x).logits)
     torch.testing.assert_close(out.raw.mean((2, 3)) + fc.bias.detach()[out.classes], out.logits.gather(1, out.classes))
+    assert not hasattr(hf.as_classifier(wrapper), "camloc_feature_layer")  # no layer declared: the methods search
     info = camloc.model_info(wrapper)
     assert info.class_names == tuple(LABELS.values())
     assert (info.preprocess.size, info.preprocess.resize_size, info.preprocess.mean) == (64, 80, (0.5, 0.5, 0.5))

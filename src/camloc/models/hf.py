@@ -100,9 +100,10 @@ def as_classifier(model: nn.Module) -> nn.Module:
 
     The view shares the model's ``__dict__``: the same modules, parameters, hooks, train/eval mode and
     module names, so nothing is copied and nothing on the model changes. Only ``forward(pixel_values)``
-    differs: it returns ``Tensor[N, classes]`` logits. It also answers ``camloc_feature_layer()``: the
-    module whose output is the last spatial feature map and its :class:`~camloc.models.layout.Layout`
-    (the Grad-CAM family's default target layer).
+    differs: it returns ``Tensor[N, classes]`` logits. For the architectures :func:`feature_layer` knows
+    it also answers ``camloc_feature_layer()``: the module whose output is the last spatial feature map
+    and its :class:`~camloc.models.layout.Layout` (the Grad-CAM family's default target layer); other
+    models do not declare one, and the methods' own search applies.
     """
     if not is_hf_model(model) or getattr(type(model), "camloc_view", False):
         return model
@@ -144,13 +145,14 @@ def _view_class(cls: Any) -> type:
         """``(module name, layout)`` of the last spatial feature map; see :func:`feature_layer`."""
         return feature_layer(self)
 
-    namespace = {
+    namespace: dict[str, Any] = {
         "forward": forward,
-        "camloc_feature_layer": camloc_feature_layer,
         "camloc_view": True,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
     }
+    if getattr(getattr(cls, "config_class", None), "model_type", None) in _PLANS:
+        namespace["camloc_feature_layer"] = camloc_feature_layer  # declared for the architectures known here only
     return type(cls.__name__, (cls,), namespace)
 
 
