@@ -544,3 +544,24 @@ def test_a_timm_model_inside_transformers_timm_wrapper_is_adapted_as_timm(tmp_pa
     info = camloc.model_info(wrapper)
     assert info.class_names == tuple(LABELS.values())
     assert (info.preprocess.size, info.preprocess.resize_size, info.preprocess.mean) == (64, 80, (0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize("name", ["resnet", "swin", "pvt_v2", "clip"])
+def test_gradcam_at_the_declared_layer_is_relu_cam_over_the_grid_on_linear_heads(models, name):
+    """What a hook-based Grad-CAM makes of the protocol: at the averaged map before a linear head, every position's
+    gradient is w_c / (h w), so Grad-CAM = ReLU(CAM) / (h w). Written out here with a hook and autograd."""
+    model = models[name]
+    view = hf.as_classifier(model)
+    layer, layout = view.camloc_feature_layer()
+    kept = []
+    handle = view.get_submodule(layer).register_forward_hook(lambda _m, _a, out: kept.append(out))
+    x = _inputs()
+    try:
+        logits = view(x)
+    finally:
+        handle.remove()
+    (grads,) = torch.autograd.grad(logits[:, 2].sum(), kept[0])
+    activations, grads = layout.to_grid(kept[0], (64, 64)), layout.to_grid(grads, (64, 64))
+    gradcam = (grads.mean((2, 3), keepdim=True) * activations).sum(1).relu().detach()
+    cam = camloc.CAM(model)(x, classes=2, upsample=False).raw[:, 0]
+    torch.testing.assert_close(gradcam, cam.relu() / (cam.shape[-2] * cam.shape[-1]))
