@@ -11,7 +11,7 @@ from PIL import Image
 
 import camloc
 from camloc.errors import HeadNotFound, InvalidArgument, WeightsNotFound
-from camloc.models import hf
+from camloc.models import hf, hf_info
 
 T = pytest.importorskip("transformers")
 
@@ -407,7 +407,7 @@ def test_the_processors_settings_give_its_pixel_values(tmp_path, processor, size
     made = getattr(T, processor)(**size, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.3, 0.25], resample=2)
     made.save_pretrained(tmp_path)
     settings = json.loads((tmp_path / "preprocessor_config.json").read_text())
-    pre = hf.processor_preprocess(settings)
+    pre = hf_info.processor_preprocess(settings)
     assert (pre.size, pre.mode, pre.mean, pre.std) == (48, mode, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25))
     photo = _photo()
     theirs = torch.as_tensor(np.asarray(made(photo, return_tensors="np")["pixel_values"][0]))
@@ -416,19 +416,21 @@ def test_the_processors_settings_give_its_pixel_values(tmp_path, processor, size
 
 
 def test_processor_rules_of_levit_bit_and_unnormalized_processors():
-    levit = hf.processor_preprocess(
+    levit = hf_info.processor_preprocess(
         {"image_processor_type": "LevitImageProcessor", "size": {"shortest_edge": 224}, "do_center_crop": True}
         | {"crop_size": {"height": 224, "width": 224}}
     )
     assert (levit.size, levit.resize_size, levit.mode) == (224, 256, "crop")
-    bit = hf.processor_preprocess(
+    bit = hf_info.processor_preprocess(
         {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256}, "do_center_crop": True}
         | {"crop_size": {"height": 224, "width": 224}, "resample": 3}
     )
     assert (bit.size, bit.resize_size, bit.mode, bit.interpolation) == (224, 256, "crop", "bicubic")
-    raw = hf.processor_preprocess({"size": {"height": 32, "width": 32}, "do_normalize": False})
+    raw = hf_info.processor_preprocess({"size": {"height": 32, "width": 32}, "do_normalize": False})
     assert (raw.mean, raw.std, raw.mode) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "squash")
-    big = hf.processor_preprocess({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 384}})
+    big = hf_info.processor_preprocess(
+        {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 384}}
+    )
     assert (big.size, big.mode) == (384, "squash")  # ConvNeXt warps inputs of 384 and more, without a crop
 
 

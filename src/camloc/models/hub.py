@@ -24,7 +24,8 @@ from torch import nn
 
 from ..errors import InvalidArgument, MissingDependency, ModelFileError, WeightsNotFound, did_you_mean
 from ..images import Preprocess
-from .hf import class_names, loaded, preprocess_of
+from .hf import loaded
+from .hf_info import class_names, preprocess_of
 from .info import ModelInfo
 
 __all__ = ["SHIPPED_WEIGHTS", "find_weight_file", "hub_checkpoint_dir", "load_pretrained", "load_state"]

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..errors import InvalidArgument, did_you_mean
 from ..images import Preprocess
-from .hf import class_names, is_hf_model, preprocess_of
+from .hf import is_hf_model
+from .hf_info import class_names, preprocess_of
 
 __all__ = ["ModelInfo", "model_info", "with_info"]
 
