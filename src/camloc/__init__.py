@@ -51,6 +51,10 @@ _EXPORTS = {
     "MapMethod": ".maps",
     "ScoreCAM": ".maps",
     "XGradCAM": ".maps",
+    "ClassTarget": ".maps",
+    "ClassesTarget": ".maps",
+    "NegativeTarget": ".maps",
+    "SegmentationTarget": ".maps",
     "create_method": ".maps",
     "normalize_maps": ".maps",
     "to_image_frame": ".maps",
@@ -111,13 +115,17 @@ if TYPE_CHECKING:
     from .maps import CAM as CAM
     from .maps import METHODS as METHODS
     from .maps import CamOutput as CamOutput
+    from .maps import ClassesTarget as ClassesTarget
+    from .maps import ClassTarget as ClassTarget
     from .maps import EigenCAM as EigenCAM
     from .maps import GradCAM as GradCAM
     from .maps import GradCAMPlusPlus as GradCAMPlusPlus
     from .maps import HiResCAM as HiResCAM
     from .maps import LayerCAM as LayerCAM
     from .maps import MapMethod as MapMethod
+    from .maps import NegativeTarget as NegativeTarget
     from .maps import ScoreCAM as ScoreCAM
+    from .maps import SegmentationTarget as SegmentationTarget
     from .maps import XGradCAM as XGradCAM
     from .maps import create_method as create_method
     from .maps import normalize_maps as normalize_maps

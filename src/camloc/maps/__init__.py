@@ -16,6 +16,9 @@ _EXPORTS = {
     "choose_classes": ".core",
     "CAM": ".cam",
     "ClassTarget": ".core",
+    "ClassesTarget": ".targets",
+    "NegativeTarget": ".targets",
+    "SegmentationTarget": ".targets",
     "TracedMethod": ".traced",
     "GradCAM": ".gradient",
     "GradCAMPlusPlus": ".gradient",
@@ -51,4 +54,7 @@ if TYPE_CHECKING:
     from .registry import METHOD_NAMES as METHOD_NAMES
     from .registry import METHODS as METHODS
     from .registry import create_method as create_method
+    from .targets import ClassesTarget as ClassesTarget
+    from .targets import NegativeTarget as NegativeTarget
+    from .targets import SegmentationTarget as SegmentationTarget
     from .traced import TracedMethod as TracedMethod

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .core import output_tensor, target_score
 from .traced import Target, TracedMethod, weighted_sum
 
 __all__ = ["EigenCAM", "ScoreCAM"]
@@ -97,6 +98,8 @@ class ScoreCAM(TracedMethod):
                     flat = up.flatten(1)
                     lo, hi = flat.amin(-1)[:, None, None], flat.amax(-1)[:, None, None]
                     masks = ((up - lo) / (hi - lo + 1e-8))[:, None]  # (k, 1, H, W)
-                    _, out = self._forward(x[i : i + 1] * masks)
-                    weights[i, start : start + self.chunk] = torch.stack([targets[i](o) for o in out]).float()
+                    out = output_tensor(self._forward(x[i : i + 1] * masks)[1])
+                    weights[i, start : start + self.chunk] = torch.stack(
+                        [target_score(targets[i], o) for o in out]
+                    ).float()
         return weighted_sum(weights.softmax(dim=1).to(activations.dtype), activations)

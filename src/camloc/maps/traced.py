@@ -8,8 +8,6 @@ further, never into the parameters, which are passed detached), and no hook is l
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
@@ -29,11 +27,13 @@ from .core import (
     autocast,
     check_amp,
     choose_classes,
-    class_of,
     finish_maps,
+    output_tensor,
     prepare_input,
+    score_targets,
     target_classes,
     target_lists,
+    target_score,
 )
 
 __all__ = ["ClassTarget", "Target", "TracedMethod", "weighted_sum"]  # the targets live in core; kept here too
@@ -116,15 +116,19 @@ class TracedMethod:
             images: ``Tensor[N, 3, H, W]`` normalized model input.
             topk: how many of the best classes, when neither ``classes`` nor ``targets`` is given.
             classes: one index for every image, one index per image, or an equal-length list per image.
-            targets: instead of ``classes``: per image, one target or an equal-length list of them,
-                each a class (an int, a :class:`~camloc.maps.ClassTarget`, pytorch-grad-cam's
-                ``ClassifierOutputTarget``) or any callable mapping the image's output
-                ``Tensor[num_classes]`` to a scalar score (pytorch-grad-cam's targets are such callables).
+            targets: instead of ``classes``: one target for every image, or per image one target or an
+                equal-length list of them, each a class (an int, a :class:`~camloc.maps.ClassTarget`,
+                pytorch-grad-cam's ``ClassifierOutputTarget``) or any callable mapping the image's output
+                (``Tensor[num_classes]``, ``Tensor[K, h, w]`` for a segmentation model) to a scalar
+                score: :class:`~camloc.maps.ClassesTarget`, :class:`~camloc.maps.NegativeTarget`,
+                :class:`~camloc.maps.SegmentationTarget`, pytorch-grad-cam's targets.
             upsample: also give the maps upsampled to ``(H, W)``.
 
         Returns:
             :class:`~camloc.maps.CamOutput`. Targets that are all classes give what ``classes=``
             gives; otherwise ``classes`` is -1 for the callables and ``scores`` holds each target's score.
+            The model's output is read by :func:`~camloc.maps.core.output_tensor` (a tensor, a dict's
+            ``"out"``, ``.logits``); a segmentation model's has no top-k classes: it needs ``targets``.
         """
         custom: list[list[int | Target]] | None = None
         if targets is not None:
@@ -139,13 +143,13 @@ class TracedMethod:
         x = prepare_input(images, self.device, self.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
             with autocast(x.device, self.amp):
-                activations, logits = self._forward(x)
-            logits = logits.float()  # scores and gradients of the scores in float32
+                activations, output = self._forward(x)
+            logits = output_tensor(output).float()  # scores and gradients of the scores in float32
             if custom is None:
                 chosen, scores = choose_classes(logits, topk, classes)
                 calls: list[list[Target]] = [[ClassTarget(c) for c in row] for row in chosen.tolist()]
             else:
-                chosen, scores, calls = _custom_targets(custom, logits)
+                chosen, scores, calls = score_targets(custom, logits)
             raw = torch.stack(
                 [self.maps_for(x, activations, logits, [ts[j] for ts in calls]) for j in range(len(calls[0]))],
                 dim=1,
@@ -169,7 +173,7 @@ class TracedMethod:
         """``Tensor[N, h, w]`` maps for one target per image."""
         if not self.needs_gradients:
             return self.combine(activations.float(), None, x, targets)
-        score = torch.stack([t(logits[i]) for i, t in enumerate(targets)]).sum()
+        score = torch.stack([target_score(t, logits[i]) for i, t in enumerate(targets)]).sum()
         (grads,) = torch.autograd.grad(score, activations, retain_graph=True)
         return self.combine(activations.detach().float(), grads.float(), x, targets)  # the maps in float32
 
@@ -180,23 +184,6 @@ class TracedMethod:
         that needs none; ``x`` is the model input and ``targets`` one target per image.
         """
         raise NotImplementedError
-
-
-def _custom_targets(lists: list[list[int | Target]], logits: Tensor) -> tuple[Tensor, Tensor, list[list[Target]]]:
-    """``(classes, scores, callables)`` of targets that are not all classes: -1 and each target's score."""
-    num_classes = logits.shape[1]
-    known = [[class_of(t) for t in row] for row in lists]
-    if any(c is not None and not 0 <= c < num_classes for row in known for c in row):
-        raise InvalidArgument(
-            "targets", f"targets=: class targets must lie in [0, {num_classes})", arguments=["targets"]
-        )
-    calls = [
-        [ClassTarget(c) if c is not None else cast(Target, t) for c, t in zip(cs, ts, strict=True)]
-        for cs, ts in zip(known, lists, strict=True)
-    ]
-    chosen = torch.tensor([[-1 if c is None else c for c in row] for row in known], device=logits.device)
-    scores = torch.stack([torch.stack([t(logits[i]).detach().float() for t in ts]) for i, ts in enumerate(calls)])
-    return chosen, scores, calls
 
 
 def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:

@@ -114,6 +114,8 @@ class CamAdapter:
         with torch.inference_mode(False), torch.enable_grad():
             f = features.detach().clone().requires_grad_(True)
             logits = self._head(f)
+            if logits.ndim == 1:  # a single-logit head giving (N,)
+                logits = logits[:, None]
             grads = []
             for j in range(classes.shape[1]):
                 score = logits.gather(1, classes[:, j : j + 1].to(logits.device)).sum()
