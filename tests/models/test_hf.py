@@ -361,15 +361,6 @@ def test_the_view_is_the_same_model_returning_logits(models):
     assert not hasattr(model, "camloc_feature_layer")  # the user's model is not changed
 
 
-def test_logits_of_reads_tensors_and_outputs_or_says_what_it_got(models):
-    x = _inputs()
-    with torch.no_grad():
-        output = models["vit"](x)
-    assert hf.logits_of(output) is output.logits and hf.logits_of(output.logits) is output.logits
-    with pytest.raises(HeadNotFound, match="returned a dict: neither a logits tensor"):
-        hf.logits_of({"scores": output.logits})
-
-
 def test_unknown_architectures_are_refused_naming_the_model_type():
     config = T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
     model = T.ResNetForImageClassification(config).eval()
@@ -567,3 +558,13 @@ def test_gradcam_at_the_declared_layer_is_relu_cam_over_the_grid_on_linear_heads
     gradcam = (grads.mean((2, 3), keepdim=True) * activations).sum(1).relu().detach()
     cam = camloc.CAM(model)(x, classes=2, upsample=False).raw[:, 0]
     torch.testing.assert_close(gradcam, cam.relu() / (cam.shape[-2] * cam.shape[-1]))
+
+
+def test_other_heads_on_known_backbones_are_not_read_as_classifiers():
+    """A segmentation head is no classifier: refused in one line, and its view declares no feature layer."""
+    config = T.SegformerConfig(**PVT, sr_ratios=[2, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2])
+    model = T.SegformerForSemanticSegmentation(config).eval()
+    with pytest.raises(HeadNotFound, match="SegformerForSemanticSegmentation: not an image classifier") as err:
+        hf.cam_parts(model)
+    assert "\n" not in str(err.value)
+    assert not hasattr(hf.as_classifier(model), "camloc_feature_layer")

@@ -31,7 +31,7 @@ spatial map and how the head pools it:
 (inputs of another size than the config's run with interpolated position embeddings where the model
 can), and ``camloc_feature_layer()`` names the feature layer; module names stay the model's own. CAM
 runs a model given as it comes through it, ``hf:FOLDER`` (:func:`loaded`) returns it, and the
-runners that call a model directly read its output with :func:`logits_of`.
+runners that call a model directly read its output with :func:`camloc.maps.core.output_tensor`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from ..errors import HeadNotFound, InvalidArgument
 from .hf_info import native_size, processor_settings
 from .layout import Layout
 
-__all__ = ["as_classifier", "cam_parts", "feature_layer", "is_hf_model", "loaded", "logits_of"]
+__all__ = ["as_classifier", "cam_parts", "feature_layer", "is_hf_model", "loaded"]
 
 
 Head = Callable[[Tensor], Tensor]  # Tensor[N, C, h, w] feature map -> Tensor[N, classes] logits
@@ -59,22 +59,6 @@ def is_hf_model(model: object) -> bool:
     """Whether ``model`` is a ``transformers`` model (False, importing nothing, when transformers is not loaded)."""
     transformers = sys.modules.get("transformers")
     return transformers is not None and isinstance(model, transformers.PreTrainedModel)
-
-
-def logits_of(output: object) -> Tensor:
-    """The logits of a model's output: the tensor itself, or its ``.logits`` (``transformers``' output objects).
-
-    Raises:
-        HeadNotFound: the output is neither.
-    """
-    if isinstance(output, Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, Tensor):
-        return logits
-    raise HeadNotFound(
-        f"the model returned a {type(output).__name__}: neither a logits tensor nor an object with .logits"
-    )
 
 
 # ------------------------------------------------------------------------------------------ the view
@@ -126,7 +110,7 @@ def _view_class(cls: Any) -> type:
                 options["interpolate_pos_encoding"] = True
         if getattr(self, "camloc_flips_channels", False):
             pixel_values = pixel_values.flip(1)  # RGB -> BGR, as the model's processor does (see loaded)
-        return logits_of(cls.forward(self, pixel_values, **options))
+        return cls.forward(self, pixel_values, **options).logits
 
     def camloc_feature_layer(self: nn.Module) -> tuple[str, Layout]:
         """``(module name, layout)`` of the last spatial feature map; see :func:`feature_layer`."""
@@ -138,8 +122,9 @@ def _view_class(cls: Any) -> type:
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
     }
-    if getattr(getattr(cls, "config_class", None), "model_type", None) in _PLANS:
-        namespace["camloc_feature_layer"] = camloc_feature_layer  # declared for the architectures known here only
+    known = getattr(getattr(cls, "config_class", None), "model_type", None) in _PLANS
+    if known and "ForImageClassification" in cls.__name__:  # the classifiers known here; others: the methods search
+        namespace["camloc_feature_layer"] = camloc_feature_layer
     return type(cls.__name__, (cls,), namespace)
 
 
@@ -220,7 +205,13 @@ def _plan(model: nn.Module) -> _Plan:
             f"{type(model).__name__}: camloc does not know where Hugging Face {kind!r} models keep their last "
             f"feature map (it knows {', '.join(sorted(_PLANS))}); name a target layer for a gradient method"
         )
-    plan = make(model, str(getattr(model, "base_model_prefix", "")), config)
+    try:
+        plan = make(model, str(getattr(model, "base_model_prefix", "")), config)
+    except AttributeError:  # another head on a known backbone: segmentation, masked image modeling, ...
+        raise HeadNotFound(
+            f"{type(model).__name__}: not an image classifier (AutoModelForImageClassification); camloc reads the "
+            f"feature map of {kind!r} classifiers only"
+        ) from None
     if plan.refusal is None and plan.linear is None and plan.head is None:
         return _Plan(plan.layer, plan.layout, refusal="its classifier is not a single linear layer after pooling")
     return plan

@@ -33,9 +33,9 @@ from ..datasets.registry import open_dataset
 from ..errors import BadImage
 from ..images import Preprocess, crop_to_box, load_batch, open_image
 from ..maps.cam import CAM
+from ..maps.core import output_tensor
 from ..maps.frames import to_image_frame
 from ..metrics.iou import best_iou
-from ..models.hf import logits_of
 from ..models.probes import LinearProbe, attach_probe
 from ..utils import model_device
 from ..utils import progress as progress_bar
@@ -273,7 +273,7 @@ def predict(
         for start in range(0, len(dataset), batch_size):
             batch = load_batch([s.path for s in dataset.samples[start : start + batch_size]], preprocess, executor=pool)
             if batch.paths:
-                top = logits_of(model(batch.images.to(device))).argmax(1).tolist()
+                top = output_tensor(model(batch.images.to(device))).argmax(1).tolist()
                 out.update((by_path[p].image_id, c) for p, c in zip(batch.paths, top, strict=True))
     return out
 
