@@ -158,7 +158,8 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_d
     g.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="torchvision name, timm:<name>, file.py:factory, package.module:factory or a camloc MODEL.pt "
+        help="torchvision name, timm:<name>, hf:FOLDER (transformers save_pretrained), file.py:factory, "
+        "package.module:factory or a camloc MODEL.pt "
         "(default: %(default)s)",
     )
     g.add_argument("--weights", metavar="PATH", help="weight file to load instead of the cached pretrained one")

@@ -16,7 +16,7 @@ import torch
 from ..distributed import all_gather, shard, world
 from ..errors import InvalidArgument
 from ..images import Preprocess, load_batch
-from ..maps.core import MapMethod
+from ..maps.core import MapMethod, output_tensor
 from ..metrics.faithfulness import (
     RISE_BASELINES,
     Baseline,
@@ -104,7 +104,7 @@ def evaluate_faithfulness(
                     classes = torch.tensor([by_path[p][1].label for p in batch.paths], device=device)
                 else:
                     with torch.no_grad():
-                        classes = model(images).argmax(dim=1)
+                        classes = output_tensor(model(images)).argmax(dim=1)
                 for name, method in methods.items():
                     out = method(images, classes=classes[:, None])
                     assert out.maps is not None  # upsampled: the call asks for them

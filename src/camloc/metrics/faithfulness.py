@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InvalidArgument
+from ..maps.core import output_tensor
 from ..maps.frames import normalize_maps
 from .state import Metric
 
@@ -177,7 +178,7 @@ def _probabilities(
     for start in range(0, count, chunk):
         idx = torch.arange(start, min(start + chunk, count), device=device)
         x, classes = build(idx)
-        probs = model(x).float().softmax(dim=1)
+        probs = output_tensor(model(x)).float().softmax(dim=1)  # .logits of Hugging Face outputs, too
         out[start : start + len(idx)] = probs.gather(1, classes[:, None])[:, 0]
     return out
 

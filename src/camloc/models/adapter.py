@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 
 from ..errors import HeadNotFound
+from . import hf
 from .graph import NO_HEAD_ADVICE, GapHead, extract_head, find_gap_head, is_global_size, output_node, trace
 
 __all__ = ["CamAdapter", "FoldedCopy", "adapt"]
@@ -154,6 +155,10 @@ def adapt(model: nn.Module, *, fuse_batchnorm: bool = True) -> CamAdapter:
     ``fuse_batchnorm``: in eval mode, run a copy of the model with BatchNorm folded into the convolutions
     (where the model could be traced).
     """
+    if hf.is_hf_model(model):
+        if not hasattr(model, "timm_model"):
+            return CamAdapter(model, *hf.cam_parts(model), fuse_batchnorm=False)
+        model = getattr(model, "timm_model")  # noqa: B009 - transformers' TimmWrapper: the timm model inside
     if all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier")):
         return _adapt_timm_tokens(model) if _pools_patch_tokens(model) else _adapt_timm(model)
     try:

@@ -1,8 +1,9 @@
-"""Build torchvision, timm and user-defined classifiers with weights from files on disk, never the network.
+"""Build torchvision, timm, Hugging Face and user-defined classifiers with weights from disk, never the network.
 
 torchvision's own loader is pointed at the file (so its checks and its preprocessing metadata apply);
-timm reads its checkpoint from the Hugging Face or torch hub cache, or from a given file; a factory
-``file.py:fn`` / ``package.module:fn`` builds any ``nn.Module`` and loads a state dict into it.
+timm reads its checkpoint from the Hugging Face or torch hub cache, or from a given file; ``hf:PATH``
+reads a ``transformers`` ``save_pretrained`` folder; a factory ``file.py:fn`` / ``package.module:fn``
+builds any ``nn.Module`` and loads a state dict into it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch import nn
 
 from ..errors import InvalidArgument, MissingDependency, ModelFileError, WeightsNotFound, did_you_mean
 from ..images import Preprocess
+from .hf import loaded
+from .hf_info import class_names, preprocess_of
 from .info import ModelInfo
 
 __all__ = ["SHIPPED_WEIGHTS", "find_weight_file", "hub_checkpoint_dir", "load_pretrained", "load_state"]
@@ -37,11 +40,12 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None) -> tupl
     """A classifier and what camloc knows about it, its weights read from disk.
 
     Args:
-        name: a torchvision model name (``"resnet50"``), ``"timm:<name>"``, or a factory
-            ``"path/to/file.py:fn"`` / ``"package.module:fn"`` returning an ``nn.Module``.
+        name: a torchvision model name (``"resnet50"``), ``"timm:<name>"``, ``"hf:PATH"`` (a folder
+            that a ``transformers`` image classifier was saved to with ``save_pretrained``), or a
+            factory ``"path/to/file.py:fn"`` / ``"package.module:fn"`` returning an ``nn.Module``.
         weights: a weight file; by default torchvision / timm weights are looked up in the torch
             hub cache, the Hugging Face cache and packages that ship them. A factory's model keeps
-            its own initialization when no file is given.
+            its own initialization when no file is given. An ``hf:`` folder holds its own weights.
 
     Raises:
         WeightsNotFound: the weights are not on disk (the message says where to put them).
@@ -49,6 +53,8 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None) -> tupl
     """
     if name.startswith("timm:"):
         return _load_timm(name[len("timm:") :], weights)
+    if name.startswith("hf:"):
+        return _load_hf(name[len("hf:") :], weights)
     if ":" in name:
         return _load_factory(name, weights)
     return _load_torchvision(name, weights)
@@ -205,6 +211,40 @@ def _timm_cached_file(name: str, cfg: dict) -> Path:
     raise WeightsNotFound(
         f"pretrained weights for timm:{name} are not on disk: put {where}, or pass weights=PATH", arguments=["weights"]
     )
+
+
+def _load_hf(folder: str, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:
+    """A ``transformers`` image classifier from a ``save_pretrained`` folder, never downloaded.
+
+    The model comes as :func:`~camloc.models.hf.loaded` sees it (``forward`` gives logits),
+    with ``config.id2label`` as class names and the ``preprocessor_config.json`` beside it as preprocessing.
+    """
+    if weights is not None:
+        raise InvalidArgument(
+            "weights",
+            f"weights=: hf:{folder} is a Hugging Face folder and holds its own weights",
+            arguments=["weights"],
+        )
+    path = Path(folder).expanduser()
+    if not (path / "config.json").is_file():
+        what = "no config.json in" if path.is_dir() else "no such folder"
+        raise WeightsNotFound(f"hf:{folder}: {what} (a transformers save_pretrained folder)")
+    try:
+        from transformers import AutoModelForImageClassification
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        raise MissingDependency("hf: models need transformers: pip install 'camloc[hf]'") from None
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # the library does not print; restored as found
+    try:
+        model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - transformers and safetensors raise many kinds for a foreign file
+        raise ModelFileError(f"hf:{folder}: not a transformers image classifier ({_first_line(err)})") from None
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
+    view = loaded(model)
+    return view, ModelInfo(f"hf:{folder}", class_names(view), preprocess_of(view))
 
 
 def _load_factory(spec: str, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:

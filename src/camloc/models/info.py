@@ -12,6 +12,8 @@ from torch import nn
 
 from ..errors import InvalidArgument, did_you_mean
 from ..images import Preprocess
+from .hf import is_hf_model
+from .hf_info import class_names, preprocess_of
 
 __all__ = ["ModelInfo", "model_info", "with_info"]
 
@@ -69,9 +71,18 @@ class ModelInfo:
 
 
 def model_info(model: nn.Module) -> ModelInfo:
-    """The class names and preprocessing attached by ``load_model``, or ImageNet defaults."""
+    """The class names and preprocessing attached by ``load_model``, or the model's own, or ImageNet defaults.
+
+    A ``transformers`` model has its own: ``config.id2label`` and the ``preprocessor_config.json``
+    saved beside it (where ``config._name_or_path`` is a folder).
+    """
     info = getattr(model, "camloc_info", None)
-    return info if isinstance(info, ModelInfo) else ModelInfo(type(model).__name__, None, Preprocess())
+    if isinstance(info, ModelInfo):
+        return info
+    if is_hf_model(model):
+        name = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        return ModelInfo(name, class_names(model), preprocess_of(model))
+    return ModelInfo(type(model).__name__, None, Preprocess())
 
 
 def with_info(model: nn.Module, info: ModelInfo) -> nn.Module:

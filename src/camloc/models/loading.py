@@ -27,9 +27,10 @@ def load_model(
     """A pretrained classifier in eval mode, with its class names and preprocessing attached.
 
     Args:
-        name: a torchvision model name (``"mobilenet_v2"``, ``"resnet50"``), ``"timm:<name>"``, a
-            factory ``"path/to/file.py:fn"`` / ``"package.module:fn"`` returning an ``nn.Module``,
-            or a camloc model file (``MODEL.pt`` from ``camloc train`` / ``camloc probe``).
+        name: a torchvision model name (``"mobilenet_v2"``, ``"resnet50"``), ``"timm:<name>"``,
+            ``"hf:PATH"`` (a ``transformers`` ``save_pretrained`` folder, read offline), a factory
+            ``"path/to/file.py:fn"`` / ``"package.module:fn"`` returning an ``nn.Module``, or a
+            camloc model file (``MODEL.pt`` from ``camloc train`` / ``camloc probe``).
         weights: a weight file to load; torchvision and timm weights are otherwise looked up in the
             torch hub cache (and in packages that ship them), never downloaded.
         device: where to put the model (default: where it was built, the CPU).

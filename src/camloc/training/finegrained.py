@@ -33,6 +33,7 @@ from ..datasets.registry import open_dataset
 from ..errors import BadImage
 from ..images import Preprocess, crop_to_box, load_batch, open_image
 from ..maps.cam import CAM
+from ..maps.core import output_tensor
 from ..maps.frames import to_image_frame
 from ..metrics.iou import best_iou
 from ..models.probes import LinearProbe, attach_probe
@@ -272,7 +273,7 @@ def predict(
         for start in range(0, len(dataset), batch_size):
             batch = load_batch([s.path for s in dataset.samples[start : start + batch_size]], preprocess, executor=pool)
             if batch.paths:
-                top = model(batch.images.to(device)).argmax(1).tolist()
+                top = output_tensor(model(batch.images.to(device))).argmax(1).tolist()
                 out.update((by_path[p].image_id, c) for p, c in zip(batch.paths, top, strict=True))
     return out
 
