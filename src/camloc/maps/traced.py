@@ -1,9 +1,21 @@
-"""The base of the Grad-CAM family: any target layer, batched, on the model's device, no numpy, no hooks.
+"""The base of the Grad-CAM family: any target layer, any layout, batched, on the model's device, no numpy.
 
 Each method is a small ``combine(activations, gradients, ...) -> maps`` on one base,
-:class:`TracedMethod`. The model is traced once with torch.fx and the target layer's output is made
-a leaf of the autograd graph: gradients flow only from the scores down to that layer (never
-further, never into the parameters, which are passed detached), and no hook is left on the model.
+:class:`TracedMethod`. The target layer's output is made a leaf of the autograd graph: gradients
+flow only from the scores down to that layer (never further, never into the parameters, which are
+passed detached), and no hook is left on the model. Two ways cut the graph there:
+
+- torch.fx: the model is traced once and the layer's output wrapped in a leaf (models without a
+  declared layer, and layers named by the user);
+- a forward hook (:mod:`camloc.maps.hooked`) that lives for one call: for the layer a model declares
+  (timm's ``feature_info``, ``camloc_feature_layer()``, see :mod:`camloc.models.layers`) and for
+  models torch.fx cannot trace (control flow on tensors, ``len``). A ``TraceError`` never reaches
+  the user.
+
+The layer's output and its gradients are taken in the layer's own layout (``(N, C, h, w)``,
+channels last ``(N, h, w, C)``, tokens ``(N, L, C)`` after class or register tokens) and read as
+``(N, C, h, w)`` by :class:`~camloc.models.layout.Layout` before ``combine``: ViT, Swin or ConvNeXt
+need no reshape_transform.
 """
 
 from __future__ import annotations
@@ -16,6 +28,8 @@ from torch.func import functional_call
 from ..errors import HeadNotFound, InvalidArgument, did_you_mean
 from ..models.adapter import FoldedCopy
 from ..models.graph import is_gap, module_of, output_node, trace_with_leaf
+from ..models.layers import default_target, layer_layout
+from ..models.layout import Layout
 from ..utils import model_device
 from .core import (
     CamOutput,
@@ -35,6 +49,7 @@ from .core import (
     target_lists,
     target_score,
 )
+from .hooked import HookedForward
 
 __all__ = ["ClassTarget", "Target", "TracedMethod", "weighted_sum"]  # the targets live in core; kept here too
 
@@ -56,8 +71,10 @@ class TracedMethod:
         model: the classifier.
         target_layer: the module whose output is explained: its qualified name (``"layer4"``,
             ``"features.16"``) or the module itself (``model.layer4``); default: the last spatial
-            feature map, the tensor that is pooled globally or flattened first. The method's
-            ``target_layer`` attribute holds the name.
+            stage, as the model declares it (:func:`camloc.models.layers.default_target`: timm's
+            ``feature_info``, ``camloc_feature_layer()``), else the tensor that is pooled globally
+            last or, without global pooling, flattened first. The method's ``target_layer``
+            attribute holds the name, ``layout`` how its output is read as ``(N, C, h, w)``.
         relu: apply a ReLU to the maps (as the methods' papers do).
         normalize: ``"none"``, ``"minmax"`` or ``"max"``, applied to ``raw`` and to ``maps`` separately.
         upsample_mode: ``F.interpolate`` mode for ``maps``.
@@ -67,7 +84,9 @@ class TracedMethod:
         amp: ``"bf16"`` or ``"fp16"``: the forward pass under ``torch.autocast`` in that type, the
             maps combined in float32 (None: all in float32).
 
-    Constructing a method traces the model; it runs nothing and attaches nothing to the model.
+    Constructing a method traces the model (unless it declares its layer); it runs nothing and
+    attaches nothing to the model. Models run through a hook run their own modules
+    (``fuse_batchnorm`` does not apply to them).
     """
 
     name = "base"
@@ -91,8 +110,8 @@ class TracedMethod:
         self.relu = relu
         self.normalize = normalize
         self.upsample_mode = upsample_mode
-        self._run, self.target_layer = _split(model, target_layer)
-        self._folded = FoldedCopy(self._run, model)
+        self._run, self.target_layer, self.layout = _split(model, target_layer)
+        self._folded = FoldedCopy(self._run, model) if isinstance(self._run, fx.GraphModule) else None
         self.fuse_batchnorm = fuse_batchnorm
         self.channels_last = channels_last
 
@@ -156,26 +175,46 @@ class TracedMethod:
             )
         raw = raw.detach().relu() if self.relu else raw.detach()
         raw, maps = finish_maps(raw, x.shape[-2:] if upsample else None, self.upsample_mode, self.normalize)
-        return CamOutput(logits.detach(), chosen, scores, raw, maps, activations.detach())
+        return CamOutput(logits.detach(), chosen, scores, raw, maps, self._grid(activations.detach(), x))
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(target layer output as a leaf, logits), recording no graph for the parameters."""
-        if self.fuse_batchnorm and not self.model.training:
+        """(target layer output as a leaf, in its own layout; logits), recording no graph for the parameters."""
+        if isinstance(self._run, HookedForward):
+            return self._run(x)  # it passes the parameters detached itself
+        if self._folded is not None and self.fuse_batchnorm and not self.model.training:
             return self._folded()(x)  # a private copy with frozen parameters
         params = {k: v.detach() for k, v in self.model.named_parameters()}
         return functional_call(self._run, params, (x,), strict=False)
+
+    def _grid(self, t: Tensor, x: Tensor) -> Tensor:
+        """The target layer's output (or its gradient) ``t`` as ``Tensor[N, C, h, w]``."""
+        owner = f"{type(self.model).__name__}.{self.target_layer}"
+        return self.layout.to_grid(t, (x.shape[-2], x.shape[-1]), owner=owner)
 
     def more_maps(self, output: CamOutput, images: Tensor, classes: Tensor) -> Tensor:
         """More classes' raw maps: the model runs again on ``images``."""
         return self(images, classes=classes, upsample=False).raw
 
     def maps_for(self, x: Tensor, activations: Tensor, logits: Tensor, targets: list[Target]) -> Tensor:
-        """``Tensor[N, h, w]`` maps for one target per image."""
+        """``Tensor[N, h, w]`` maps for one target per image; ``activations``: the layer's output in its own layout."""
         if not self.needs_gradients:
-            return self.combine(activations.float(), None, x, targets)
+            return self.combine(self._grid(activations.float(), x), None, x, targets)
         score = torch.stack([target_score(t, logits[i]) for i, t in enumerate(targets)]).sum()
-        (grads,) = torch.autograd.grad(score, activations, retain_graph=True)
-        return self.combine(activations.detach().float(), grads.float(), x, targets)  # the maps in float32
+        grads = self._gradient(score, activations)
+        grids = self._grid(activations.detach().float(), x), self._grid(grads.float(), x)
+        return self.combine(*grids, x, targets)  # the maps in float32
+
+    def _gradient(self, score: Tensor, activations: Tensor) -> Tensor:
+        """``d score / d activations``, or a one-line error when the score does not depend on the layer."""
+        grads = None
+        if score.requires_grad:
+            (grads,) = torch.autograd.grad(score, activations, retain_graph=True, allow_unused=True)
+        if grads is None:
+            raise HeadNotFound(
+                f"{type(self.model).__name__}: the scores do not depend on the output of "
+                f"target_layer={self.target_layer!r}; name a layer on the way to the output"
+            )
+        return grads
 
     def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
         """``Tensor[N, h, w]`` maps from the target layer's ``activations`` ``Tensor[N, C, h, w]``.
@@ -211,21 +250,37 @@ def layer_name(model: nn.Module, layer: str | nn.Module | None) -> str | None:
     return name
 
 
-def _split(model: nn.Module, target_layer: str | nn.Module | None) -> tuple[fx.GraphModule, str]:
-    """A traced copy of ``model``'s forward returning (target layer output as a leaf, logits)."""
-    target_layer = layer_name(model, target_layer)
-    graph = trace_with_leaf(model, target_layer)
+def _split(
+    model: nn.Module, target_layer: str | nn.Module | None
+) -> tuple[fx.GraphModule | HookedForward, str, Layout]:
+    """``(run, name, layout)``: ``run(x)`` gives (the target layer's output as a leaf, logits).
+
+    A layer the model declares runs through a hook; any other is cut in a traced copy of
+    ``model``'s forward, or through a hook when torch.fx cannot trace it.
+    """
+    name = layer_name(model, target_layer)
+    if name is None:
+        declared = default_target(model)
+        if declared is not None:
+            name, layout = declared
+            return HookedForward(model, name, layout.channels), name, layout
+    try:
+        graph = trace_with_leaf(model, name)
+    except Exception as err:  # noqa: BLE001 - control flow on tensors, len(), Proxy arguments: hook instead
+        if name is None:
+            raise HeadNotFound(
+                f"{type(model).__name__} cannot be traced by torch.fx ({type(err).__name__}) to find its last feature "
+                "map; name it with target_layer="
+            ) from None
+        _check_module(model, name, sorted(n for n, _ in model.named_modules() if n))
+        layout = layer_layout(model, name)
+        return HookedForward(model, name, layout.channels), name, layout
     modules = dict(model.named_modules())
-    if target_layer is not None:
-        nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == target_layer]
+    if name is not None:
+        nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == name]
         if not nodes:
             called = sorted({str(n.target) for n in graph.nodes if n.op == "call_module"})
-            raise InvalidArgument(
-                "target_layer",
-                f"target_layer={target_layer!r}: not a module of {type(model).__name__} called in forward"
-                + did_you_mean(target_layer, called),
-                arguments=["target_layer"],
-            )
+            _check_module(model, name, called)
         node = nodes[-1]
     else:
         node = _default_target(graph, modules)
@@ -237,13 +292,31 @@ def _split(model: nn.Module, target_layer: str | nn.Module | None) -> tuple[fx.G
         leaf = graph.call_function(_leaf, (node,))
     node.replace_all_uses_with(leaf, delete_user_cb=lambda user: user is not leaf)
     output.args = ((leaf, value),)
-    name = node.target if node.op == "call_module" else node.name
-    return fx.GraphModule(model, graph), str(name)
+    if node.op == "call_module":
+        return fx.GraphModule(model, graph), str(node.target), layer_layout(model, str(node.target))
+    return fx.GraphModule(model, graph), node.name, Layout()
+
+
+def _check_module(model: nn.Module, name: str, called: list[str]) -> None:
+    """Refuse a target layer that is not among the modules ``called`` in forward."""
+    if name not in called:
+        raise InvalidArgument(
+            "target_layer",
+            f"target_layer={name!r}: not a module of {type(model).__name__} called in forward"
+            + did_you_mean(name, called),
+            arguments=["target_layer"],
+        )
 
 
 def _default_target(graph: fx.Graph, modules: dict[str, nn.Module]) -> fx.Node | None:
-    """The tensor that is pooled globally or flattened first: the last spatial feature map."""
-    for node in graph.nodes:
+    """The last spatial feature map: the tensor pooled globally last, or else flattened first.
+
+    The last global pooling is the head's (squeeze-and-excitation blocks pool globally before it);
+    a model without global pooling (VGG) flattens its last map first.
+    """
+    nodes = list(graph.nodes)
+    pools = [n for n in nodes if is_gap(n, modules)]
+    for node in pools[-1:] or nodes:
         flattens = (
             (node.op == "call_function" and node.target is torch.flatten)
             or (node.op == "call_method" and node.target in ("flatten", "view", "reshape"))
