@@ -129,17 +129,18 @@ def _width(module: nn.Module) -> int | None:
 
 
 def _attention_norm(model: nn.Module, name: str, stage: nn.Module) -> str:
-    """The norm in front of the attention of the last block of ``stage`` (the stage itself when it is a block)."""
-    blocks = getattr(stage, "blocks", None)
-    if isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks):
-        name, stage = f"{name}.blocks.{len(blocks) - 1}", blocks[-1]
-    for norm in _ATTENTION_NORMS:
-        if isinstance(getattr(stage, norm, None), nn.Module):
-            return f"{name}.{norm}"
-    raise HeadNotFound(
-        f"{type(model).__name__} reads only its class token after {name!r}, whose patch tokens then get no "
-        "gradient; name a layer before its last attention with target_layer="
-    )
+    """The norm in front of the attention of the last block of ``stage`` (a block, or a list of them, nested)."""
+    while not any(isinstance(getattr(stage, n, None), nn.Module) for n in _ATTENTION_NORMS):
+        blocks = getattr(stage, "blocks", stage)  # PiT, CrossViT: stages holding blocks
+        if not isinstance(blocks, nn.Sequential | nn.ModuleList) or not len(blocks):
+            raise HeadNotFound(
+                f"{type(model).__name__} reads only its class token after {name!r}, whose patch tokens then get no "
+                "gradient; name a layer before its last attention with target_layer="
+            )
+        last = str(len(blocks) - 1)
+        name, stage = f"{name}.blocks.{last}" if blocks is not stage else f"{name}.{last}", blocks[-1]
+    norm = next(n for n in _ATTENTION_NORMS if isinstance(getattr(stage, n, None), nn.Module))
+    return f"{name}.{norm}"
 
 
 def _check_module(model: nn.Module, name: str, source: str) -> None:
