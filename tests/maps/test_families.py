@@ -106,3 +106,12 @@ def test_families_without_a_map_to_explain_are_refused_in_one_line(name, message
     with pytest.raises(camloc.CamlocError) as caught:
         camloc.GradCAM(model)(torch.randn(1, 3, 224, 224))
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_named_layer_of_an_untraceable_model_runs_through_a_hook():
+    model = timm.create_model("efficientvit_b0", pretrained=False, num_classes=5).eval()
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(model)  # control flow on tensors
+    out = camloc.GradCAM(model, "stages.2")(torch.randn(2, 3, 64, 64), topk=1, upsample=False)
+    assert out.raw.shape == (2, 1, 4, 4) and out.features.shape == (2, 64, 4, 4)  # stride 16, 64 channels
+    assert not any(m._forward_hooks for m in model.modules())
