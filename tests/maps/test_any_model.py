@@ -276,3 +276,35 @@ def test_vit_equals_pytorch_grad_cam_as_it_is_called():
     with PeerGradCAM(model=vit, target_layers=[vit.blocks[-1].norm1], reshape_transform=_vit_tokens) as cam:
         theirs = cam(x, targets=[ClassifierOutputTarget(c) for c in out.classes[:, 0].tolist()])
     assert np.abs(theirs - _scaled_like_pytorch_grad_cam(out.raw[:, 0].numpy(), (96, 96))).max() < 1e-4
+
+
+@pytest.mark.peers
+def test_transformers_classifiers_as_they_come_equal_pytorch_grad_cam():
+    # a transformers model returns an output object: pytorch-grad-cam needs a model returning logits
+    # (hf.as_classifier, the same model) and a reshape_transform; camloc takes the model as it comes
+    transformers = pytest.importorskip("transformers")
+    from camloc.models import hf
+
+    options = {"image_size": 64, "num_labels": 5}
+    vit = transformers.ViTForImageClassification(
+        transformers.ViTConfig(
+            patch_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, **options
+        )
+    ).eval()
+    swin = transformers.SwinForImageClassification(
+        transformers.SwinConfig(patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4, **options)
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    for model, layer, reshape in [
+        (vit, "vit.layers.0.layernorm_before", lambda t: t[:, 1:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2)),
+        (swin, "swin.layernorm", lambda t: t.reshape(2, 8, 8, -1).permute(0, 3, 1, 2)),  # tokens after the norm
+    ]:
+        method = GradCAM(model, relu=False)
+        assert method.target_layer == layer
+        out = method(x, topk=2, upsample=False)
+        for j in range(2):
+            theirs = _peer_raw(
+                "GradCAM", hf.as_classifier(model), model.get_submodule(layer), reshape, x, out.classes[:, j].tolist()
+            )
+            _assert_equal_maps(out.raw[:, j], theirs)
+        assert _no_hooks(model)

@@ -8,7 +8,8 @@ passed detached), and no hook is left on the model. Two ways cut the graph there
 - torch.fx: the model is traced once and the layer's output wrapped in a leaf (models without a
   declared layer, and layers named by the user);
 - a forward hook (:mod:`camloc.maps.hooked`) that lives for one call: for the layer a model declares
-  (timm's ``feature_info``, ``camloc_feature_layer()``, see :mod:`camloc.models.layers`) and for
+  (timm's ``feature_info``, ``camloc_feature_layer()`` as Hugging Face classifiers declare it through
+  :func:`camloc.models.hf.as_classifier`, see :mod:`camloc.models.layers`) and for
   models torch.fx cannot trace (control flow on tensors, ``len``). A ``TraceError`` never reaches
   the user.
 
@@ -28,6 +29,7 @@ from torch.func import functional_call
 from ..errors import HeadNotFound, InvalidArgument, did_you_mean
 from ..models.adapter import FoldedCopy
 from ..models.graph import is_gap, module_of, output_node, trace_with_leaf
+from ..models.hf import as_classifier
 from ..models.layers import default_target, layer_layout
 from ..models.layout import Layout
 from ..utils import model_device
@@ -110,7 +112,8 @@ class TracedMethod:
         self.relu = relu
         self.normalize = normalize
         self.upsample_mode = upsample_mode
-        self._run, self.target_layer, self.layout = _split(model, target_layer)
+        # a transformers classifier runs as the same model seen as a plain one (logits, declared layer)
+        self._run, self.target_layer, self.layout = _split(as_classifier(model), target_layer)
         self._folded = FoldedCopy(self._run, model) if isinstance(self._run, fx.GraphModule) else None
         self.fuse_batchnorm = fuse_batchnorm
         self.channels_last = channels_last
