@@ -124,3 +124,38 @@ def test_vit_reading_its_class_token_is_refused():
     model = _vit(global_pool="token", img_size=64)
     with pytest.raises(HeadNotFound, match=r"the pooled tensor has shape \(1, 17, 48\)"):
         camloc.CAM(model)(torch.randn(1, 3, 64, 64))
+
+
+def test_timm_model_averaging_all_its_tokens_gives_exact_cam_and_grad_cam_on_the_token_grid():
+    """Twins pools every token (no class token): CAM on the 2 x 3 grid is exact, Grad-CAM there is CAM / (h w)."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "twins_svt_small",
+        pretrained=False,
+        num_classes=5,
+        embed_dims=(8, 16, 16, 32),
+        num_heads=(1, 1, 1, 1),
+        depths=(1, 1, 1, 1),
+        sr_ratios=(2, 1, 1, 1),
+        wss=(1, 1, 1, 1),
+    ).eval()
+    x = torch.randn(2, 3, 64, 96)
+    out = camloc.CAM(model, relu=False)(x, topk=2, upsample=False)
+    logits = model(x).detach()
+    assert out.raw.shape == (2, 2, 2, 3)
+    head_bias = model.head.bias.detach()[out.classes]
+    torch.testing.assert_close(out.raw.mean((2, 3)) + head_bias, logits.gather(1, out.classes), rtol=1e-4, atol=1e-5)
+    grad = camloc.GradCAM(model, relu=False)(x, classes=out.classes, upsample=False)
+    assert grad.raw.shape == (2, 2, 2, 3)
+    torch.testing.assert_close(grad.raw, out.raw / 6, rtol=1e-4, atol=1e-6)
+
+
+def test_timm_model_whose_features_are_several_tensors_is_refused_for_cam_and_explained_by_grad_cam():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("crossvit_tiny_240", pretrained=False, num_classes=3, depth=((1, 1, 0),) * 1).eval()
+    x = torch.randn(1, 3, 240, 240)
+    with pytest.raises(HeadNotFound, match="forward_features gives a list of tensors"):
+        camloc.CAM(model)(x)
+    # feature_info's last entry is the 16-pixel branch, which sees the input resized to 224: a 14 x 14 grid
+    assert camloc.GradCAM(model)(x, upsample=False).raw.shape[-2:] == (14, 14)

@@ -19,6 +19,7 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from ..errors import HeadNotFound
 from . import hf
 from .graph import NO_HEAD_ADVICE, GapHead, extract_head, find_gap_head, is_global_size, output_node, trace
+from .layout import to_grid
 
 __all__ = ["CamAdapter", "FoldedCopy", "adapt"]
 
@@ -182,19 +183,37 @@ def _adapt_timm(model: nn.Module) -> CamAdapter:
     """Timm models: ``forward_features`` gives the map, ``forward_head`` the logits.
 
     A model whose ``output_fmt`` is ``NHWC`` (Swin, Hiera-det, ...) gives its map channels last: it is
-    turned to ``(N, C, H, W)`` for the maps, and back for the head.
+    turned to ``(N, C, H, W)`` for the maps, and back for the head. A model that averages all of its
+    tokens (``global_pool='avg'`` and no class token: Twins, ...) gives tokens, laid out on their grid.
     """
     forward_features: Callable[[Tensor], Tensor] = getattr(model, "forward_features")  # noqa: B009 - typed here
     timm_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
     channels_last = getattr(model, "output_fmt", "NCHW") == "NHWC"
+    averages_tokens = getattr(model, "global_pool", None) == "avg" and not getattr(model, "num_prefix_tokens", 0)
+    owner = type(model).__name__
+    seen_tokens = False
 
     def forward_head(features: Tensor) -> Tensor:  # features: (N, C, H, W)
+        if seen_tokens:
+            return timm_head(features.flatten(2).transpose(1, 2))
         return timm_head(features.permute(0, 2, 3, 1) if channels_last else features)
 
     def run(x: Tensor) -> tuple[Tensor, Tensor]:
+        nonlocal seen_tokens
         features = forward_features(x)
+        if not isinstance(features, Tensor):  # CrossViT's branches, CoaT's serial + parallel outputs
+            raise HeadNotFound(
+                f"{owner}: forward_features gives a {type(features).__name__} of tensors, not one feature map. "
+                f"{NO_HEAD_ADVICE}"
+            )
         logits = timm_head(features)
-        return (features.permute(0, 3, 1, 2) if channels_last and features.ndim == 4 else features), logits
+        if channels_last and features.ndim == 4:
+            features = features.permute(0, 3, 1, 2)
+        elif averages_tokens and features.ndim == 3:
+            channels = getattr(model, "num_features", None)
+            features = to_grid(features, (x.shape[-2], x.shape[-1]), channels=channels, prefix=0, owner=owner)
+            seen_tokens = True
+        return features, logits
 
     classifier = None
     try:

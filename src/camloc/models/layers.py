@@ -15,7 +15,9 @@ ResNet, ``stages.3`` of a ConvNeXt, ``layers.3`` of a Swin. Models say which mod
     with ``global_pool="token"``) give the patch tokens of that block's output no gradient: the
     layer is the norm in front of the last block's attention (``blocks.11.norm1``, as pytorch-grad-cam
     advises), whose patch tokens the class token attends to;
-  * an entry naming no module of the model (a renamed stage) is handled as the first case.
+  * an entry naming no module of the model (a renamed stage) is handled as the first case; where
+    ``forward_features`` cannot be traced to find that module, timm's final ``norm`` is taken when its
+    width is ``num_features`` (Twins).
 
 - torchvision's VisionTransformer reads its class token too: the layer is ``ln_1`` of its last
   encoder layer.
@@ -78,6 +80,8 @@ def default_target(model: nn.Module) -> tuple[str, Layout] | None:
     features = getattr(model, "num_features", None)
     if name not in modules or (isinstance(features, int) and features != channels):
         pooled = _forward_features_module(model)
+        if pooled is None and isinstance(modules.get("norm"), nn.LayerNorm) and _width(modules["norm"]) == features:
+            pooled = "norm"  # an untraceable forward_features (Twins) ending in timm's final norm
         if pooled is not None and isinstance(features, int):
             return pooled, Layout(channels=features)
         _check_module(model, name, "its feature_info")
