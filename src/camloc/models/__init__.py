@@ -25,6 +25,10 @@ _EXPORTS = {
     "GapVariant": ".gap",
     "convert": ".gap",
     "default_layer": ".gap",
+    "default_target": ".layers",
+    "Layout": ".layout",
+    "to_grid": ".layout",
+    "as_classifier": ".hf",
     "GapNet": ".nets",
     "gapnet": ".nets",
     "LinearProbe": ".probes",
@@ -53,11 +57,15 @@ if TYPE_CHECKING:
     from .gap import GapVariant as GapVariant
     from .gap import convert as convert
     from .gap import default_layer as default_layer
+    from .hf import as_classifier as as_classifier
     from .hub import find_weight_file as find_weight_file
     from .hub import load_pretrained as load_pretrained
     from .info import ModelInfo as ModelInfo
     from .info import model_info as model_info
     from .info import with_info as with_info
+    from .layers import default_target as default_target
+    from .layout import Layout as Layout
+    from .layout import to_grid as to_grid
     from .loading import load_model as load_model
     from .nets import GapNet as GapNet
     from .nets import gapnet as gapnet
