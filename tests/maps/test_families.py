@@ -35,6 +35,12 @@ SMALL = [
     ("vit_tiny_patch16_224", {"depth": 1, "embed_dim": 48, "num_heads": 2, "img_size": 64}, 64, (4, 4)),
     ("deit_tiny_distilled_patch16_224", {"depth": 1, "embed_dim": 48, "num_heads": 2, "img_size": 64}, 64, (4, 4)),
     ("test_vit", {}, 64, (4, 4)),
+    (  # feature_info names no module: its final norm, tokens on the grid
+        "twins_svt_small",
+        {"embed_dims": (8, 16, 16, 32), "num_heads": (1, 1, 1, 1), "depths": (1, 1, 1, 1), "wss": (1, 1, 1, 1)},
+        64,
+        (2, 2),
+    ),
 ]
 
 # Full-size small variants at their own input size.
@@ -65,7 +71,6 @@ FULL = [
 # Families refused in one line: what Grad-CAM of their last stage would need is not there.
 REFUSED = [
     ("coat_tiny", "reads only its class token after 'parallel_blocks.5'"),  # no attention norm to explain
-    ("twins_svt_small", "its feature_info names 'block.3', which is not one of its modules"),
     ("efficientvim_m1", "the scores do not depend on the output of target_layer='stages.2'"),  # heads on every stage
 ]
 
