@@ -159,3 +159,29 @@ def test_timm_model_whose_features_are_several_tensors_is_refused_for_cam_and_ex
         camloc.CAM(model)(x)
     # feature_info's last entry is the 16-pixel branch, which sees the input resized to 224: a 14 x 14 grid
     assert camloc.GradCAM(model)(x, upsample=False).raw.shape[-2:] == (14, 14)
+
+
+def test_hiera_cam_lies_on_the_grid_timm_itself_rerolls_its_last_stage_to():
+    """Hiera averages its (unrolled) tokens; at the last stage they are row-major: the map is timm's own grid."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "hiera_tiny_224", pretrained=False, img_size=(64, 64), embed_dim=24, num_heads=1, stages=(1, 1, 1, 1)
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    out = camloc.CAM(model)(x, upsample=False)
+    (grid,) = model.forward_intermediates(x, indices=1, intermediates_only=True)
+    assert out.features.shape == grid.shape == (2, 192, 2, 2)
+    torch.testing.assert_close(out.features, grid)
+
+
+@pytest.mark.slow
+def test_mvitv2_without_a_patch_size_gives_exact_cam_on_its_last_stage():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("mvitv2_tiny", pretrained=False, num_classes=4).eval()
+    torch.nn.init.normal_(model.head.fc.weight)  # timm starts this head at zero: every CAM would be 0
+    x = torch.randn(2, 3, 224, 224)
+    raw, error = _exact(model, x, topk=2)
+    assert raw.shape == (2, 2, 7, 7)
+    assert error.abs().max() < 1e-4 * raw.abs().max()

@@ -19,7 +19,7 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from ..errors import HeadNotFound
 from . import hf
 from .graph import NO_HEAD_ADVICE, GapHead, extract_head, find_gap_head, is_global_size, output_node, trace
-from .layout import to_grid
+from .layout import grid_size, to_grid
 
 __all__ = ["CamAdapter", "FoldedCopy", "adapt"]
 
@@ -189,7 +189,9 @@ def _adapt_timm(model: nn.Module) -> CamAdapter:
     forward_features: Callable[[Tensor], Tensor] = getattr(model, "forward_features")  # noqa: B009 - typed here
     timm_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
     channels_last = getattr(model, "output_fmt", "NCHW") == "NHWC"
-    averages_tokens = getattr(model, "global_pool", None) == "avg" and not getattr(model, "num_prefix_tokens", 0)
+    pool = getattr(model, "global_pool", None)
+    head_pool = getattr(getattr(model, "head", None), "pool_type", None)  # Hiera's ClNormMlpClassifierHead
+    averages_tokens = (pool == "avg" or head_pool == "avg") and not getattr(model, "num_prefix_tokens", 0)
     owner = type(model).__name__
     seen_tokens = False
 
@@ -259,19 +261,20 @@ def _adapt_timm_tokens(model: nn.Module) -> CamAdapter:
     forward_features: Callable[[Tensor], Tensor] = getattr(model, "forward_features")  # noqa: B009 - typed here
     timm_head: Callable[[Tensor], Tensor] = getattr(model, "forward_head")  # noqa: B009 - typed here
     prefix: int = getattr(model, "num_prefix_tokens")  # noqa: B009 - checked by _pools_patch_tokens
-    patch = getattr(getattr(model, "patch_embed"), "patch_size")  # noqa: B009 - checked by _pools_patch_tokens
-    patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
+    patch = getattr(getattr(model, "patch_embed"), "patch_size", None)  # noqa: B009 - MViTv2 has none
+    patch_size = (patch, patch) if isinstance(patch, int) else tuple(patch) if patch is not None else None
 
     def run(x: Tensor) -> tuple[Tensor, Tensor]:
         tokens = forward_features(x)
-        grid_h, grid_w = x.shape[-2] // patch_h, x.shape[-1] // patch_w
         n, count, channels = tokens.shape
-        if count - prefix != grid_h * grid_w:
+        input_size = (x.shape[-2], x.shape[-1])
+        # The patch size where it gives the grid; a hybrid's stem strides further (ViTamin: 1-pixel "patches")
+        size = grid_size(count - prefix, input_size, patch_size) or grid_size(count - prefix, input_size)
+        if size is None:
             raise HeadNotFound(
-                f"{type(model).__name__}: {count - prefix} patch tokens for a {grid_h} x {grid_w} grid of "
-                f"{patch_h} x {patch_w} patches of the {tuple(x.shape[-2:])} input"
+                f"{type(model).__name__}: {count - prefix} patch tokens make no grid of the {input_size} input"
             )
-        grid = tokens[:, prefix:].transpose(1, 2).reshape(n, channels, grid_h, grid_w)
+        grid = tokens[:, prefix:].transpose(1, 2).reshape(n, channels, *size)
         return grid, timm_head(tokens)
 
     def forward_head(features: Tensor) -> Tensor:  # (N, C, h, w); the prefix tokens are not pooled: zeros
