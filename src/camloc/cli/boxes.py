@@ -37,6 +37,26 @@ def val_fraction(text: str) -> float:
     return value
 
 
+def _output_args(p: argparse.ArgumentParser) -> None:
+    """How the formats' folders hold the images, and the val split."""
+    p.add_argument(
+        "--images-as",
+        choices=IMAGE_MODES,
+        default=None,
+        help="how each format's folder holds the images: link = a symbolic link per image (relative where OUT and the "
+        "data share a filesystem: move them together and the links hold), copy = a copy (a self-contained dataset), "
+        "none = no image folders (default: link)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=val_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of the images put in the val split, chosen by --seed (default: %(default)s; 0: all in train)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="chooses the val images (default: %(default)s)")
+
+
 def register(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     p.add_argument(
@@ -59,22 +79,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "JPEGImages/, ImageSets/Main/{train,val,trainval}.txt); yolo = data.yaml + images/{train,val}/ + "
         "labels/{train,val}/ (ultralytics' layout)",
     )
-    p.add_argument(
-        "--images-as",
-        choices=IMAGE_MODES,
-        default=None,
-        help="how each format's folder holds the images: link = a symbolic link per image (relative where OUT and the "
-        "data share a filesystem: move them together and the links hold), copy = a copy (a self-contained dataset), "
-        "none = no image folders (default: link)",
-    )
-    p.add_argument(
-        "--val-fraction",
-        type=val_fraction,
-        default=0.1,
-        metavar="F",
-        help="share of the images put in the val split, chosen by --seed (default: %(default)s; 0: all in train)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="chooses the val images (default: %(default)s)")
+    _output_args(p)
     g = p.add_argument_group("boxes")
     g.add_argument(
         "--rule",

@@ -193,8 +193,7 @@ def export_boxes(
     Args:
         source: a dataset or image files, as for :func:`boxes_for`.
         method: any :class:`~camloc.maps.MapMethod`, or a model (then CAM of it).
-        *legacy: camloc 0.2's positional ``info, out_dir, settings``: ``export_boxes(source, method, info,
-            out_dir)`` still works.
+        *legacy: camloc 0.2's positional ``info, out_dir, settings`` (``export_boxes(source, method, info, out)``).
         info: the model's preprocessing and class names (None: what ``load_model`` attached to the model).
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo).
         out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format (required).
@@ -204,9 +203,9 @@ def export_boxes(
         batch_size: images per forward pass.
         workers: threads for decoding and box work.
         resume: continue the run recorded in ``out_dir/journal.jsonl``.
-        images: how each format's folder holds the images: ``link`` (a symbolic link per file, relative
-            where the data is on the output's filesystem), ``copy``, or ``none``.
-        val_fraction: the share of images in the ``val`` split (:func:`~.items.val_split`; 0: all in ``train``).
+        images: how each format's folder holds the images: ``link`` (relative where the data is on the
+            output's filesystem), ``copy``, or ``none`` (:func:`camloc.datasets.labels.place_image`).
+        val_fraction: the share of images in ``val`` (:func:`~.items.val_split`; 0: all in ``train``).
         seed: chooses the ``val`` images.
         link_images: camloc 0.2's switch: False means ``images="none"``.
         ap: score COCO AP when the ground truth is known (pycocotools; about 1.5 ms an image on ImageNet).
@@ -221,8 +220,7 @@ def export_boxes(
         info, out_dir, settings = legacy_arguments("export_boxes", legacy, given)
     if out_dir is None:
         raise TypeError("export_boxes() needs out_dir=, the folder to write the annotations in")
-    if link_images is False:
-        images = "none"
+    images = "none" if link_images is False else images
     settings = settings or BoxSettings()
     method, info = method_info(method, info)
     pre = preprocess or info.preprocess.with_mode("full")
@@ -232,12 +230,10 @@ def export_boxes(
               "resize_size": pre.resize_size, "images": images, "val_fraction": val_fraction, "seed": seed,
               **(config or {})}  # fmt: skip
     here = world()
+    items = image_items(source, ground_truth)
+    file_names, splits = _names_and_splits(items, val_fraction, seed)
     run = Run(out / "journal.jsonl", "boxes", header, resume=resume, exists_hint="choose another out_dir")
     done = {record["i"] for record in run.done()}
-    items = image_items(source, ground_truth)
-    names = OutputNames()
-    file_names = [names(it.sample.path) for it in items]  # over all images: no two processes share a name
-    splits = val_split(file_names, val_fraction, seed)
     mine = shard(items, here)
     todo = [it for it in mine if it.index not in done]
     work, failure = box_work(settings)
@@ -271,6 +267,13 @@ def export_boxes(
         finals = open_writers(formats, out, class_names, images=images, per_image=False)
         result = _finish_run(out, header, journal, items, file_names, splits, finals, class_names, ap)
     return all_gather(result)[0]
+
+
+def _names_and_splits(items: list[Item], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Each image's output name and split, over all images: no two processes share a name, all agree on splits."""
+    names = OutputNames()
+    file_names = [names(it.sample.path) for it in items]
+    return file_names, val_split(file_names, val_fraction, seed)
 
 
 def _finish_run(
