@@ -164,6 +164,20 @@ def test_every_format_holds_its_images_in_real_folders_of_relative_links(tmp_pat
     assert broken == []
 
 
+def test_links_across_filesystems_hold_absolute_paths(tmp_path, monkeypatch):
+    from camloc.datasets import labels
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    image = tmp_path / "data" / "a.png"
+    Image.new("RGB", (4, 4)).save(image)
+    assert labels.link_target(tmp_path / "out", image) == os.path.join("..", "data", "a.png")
+    devices = {os.path.realpath(tmp_path / d): i for i, d in enumerate(("data", "out"))}  # as if on two disks
+    monkeypatch.setattr(labels, "_device", lambda path: devices[str(path)])
+    link = labels.place_image(tmp_path / "out", "b.png", image)
+    assert link is not None and os.readlink(link) == os.path.realpath(image) and link.read_bytes() == image.read_bytes()
+
+
 def test_images_copied_or_left_out(tmp_path):
     images = _images(tmp_path)
     for w in open_writers(["coco", "yolo"], tmp_path / "copy", NAMES, images="copy"):

@@ -104,9 +104,14 @@ def link_target(folder: str | os.PathLike, source: str | os.PathLike) -> str:
     where = os.path.realpath(folder)
     parent = os.path.realpath(os.path.dirname(os.path.abspath(source)))
     target = os.path.join(parent, os.path.basename(source))
-    if os.stat(where).st_dev != os.stat(parent).st_dev:
+    if _device(where) != _device(parent):
         return target
     return os.path.relpath(target, where)
+
+
+def _device(path: str) -> int:
+    """The filesystem ``path`` lies on."""
+    return os.stat(path).st_dev
 
 
 def place_image(folder: Path, file_name: str, source: str | os.PathLike, mode: str = "link") -> Path | None:
