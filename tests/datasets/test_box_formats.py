@@ -100,44 +100,102 @@ def test_coco_files_load_in_pycocotools_and_read_back(tmp_path):
 def test_voc_and_yolo_read_back_the_same_boxes(tmp_path):
     images = _images(tmp_path)
     out = _write(tmp_path, images, ["voc", "yolo"])
-    xml = (out / "voc" / "Annotations" / "x_2.xml").read_text()
+    voc_root = out / "voc" / "VOCdevkit" / "VOC2012"  # torchvision's VOCDetection(out / "voc") layout
+    xml = (voc_root / "Annotations" / "x_2.xml").read_text()
     assert "<filename>x_2.jpg</filename>" in xml and "<difficult>0</difficult>" in xml
     assert "<width>640</width><height>427</height>" in xml
-    assert (out / "voc" / "ImageSets" / "Main" / "all.txt").read_text().split() == ["x", "x_2", "y"]
-    # VOC: every class of every image (one sample per class), back to the pixel
+    assert "<filename>x.jpg</filename>" in (voc_root / "Annotations" / "x.xml").read_text()  # x.png, named .jpg
+    lists = {
+        n: (voc_root / "ImageSets" / "Main" / f"{n}.txt").read_text().split() for n in ("train", "val", "trainval")
+    }
+    assert lists == {"train": ["x", "x_2", "y"], "val": [], "trainval": ["x", "x_2", "y"]}  # all written as train
+    # VOC: every class of every image (one sample per class), back to the pixel, from the folder or VOC2012 itself
     voc = open_dataset(out / "voc", one_based=True)
     expected = _expected(images, ["x.png", "x_2.jpg", "y.png"])
-    assert _by_image(voc) == expected and voc.class_names == NAMES
+    assert _by_image(voc) == {k.rsplit(".", 1)[0] + ".jpg": v for k, v in expected.items()} and voc.class_names == NAMES
+    assert _by_image(open_dataset(voc_root, one_based=True)) == _by_image(voc)
     assert sum(len(v) for v in expected.values()) == len(voc.samples) > len(expected)  # several classes per image
-    # YOLO: every class of every image, back to the pixel
+    # YOLO: ultralytics' layout, every class of every image, back to the pixel
     data = yaml.safe_load((out / "yolo" / "data.yaml").read_text())
-    assert data["names"] == dict(enumerate(NAMES)) and data["nc"] == 4 and data["train"] == "images"
-    line = (out / "yolo" / "labels" / "x.txt").read_text().splitlines()[-1]
+    assert data["names"] == dict(enumerate(NAMES)) and data["nc"] == 4 and "path" not in data
+    assert (data["train"], data["val"]) == ("images/train", "images/train")  # no val image: validate on train
+    assert (out / "yolo" / "dataset.yaml").read_text() == (out / "yolo" / "data.yaml").read_text()  # FiftyOne's name
+    line = (out / "yolo" / "labels" / "train" / "x.txt").read_text().splitlines()[-1]
     assert line == "1 0.500000 0.500000 1.000000 1.000000"  # the whole 37 x 23 image
-    assert (out / "yolo" / "labels" / "y.txt").read_text() == ""  # an image without boxes: an empty file
+    assert (out / "yolo" / "labels" / "train" / "y.txt").read_text() == ""  # an image without boxes: an empty file
     yolo = open_dataset(out / "yolo")
     assert yolo.format == "yolo" and yolo.class_names == NAMES
     assert _by_image(yolo) == expected
 
 
-def test_formats_of_one_run_share_one_folder_of_image_links(tmp_path):
+def test_every_format_holds_its_images_in_real_folders_of_relative_links(tmp_path):
     images = _images(tmp_path)
-    out = _write(tmp_path, images)
-    links = sorted(p.name for p in (out / "coco" / "images").iterdir())
-    assert links == ["x.png", "x_2.jpg", "y.png"] and all((out / "coco" / "images" / n).is_symlink() for n in links)
-    for folder in (out / "voc" / "JPEGImages", out / "yolo" / "images"):
-        assert folder.is_symlink() and os.readlink(folder) == os.path.join("..", "coco", "images")
-    # the run's folder moved elsewhere (links kept as links): every format still finds its images
-    moved = tmp_path / "moved"
-    shutil.copytree(out, moved, symlinks=True)
-    shutil.rmtree(out)
+    writers = open_writers(["coco", "voc", "yolo"], tmp_path / "out", NAMES)
+    for w in writers:
+        with w:
+            for im, split in zip(images, ["train", "val", "train"], strict=True):
+                w.write(im, split=split)
+    out = tmp_path / "out"
+    folders = {
+        "coco": (out / "coco" / "images", ["x.png", "x_2.jpg", "y.png"]),
+        "voc": (out / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages", ["x.jpg", "x_2.jpg", "y.jpg"]),
+        "yolo-train": (out / "yolo" / "images" / "train", ["x.png", "y.png"]),
+        "yolo-val": (out / "yolo" / "images" / "val", ["x_2.jpg"]),
+    }
+    sources = {"x": images[0].path, "x_2": images[1].path, "y": images[2].path}
+    for folder, names in folders.values():
+        assert not folder.is_symlink() and sorted(p.name for p in folder.iterdir()) == names
+        for name in names:
+            link = folder / name
+            target = os.readlink(link)
+            assert not os.path.isabs(target) and link.resolve() == sources[name.rsplit(".", 1)[0]].resolve()
+    assert sorted(p.name for p in (out / "yolo" / "labels" / "val").iterdir()) == ["x_2.txt"]
+    assert json.loads((out / "coco" / "val.json").read_text())["images"][0]["file_name"] == "x_2.jpg"
+    assert [im["id"] for im in json.loads((out / "coco" / "train.json").read_text())["images"]] == [1, 3]
+    assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["val"] == "images/val"
+    # the output and the data moved together (links kept as links): every format still finds its images
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    shutil.copytree(tmp_path, moved, symlinks=True)
+    shutil.rmtree(tmp_path)
     for fmt in ("coco", "voc", "yolo"):
-        back = open_dataset(moved / fmt, one_based=True) if fmt == "voc" else open_dataset(moved / fmt)
+        back = open_dataset(moved / "out" / fmt, one_based=True) if fmt == "voc" else open_dataset(moved / "out" / fmt)
         assert back.samples and all(s.path.is_file() for s in back.samples), fmt
-    # writers opened again on the same folders (a resumed run) keep the links as they are
-    again = open_writers(["coco", "voc", "yolo"], moved, NAMES)
-    assert [w.links_here for w in again] == [True, False, False]
-    assert os.readlink(moved / "yolo" / "images") == os.path.join("..", "coco", "images")
+    broken = [p for p in (moved / "out").rglob("*") if p.is_symlink() and not p.exists()]
+    assert broken == []
+
+
+def test_links_across_filesystems_hold_absolute_paths(tmp_path, monkeypatch):
+    from camloc.datasets import labels
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    image = tmp_path / "data" / "a.png"
+    Image.new("RGB", (4, 4)).save(image)
+    assert labels.link_target(tmp_path / "out", image) == os.path.join("..", "data", "a.png")
+    devices = {os.path.realpath(tmp_path / d): i for i, d in enumerate(("data", "out"))}  # as if on two disks
+    monkeypatch.setattr(labels, "_device", lambda path: devices[str(path)])
+    link = labels.place_image(tmp_path / "out", "b.png", image)
+    assert link is not None and os.readlink(link) == os.path.realpath(image) and link.read_bytes() == image.read_bytes()
+
+
+def test_images_copied_or_left_out(tmp_path):
+    images = _images(tmp_path)
+    for w in open_writers(["coco", "yolo"], tmp_path / "copy", NAMES, images="copy"):
+        with w:
+            for im in images:
+                w.write(im)
+    copied = tmp_path / "copy" / "yolo" / "images" / "train" / "x_2.jpg"
+    assert not copied.is_symlink() and copied.read_bytes() == images[1].path.read_bytes()
+    for w in open_writers(["coco", "voc", "yolo"], tmp_path / "none", NAMES, images="none"):
+        with w:
+            for im in images:
+                w.write(im)
+    assert not [p for p in (tmp_path / "none").rglob("*") if p.suffix in (".png", ".jpg")]
+    assert (tmp_path / "none" / "coco" / "annotations.json").is_file()
+    with pytest.raises(
+        ValueError, match=r"images must be one of link, copy, none, not 'links' \(did you mean 'link'\?\)"
+    ):
+        open_writers(["coco"], tmp_path / "bad", NAMES, images="links")
 
 
 def test_a_failed_run_leaves_no_whole_set_files(tmp_path):

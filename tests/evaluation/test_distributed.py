@@ -110,12 +110,20 @@ def test_two_processes_give_one_process_results(tmp_path):
         "coco/results.json",
         "coco/ground_truth.json",
         "journal.jsonl",
-        "voc/ImageSets/Main/all.txt",
+        "coco/train.json",
+        "coco/val.json",
+        "voc/VOCdevkit/VOC2012/ImageSets/Main/trainval.txt",
+        "voc/VOCdevkit/VOC2012/ImageSets/Main/val.txt",
+        "yolo/data.yaml",
     ):
         assert (tmp_path / "boxes1" / name).read_bytes() == (tmp_path / "boxes2" / name).read_bytes(), name
-    for folder in ("voc/Annotations", "yolo/labels"):
-        files = sorted(p.name for p in (tmp_path / "boxes1" / folder).iterdir())
-        assert len(files) == 13 and files == sorted(p.name for p in (tmp_path / "boxes2" / folder).iterdir())
+    for folder in ("voc/VOCdevkit/VOC2012/Annotations", "yolo/labels"):  # yolo: train/NAME.txt and val/NAME.txt
+        files = sorted(
+            str(p.relative_to(tmp_path / "boxes1" / folder)) for p in (tmp_path / "boxes1" / folder).rglob("*.txt")
+        )
+        files += sorted(p.name for p in (tmp_path / "boxes1" / folder).glob("*.xml"))
+        theirs = [str(p.relative_to(tmp_path / "boxes2" / folder)) for p in (tmp_path / "boxes2" / folder).rglob("*.*")]
+        assert len(files) == 13 and files == sorted(theirs)
         assert all(
             (tmp_path / "boxes1" / folder / f).read_bytes() == (tmp_path / "boxes2" / folder / f).read_bytes()
             for f in files

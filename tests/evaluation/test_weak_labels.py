@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import camloc
@@ -56,6 +57,16 @@ def _objects(root: Path, n: int = 10, size=(40, 32)) -> Path:
         )
     write_csv_dataset(samples, root, ["object", "other"])
     return root
+
+
+def _written(out: Path) -> list:
+    """The datasets an export wrote, as camloc reads them back: COCO, VOC, and YOLO's train and val splits as one."""
+    yolo = [*open_dataset(out / "yolo", split="train").samples]
+    val = yaml.safe_load((out / "yolo" / "data.yaml").read_text())["val"]
+    if val != "images/train":
+        yolo += open_dataset(out / "yolo").samples  # the test split: data.yaml's val
+    coco, voc = open_dataset(out / "coco" / "annotations.json"), open_dataset(out / "voc", one_based=True)
+    return [coco, voc, dataclasses.replace(coco, format="yolo", samples=yolo)]
 
 
 @pytest.fixture
@@ -120,9 +131,9 @@ def test_export_writes_files_that_read_back(tmp_path, identity):
     journal = [json.loads(line) for line in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()[1:]]
     boxes = {Path(r["p"]).name: (r["d"][0][0], tuple(r["d"][0][1:5])) for r in journal}
     assert all(boxes[s.path.name] == (0, s.boxes[0]) for s in data.samples)
-    for where, kwargs in (("coco/annotations.json", {}), ("voc", {"one_based": True}), ("yolo", {})):
-        back = open_dataset(tmp_path / "out" / where, **kwargs)
-        assert {x.path.name: (x.label, x.boxes) for x in back} == {k: (c, (b,)) for k, (c, b) in boxes.items()}
+    expected = {Path(k).stem: (c, (b,)) for k, (c, b) in boxes.items()}
+    for back in _written(tmp_path / "out"):  # VOC names its images <stem>.jpg
+        assert {x.path.stem: (x.label, x.boxes) for x in back} == expected
     gt = json.loads((tmp_path / "out" / "coco" / "ground_truth.json").read_text())
     assert len(gt["annotations"]) == 10 and "info" in gt
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -172,11 +183,12 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
     coco = json.loads((tmp_path / "out" / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == ["00.png", "01.png", "02.png", "03.png"]
     expected = {b.image_id: sorted((d.label, d.box) for d in b.detections) for b in boxed}
-    for where, kwargs in (("coco/annotations.json", {}), ("voc", {"one_based": True}), ("yolo", {})):
+    expected = {Path(k).stem: v for k, v in expected.items()}
+    for written in _written(tmp_path / "out"):
         back: dict = {}
-        for x in open_dataset(tmp_path / "out" / where, **kwargs):
-            back.setdefault(x.path.name, []).extend((x.label, b) for b in x.boxes)
-        assert {k: sorted(v) for k, v in back.items()} == expected, where
+        for x in written:
+            back.setdefault(x.path.stem, []).extend((x.label, b) for b in x.boxes)
+        assert {k: sorted(v) for k, v in back.items()} == expected, written.format
 
 
 def test_the_squash_frame_gives_the_same_boxes_from_maps_resized_as_on_a_gpu():
@@ -272,8 +284,8 @@ def test_unreadable_files_are_listed_and_skipped(tmp_path, capsys):
         "cut.png",
         "notes.jpg",
     ]
-    assert len(list((tmp_path / "out" / "yolo" / "labels").glob("*.txt"))) == 4
-    assert all(len(f.read_text().splitlines()) == 2 for f in (tmp_path / "out" / "yolo" / "labels").glob("*.txt"))
+    labels = list((tmp_path / "out" / "yolo" / "labels").glob("*/*.txt"))  # train/ and val/
+    assert len(labels) == 4 and all(len(f.read_text().splitlines()) == 2 for f in labels)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

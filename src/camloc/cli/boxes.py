@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..boxes.rules import BOX_RULES
+from ..datasets.labels import IMAGE_MODES
 from ..datasets.registry import BOX_FORMATS
 from ..errors import DatasetError, InvalidArgument, did_you_mean
 from .common import add_dataset_args, add_model_args, fraction, load_method, positive, report_skipped
@@ -23,6 +24,37 @@ def formats(text: str) -> list[str]:
         hint = did_you_mean(bad[0], BOX_FORMATS) if bad else ""
         raise argparse.ArgumentTypeError(f"expected formats among {', '.join(BOX_FORMATS)}, got {text!r}{hint}")
     return names
+
+
+def val_fraction(text: str) -> float:
+    """A share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    """How the formats' folders hold the images, and the val split."""
+    p.add_argument(
+        "--images-as",
+        choices=IMAGE_MODES,
+        default=None,
+        help="how each format's folder holds the images: link = a symbolic link per image (relative where OUT and the "
+        "data share a filesystem: move them together and the links hold), copy = a copy (a self-contained dataset), "
+        "none = no image folders (default: link)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=val_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of the images put in the val split, chosen by --seed (default: %(default)s; 0: all in train)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="chooses the val images (default: %(default)s)")
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -41,9 +73,13 @@ def register(p: argparse.ArgumentParser) -> None:
         type=formats,
         action="append",
         metavar="coco,voc,yolo",
-        help="annotation formats, comma-separated or repeated (default: coco): coco = annotations.json + results.json; "
-        "voc = Annotations/*.xml; yolo = labels/*.txt + data.yaml; each with links to the images",
+        help="annotation formats, comma-separated or repeated (default: coco), each a dataset of its own in "
+        "OUT/FORMAT: "
+        "coco = annotations.json (+ train.json, val.json) + images/; voc = VOCdevkit/VOC2012/ (Annotations/, "
+        "JPEGImages/, ImageSets/Main/{train,val,trainval}.txt); yolo = data.yaml + images/{train,val}/ + "
+        "labels/{train,val}/ (ultralytics' layout)",
     )
+    _output_args(p)
     g = p.add_argument_group("boxes")
     g.add_argument(
         "--rule",
@@ -100,7 +136,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=positive, default=2, metavar="N", help="threads for decoding and boxes (default: %(default)s)"
     )
-    p.add_argument("--no-links", action="store_true", help="do not link the images into each format's folder")
+    p.add_argument("--no-links", action="store_true", help="the same as --images-as none")
     p.add_argument(
         "--no-ap", action="store_true", help="skip COCO AP (CorLoc is still given where there is ground truth)"
     )
@@ -178,7 +214,13 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         labelled = open_dataset(args.calibrate, split=args.split, classes=args.class_map)
         found = calibrate_threshold(
-            labelled, method, info=info, settings=settings, batch_size=args.batch_size, workers=args.workers
+            labelled,
+            method,
+            info=info,
+            preprocess=info.preprocess,
+            settings=settings,
+            batch_size=args.batch_size,
+            workers=args.workers,
         )
         settings = dataclasses.replace(settings, threshold=found.threshold)
         origin = f"calibrated on {Path(args.calibrate).resolve()}: CorLoc {found.corloc:.2f} over {found.images} images"
@@ -190,10 +232,13 @@ def run(args: argparse.Namespace) -> int:
     ground_truth = open_dataset(args.gt, split=args.split, classes=args.class_map) if args.gt else None
     data = [str(Path(d).resolve()) for d in args.data]
     config = {"model": info.name, "method": args.method, "data": data, "threshold_source": origin}
+    if args.no_links and args.images_as not in (None, "none"):
+        raise InvalidArgument("images_as", f"--no-links and --images-as {args.images_as} disagree: give one")
     result = export_boxes(
         source,
         method,
         info=info,
+        preprocess=info.preprocess,  # --resize (default full, the whole photo)
         out_dir=args.out,
         settings=settings,
         formats=[f for group in (args.formats or [["coco"]]) for f in group],
@@ -201,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         resume=args.resume,
-        link_images=not args.no_links,
+        images="none" if args.no_links else args.images_as or "link",
+        val_fraction=args.val_fraction,
+        seed=args.seed,
         ap=not args.no_ap,
         config=config,
     )

@@ -13,10 +13,11 @@ round(x + w) - 1, round(y + h) - 1)``, clipped to the image.
 
 Writing (:class:`CocoWriter`): ``annotations.json`` (the weak labels as a COCO instances file,
 every annotation with its ``score``) and ``results.json`` (the same boxes as a COCO results list, for
-``COCOeval``), plus ``images/`` with a link per image. Category ``i + 1`` is class ``i``; a box
-``(x0, y0, x1, y1)`` is written as ``[x0, y0, x1 - x0 + 1, y1 - y0 + 1]``, so reading it back gives
-the same box. Files carry an ``info`` block (pycocotools 2.0.9+ needs one) and no date, so the
-same run writes the same bytes.
+``COCOeval``), plus ``images/`` with the images (a link or a copy each). Where some images are in
+the ``val`` split, also ``train.json`` and ``val.json``: the instances of each split. Category
+``i + 1`` is class ``i``; a box ``(x0, y0, x1, y1)`` is written as ``[x0, y0, x1 - x0 + 1,
+y1 - y0 + 1]``, so reading it back gives the same box. Files carry an ``info`` block (pycocotools
+2.0.9+ needs one) and no date, so the same run writes the same bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..errors import DatasetError
 from ..utils import atomic_path, camloc_version
 from .base import Dataset, class_samples
 from .classes import load_class_table
-from .labels import BoxWriter, Detection, ImageBoxes
+from .labels import SPLITS, BoxWriter, Detection, ImageBoxes
 from .parsing import check_box
 
 __all__ = ["CocoWriter", "box_of_bbox", "coco_bbox", "coco_categories", "read_coco", "write_coco", "write_coco_results"]
@@ -132,8 +133,7 @@ def write_coco_results(path: str | os.PathLike, images: Iterable[ImageBoxes]) ->
     return Path(path)
 
 
-def _spooled(line: str) -> tuple[ImageBoxes, str]:
-    r = json.loads(line)
+def _spooled(r: dict) -> tuple[ImageBoxes, str]:
     detections = [Detection(d[0], tuple(d[1:5]), d[5]) for d in r["d"]]
     return ImageBoxes(r["i"], r["p"], r["w"], r["h"], detections), r["f"]
 
@@ -154,26 +154,35 @@ class CocoWriter(BoxWriter):
         self.annotations = self.out_dir / "annotations.json"
         self.results = self.out_dir / "results.json"
 
-    def _write(self, image: ImageBoxes, name: str) -> None:
-        file_name = name + os.path.splitext(image.path)[1]
-        self._link(image, name)
+    def _write(self, image: ImageBoxes, name: str, split: str) -> None:
+        self._place(image, name, split)
         if self.spool is not None:
             detections = [[d.label, *d.box, d.score] for d in image.detections]
-            record = {"i": image.index, "p": str(image.path), "f": file_name, "w": image.width, "h": image.height}
+            record = {"i": image.index, "p": str(image.path), "f": self.image_file_name(image, name),
+                      "w": image.width, "h": image.height, "s": split}  # fmt: skip
             self.spool.write(json.dumps({**record, "d": detections}) + "\n")
 
     def close(self) -> None:
-        """Write ``annotations.json`` and ``results.json`` from the spool, then remove it."""
+        """Write ``annotations.json``, ``results.json`` (and ``train.json``, ``val.json``) from the spool."""
         if self.spool is None:
             return
         self.spool.close()
 
-        def spooled() -> Iterable[tuple[ImageBoxes, str]]:
-            with open(self.spool_path) as f:
-                yield from (_spooled(line) for line in f)
+        def spooled(split: str | None = None) -> Callable[[], Iterable[tuple[ImageBoxes, str]]]:
+            def read() -> Iterable[tuple[ImageBoxes, str]]:
+                with open(self.spool_path) as f:
+                    for line in f:
+                        record = json.loads(line)
+                        if split is None or record.get("s", "train") == split:
+                            yield _spooled(record)
 
-        write_coco(self.annotations, spooled, self.class_names)
-        write_coco_results(self.results, (image for image, _ in spooled()))
+            return read
+
+        write_coco(self.annotations, spooled(), self.class_names)
+        write_coco_results(self.results, (image for image, _ in spooled()()))
+        if self.counts["val"]:
+            for split in SPLITS:
+                write_coco(self.out_dir / f"{split}.json", spooled(split), self.class_names)
         self.spool_path.unlink(missing_ok=True)
 
     def abort(self) -> None:

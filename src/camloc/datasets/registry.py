@@ -10,6 +10,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import DatasetError, InvalidArgument, did_you_mean
 from .base import Dataset
@@ -18,12 +19,20 @@ from .coco import CocoWriter, read_coco
 from .cub import read_cub
 from .folder import class_folders, folder_images, holds_a, read_folder
 from .labels import BoxWriter
-from .voc import VocWriter, read_voc
+from .voc import VocWriter, devkit_folder, read_voc
 from .webdataset import expand_braces, read_webdataset
 from .wsol import read_wsol
 from .yolo import YoloWriter, read_yolo
 
-__all__ = ["BOX_FORMATS", "FORMATS", "detect_format", "open_dataset", "open_train_test", "open_writers"]
+__all__ = [
+    "BOX_FORMATS",
+    "FORMATS",
+    "detect_format",
+    "format_folder",
+    "open_dataset",
+    "open_train_test",
+    "open_writers",
+]
 
 #: Every format ``open_dataset`` reads, with what marks it (``--format auto`` looks in this order).
 FORMATS: dict[str, str] = {
@@ -39,6 +48,8 @@ FORMATS: dict[str, str] = {
 
 #: The annotation formats :func:`open_writers` writes, with their writer.
 BOX_FORMATS: dict[str, type[BoxWriter]] = {"coco": CocoWriter, "voc": VocWriter, "yolo": YoloWriter}
+#: Where :func:`open_writers` puts a VOC export's dataset in its folder (torchvision's ``VOCDetection`` layout).
+VOC_DEVKIT = Path("VOCdevkit", "VOC2012")
 
 # Files or folders of the other layouts: where one is present, auto-detection does not guess "folder".
 _NOT_A_FOLDER_DATASET = (
@@ -82,7 +93,7 @@ def detect_format(path: Path, split: str = "test") -> tuple[str, Path]:
         return "wsol", path
     if (path / "images.txt").is_file() and (path / "bounding_boxes.txt").is_file():
         return "cub", path
-    if holds_a(path, ".xml") or holds_a(path / "Annotations", ".xml"):
+    if holds_a(path, ".xml") or holds_a(devkit_folder(path) / "Annotations", ".xml"):
         return "voc", path
     if (path / "annotations.json").is_file():
         return "coco", path / "annotations.json"
@@ -210,20 +221,22 @@ def open_train_test(
 
 
 def open_writers(
-    formats: Sequence[str], out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: bool
+    formats: Sequence[str], out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: Any
 ) -> list[BoxWriter]:
-    """One writer per name of :data:`BOX_FORMATS` (in the order given, each once), each in ``out_dir/<format>``.
+    """One writer per name of :data:`BOX_FORMATS` (in the order given, each once), each in its own folder.
 
-    ``parts``: ``link_images``, ``per_image``, ``whole_set`` of :class:`~camloc.datasets.labels.BoxWriter`.
-    The first format's image folder holds the image links; the others' are links to it.
+    The folders: ``out_dir/<format>``, VOC's ``out_dir/voc/VOCdevkit/VOC2012`` (the layout torchvision's
+    ``VOCDetection(out_dir/voc, year="2012")`` opens). ``parts``: ``images``, ``per_image``,
+    ``whole_set`` (and camloc 0.2's ``link_images``) of :class:`~camloc.datasets.labels.BoxWriter`.
     """
     unknown = [f for f in formats if f not in BOX_FORMATS]
     if unknown or not formats:
         got = ", ".join(map(repr, unknown)) if unknown else "none"
         hint = did_you_mean(unknown[0], BOX_FORMATS) if len(unknown) == 1 else ""
         raise InvalidArgument("format", f"box formats are {', '.join(BOX_FORMATS)}; got {got}{hint}")
-    writers: list[BoxWriter] = []
-    for f in dict.fromkeys(formats):
-        shared = writers[0].images if writers else None
-        writers.append(BOX_FORMATS[f](Path(out_dir) / f, class_names, images_from=shared, **parts))
-    return writers
+    return [BOX_FORMATS[f](format_folder(out_dir, f), class_names, **parts) for f in dict.fromkeys(formats)]
+
+
+def format_folder(out_dir: str | os.PathLike, format: str) -> Path:
+    """Where :func:`open_writers` puts ``format``'s dataset under ``out_dir``."""
+    return Path(out_dir) / format / VOC_DEVKIT if format == "voc" else Path(out_dir) / format

@@ -18,8 +18,11 @@ the files are only listed when the dataset is opened and each is parsed when its
 
 :class:`VocWriter` writes the other way, as Pascal VOC does: ``Annotations/<name>.xml`` per image
 (``size``, one ``object`` per box with ``name``, ``difficult`` 0 and a 1-based ``bndbox``),
-``JPEGImages/`` with a link per image, ``ImageSets/Main/all.txt`` (the names) and ``classes.txt``
+``JPEGImages/<name>.jpg`` per image (a link or a copy; named ``.jpg`` whatever the file's format, as
+VOC's readers, torchvision's ``VOCDetection`` among them, append ``.jpg`` to each id: image readers
+go by the content), ``ImageSets/Main/{train,val,trainval}.txt`` (the names) and ``classes.txt``
 (``index name`` lines), so that ``read_voc(..., one_based=True)`` reads the same boxes back.
+A folder holding ``VOCdevkit/VOC20xx/`` (the layout torchvision opens) is read as that folder.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ from ..utils import IMAGE_SUFFIXES, atomic_path
 from .base import Dataset, LazySamples, Sample, class_samples
 from .classes import ClassTable, load_class_table
 from .folder import holds_a
-from .labels import BoxWriter, ImageBoxes, write_text
+from .labels import SPLITS, BoxWriter, ImageBoxes, write_text
 from .parsing import check_box, parse_float
 
-__all__ = ["LAZY_FROM", "VocWriter", "read_voc", "voc_xml"]
+__all__ = ["LAZY_FROM", "VocWriter", "devkit_folder", "read_voc", "voc_xml"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,14 @@ def _voc_image(images_dir: Path, filename: str | None, stem: str) -> Path:
 LAZY_FROM = 10_000
 
 
+def devkit_folder(path: Path) -> Path:
+    """``path/VOCdevkit/VOC20xx`` where ``path`` holds one such folder with ``Annotations/`` (and no XML of its own)."""
+    if (path / "Annotations").is_dir() or not (path / "VOCdevkit").is_dir():
+        return path
+    found = sorted(p for p in (path / "VOCdevkit").glob("VOC*") if (p / "Annotations").is_dir())
+    return found[0] if len(found) == 1 else path
+
+
 def read_voc(path: Path, images: Path | None, classes, one_based: bool, lazy: bool | None = None) -> Dataset:
     """Pascal VOC / ILSVRC XML annotations; the rules are in the module docstring.
 
@@ -124,6 +135,7 @@ def read_voc(path: Path, images: Path | None, classes, one_based: bool, lazy: bo
     samples (``camloc evaluate``) then stops at that image with the message; the rows it wrote stay,
     and ``--resume`` goes on once the file is fixed. ``lazy=None``: lazy from :data:`LAZY_FROM` files on.
     """
+    path = devkit_folder(path)
     ann_dir = path / "Annotations" if (path / "Annotations").is_dir() and not holds_a(path, ".xml") else path
     with os.scandir(ann_dir) as entries:
         names = sorted(e.name for e in entries if e.name.endswith(".xml") and e.is_file())
@@ -255,7 +267,6 @@ class VocWriter(BoxWriter):
     """Pascal VOC's layout (see the module docstring); each XML is written, atomically, as its image comes."""
 
     format = "voc"
-    image_folder = "JPEGImages"
 
     def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: Any) -> None:
         super().__init__(out_dir, class_names, **parts)
@@ -264,34 +275,37 @@ class VocWriter(BoxWriter):
             clash = next((n for n in self.given_names if index[n] < 0), None)
             if clash is not None:  # <name> is all a VOC object says of its class
                 raise DatasetError(f"class name {clash!r} names two classes; VOC files need distinct class names")
-        self.annotations = self._folder("Annotations")
-        self.listed = None
-        if self.whole_set:
-            self.listed = open(self._folder("ImageSets/Main") / ".all.txt.part", "w")  # noqa: SIM115 - closed in close()
+        self.listed: list[tuple[str, str]] = []  # (split, name), in the order written
 
-    def _write(self, image: ImageBoxes, name: str) -> None:
-        self._link(image, name)
+    def image_folder(self, split: str) -> str:
+        """``JPEGImages``, for every split."""
+        return "JPEGImages"
+
+    def image_file_name(self, image: ImageBoxes, name: str) -> str:
+        """``<name>.jpg``: VOC's readers append ``.jpg`` to each id."""
+        return name + ".jpg"
+
+    def _write(self, image: ImageBoxes, name: str, split: str) -> None:
+        self._place(image, name, split)
         if self.per_image:
-            xml = voc_xml(image, name + os.path.splitext(image.path)[1], self._names_upto(image))
-            write_text(self.annotations / f"{name}.xml", xml)
-        if self.listed is not None:
-            self.listed.write(name + "\n")
+            xml = voc_xml(image, self.image_file_name(image, name), self._names_upto(image))
+            write_text(self._folder("Annotations") / f"{name}.xml", xml)
+        if self.whole_set:
+            self.listed.append((split, name))
 
     def _names_upto(self, image: ImageBoxes) -> list[str]:
         top = max((d.label for d in image.detections), default=-1)
         return self.given_names if self.given_names is not None else [str(i) for i in range(top + 1)]
 
     def close(self) -> None:
-        """Write ``ImageSets/Main/all.txt`` and ``classes.txt``."""
-        if self.listed is None:
+        """Write ``ImageSets/Main/{train,val,trainval}.txt`` and ``classes.txt``."""
+        if not self.whole_set:
             return
-        self.listed.close()
-        os.replace(self.listed.name, self.out_dir / "ImageSets" / "Main" / "all.txt")
+        lists = {split: [n for s, n in self.listed if s == split] for split in SPLITS}
+        lists["trainval"] = [n for _, n in self.listed]
+        main = self._folder("ImageSets/Main")
+        for split, names in lists.items():
+            with atomic_path(main / f"{split}.txt") as tmp:
+                tmp.write_text("".join(f"{n}\n" for n in names))
         with atomic_path(self.out_dir / "classes.txt") as tmp:
             tmp.write_text("".join(f"{i} {n}\n" for i, n in enumerate(self.class_names)))
-
-    def abort(self) -> None:
-        """Keep the XML files written so far; drop the partial image list."""
-        if self.listed is not None:
-            self.listed.close()
-            Path(self.listed.name).unlink(missing_ok=True)

@@ -12,18 +12,18 @@ for W and H. An image yields one :class:`~camloc.datasets.base.Sample` per class
 (``image_id`` its file name, ``name#label`` when it has several classes); an image without labels
 yields none.
 
-Writing (:class:`YoloWriter`): ``labels/<name>.txt`` per image (6 decimals: exact to the pixel for
-images up to 500,000 pixels wide), ``images/`` with a link per image, and ``data.yaml`` with
-``path``, ``train`` and ``val`` (both ``images``) and ``names``.
+Writing (:class:`YoloWriter`), ultralytics' layout: ``labels/<split>/<name>.txt`` per image (6
+decimals: exact to the pixel for images up to 500,000 pixels wide), ``images/<split>/`` with the
+image (a link or a copy), and ``data.yaml`` with ``train: images/train``, ``val: images/val`` (the
+training images where no image is in ``val``), ``nc`` and ``names`` (an ``index: name`` mapping), and
+no ``path``: ultralytics and this reader then take the folder of ``data.yaml``, so the folder can be
+moved. The same file is written as ``dataset.yaml``, the name FiftyOne's YOLOv5 importer looks for.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -55,28 +55,30 @@ class YoloWriter(BoxWriter):
 
     format = "yolo"
 
-    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str] | None, **parts: Any) -> None:
-        super().__init__(out_dir, class_names, **parts)
-        self.labels = self._folder("labels")
+    def image_folder(self, split: str) -> str:
+        """``images/<split>``."""
+        return f"images/{split}"
 
-    def _write(self, image: ImageBoxes, name: str) -> None:
-        self._link(image, name)
+    def _write(self, image: ImageBoxes, name: str, split: str) -> None:
+        self._place(image, name, split)
         if self.per_image:
             lines = [yolo_line(d.label, d.box, image.width, image.height) + "\n" for d in image.detections]
-            write_text(self.labels / f"{name}.txt", "".join(lines))
+            write_text(self._folder(f"labels/{split}") / f"{name}.txt", "".join(lines))
 
     def close(self) -> None:
-        """Write ``data.yaml``."""
+        """Write ``data.yaml`` and its copy ``dataset.yaml``."""
         if not self.whole_set:
             return
         names = "".join(f"  {i}: {json.dumps(n)}\n" for i, n in enumerate(self.class_names))  # JSON strings are YAML
+        val = "images/val" if self.counts["val"] else "images/train"
         text = (
             "# written by camloc boxes: weak labels from class activation maps\n"
-            f"path: {json.dumps(str(self.out_dir.resolve()))}\ntrain: images\nval: images\n"
-            f"nc: {len(self.class_names)}\nnames:\n{names}"
+            "# no path: the folder of this file (it can be moved with its images)\n"
+            f"train: images/train\nval: {val}\nnc: {len(self.class_names)}\nnames:\n{names}"
         )
-        with atomic_path(self.out_dir / "data.yaml") as tmp:
-            tmp.write_text(text)
+        for file in ("data.yaml", "dataset.yaml"):
+            with atomic_path(self.out_dir / file) as tmp:
+                tmp.write_text(text)
 
 
 def _names(data: dict, path: Path) -> list[str]:

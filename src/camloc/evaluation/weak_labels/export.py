@@ -55,7 +55,7 @@ from .boxing import (
     decode_chunk,
     frame_for,
 )
-from .items import Item, image_items
+from .items import Item, image_items, val_split
 
 __all__ = ["BoxesResult", "boxes_for", "export_boxes", "run_chunks"]
 
@@ -180,7 +180,10 @@ def export_boxes(
     batch_size: int = 32,
     workers: int = 2,
     resume: bool = False,
-    link_images: bool = True,
+    images: str = "link",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    link_images: bool | None = None,
     ap: bool = True,
     config: dict | None = None,
     progress: bool | None = None,
@@ -190,8 +193,7 @@ def export_boxes(
     Args:
         source: a dataset or image files, as for :func:`boxes_for`.
         method: any :class:`~camloc.maps.MapMethod`, or a model (then CAM of it).
-        *legacy: camloc 0.2's positional ``info, out_dir, settings``: ``export_boxes(source, method, info,
-            out_dir)`` still works.
+        *legacy: camloc 0.2's positional ``info, out_dir, settings`` (``export_boxes(source, method, info, out)``).
         info: the model's preprocessing and class names (None: what ``load_model`` attached to the model).
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo).
         out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format (required).
@@ -201,7 +203,11 @@ def export_boxes(
         batch_size: images per forward pass.
         workers: threads for decoding and box work.
         resume: continue the run recorded in ``out_dir/journal.jsonl``.
-        link_images: give each format's folder links to the images.
+        images: how each format's folder holds the images: ``link`` (relative where the data is on the
+            output's filesystem), ``copy``, or ``none`` (:func:`camloc.datasets.labels.place_image`).
+        val_fraction: the share of images in ``val`` (:func:`~.items.val_split`; 0: all in ``train``).
+        seed: chooses the ``val`` images.
+        link_images: camloc 0.2's switch: False means ``images="none"``.
         ap: score COCO AP when the ground truth is known (pycocotools; about 1.5 ms an image on ImageNet).
         config: more settings that a resumed run must share (model, data, ...), recorded in the summary.
         progress: show a progress bar (None: when stderr is a terminal).
@@ -214,25 +220,26 @@ def export_boxes(
         info, out_dir, settings = legacy_arguments("export_boxes", legacy, given)
     if out_dir is None:
         raise TypeError("export_boxes() needs out_dir=, the folder to write the annotations in")
+    images = "none" if link_images is False else images
     settings = settings or BoxSettings()
     method, info = method_info(method, info)
     pre = preprocess or info.preprocess.with_mode("full")
     out = Path(out_dir)
     class_names = None if info.class_names is None else list(info.class_names)
     header = {**asdict(settings), "formats": list(dict.fromkeys(formats)), "resize": pre.mode, "size": pre.size,
-              "resize_size": pre.resize_size, "link_images": link_images, **(config or {})}  # fmt: skip
+              "resize_size": pre.resize_size, "images": images, "val_fraction": val_fraction, "seed": seed,
+              **(config or {})}  # fmt: skip
     here = world()
+    items = image_items(source, ground_truth)
+    file_names, splits = _names_and_splits(items, val_fraction, seed)
     run = Run(out / "journal.jsonl", "boxes", header, resume=resume, exists_hint="choose another out_dir")
     done = {record["i"] for record in run.done()}
-    items = image_items(source, ground_truth)
-    names = OutputNames()
-    file_names = [names(it.sample.path) for it in items]  # over all images: no two processes share a name
     mine = shard(items, here)
     todo = [it for it in mine if it.index not in done]
     work, failure = box_work(settings)
     # The images' own files are written as they are boxed, each by the process boxing it; the files of
     # the whole set (COCO's JSON, VOC's list, data.yaml, the summary) by rank 0 at the end, from the journal.
-    writers = open_writers(formats, out, class_names, link_images=link_images, whole_set=False)
+    writers = open_writers(formats, out, class_names, images=images, whole_set=False)
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
     with bar, run, worker_pool(workers) as pool:
 
@@ -241,7 +248,7 @@ def export_boxes(
                 if not image.error:  # files first: a journal line says they are complete
                     boxes = image.image_boxes()
                     for writer in writers:
-                        writer.write(boxes, file_names[image.index])
+                        writer.write(boxes, file_names[image.index], splits[image.index])
                 run.write(image.record())
             run.flush()
             bar.update(len(images))
@@ -257,9 +264,16 @@ def export_boxes(
         def journal() -> Iterator[BoxedImage]:
             return (BoxedImage.from_record(record) for record in run.records())
 
-        finals = open_writers(formats, out, class_names, link_images=link_images, per_image=False)
-        result = _finish_run(out, header, journal, items, file_names, finals, class_names, ap)
+        finals = open_writers(formats, out, class_names, images=images, per_image=False)
+        result = _finish_run(out, header, journal, items, file_names, splits, finals, class_names, ap)
     return all_gather(result)[0]
+
+
+def _names_and_splits(items: list[Item], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Each image's output name and split, over all images: no two processes share a name, all agree on splits."""
+    names = OutputNames()
+    file_names = [names(it.sample.path) for it in items]
+    return file_names, val_split(file_names, val_fraction, seed)
 
 
 def _finish_run(
@@ -268,6 +282,7 @@ def _finish_run(
     journal: Callable[[], Iterator[BoxedImage]],
     items: list[Item],
     file_names: list[str],
+    splits: list[str],
     finals: list[BoxWriter],
     class_names: list[str] | None,
     ap: bool,
@@ -292,14 +307,15 @@ def _finish_run(
             corloc.update(hit)
         boxes = image.image_boxes()
         for writer in finals:
-            writer.write(boxes, file_names[image.index])
+            writer.write(boxes, file_names[image.index], splits[image.index])
     if seen != len(items):
         raise ResumeError(f"{out / 'journal.jsonl'}: records {seen} images of {len(items)}; the run is not complete")
     for writer in finals:
         writer.close()
-    files = {w.format: str(w.out_dir) for w in finals}
+    files = {w.format: str(out / w.format) for w in finals}  # VOC: the folder holding VOCdevkit/
     coco = next((w.out_dir for w in finals if w.format == "coco"), None)
     quality = _quality(journal, items, file_names, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
+    counts["val_images"] = sum(w.counts["val"] for w in finals[:1])
     summary = {**counts, "corloc_verdicts": int(corloc.images), "corloc": corloc.compute(), **quality}
     files["summary"] = str(write_json({"settings": header, "score": SCORE_FORMULA, **summary, "skipped": skipped,
                                        "files": files, "versions": versions()}, out / "summary.json"))  # fmt: skip

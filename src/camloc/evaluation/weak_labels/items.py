@@ -7,6 +7,7 @@ truth their boxes (or, given ``ground_truth=``, that dataset's boxes of the same
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from pathlib import Path
 
 from ...boxes.box import Box
 from ...datasets.base import Dataset, Sample, file_image_id
+from ...errors import InvalidArgument
 
-__all__ = ["Item", "image_items"]
+__all__ = ["Item", "image_items", "val_split"]
 
 
 @dataclass
@@ -67,3 +69,24 @@ def image_items(source: Dataset | Sequence[str | os.PathLike], ground_truth: Dat
             own = truths.get(Path(first.path).resolve(), [])
         items.append(Item(i, first, file_image_id(group), labels, own))
     return items
+
+
+def val_split(names: Sequence[str], fraction: float, seed: int = 0) -> list[str]:
+    """Each image's split, ``train`` or ``val``: ``round(fraction x n)`` of the ``n`` names go to ``val``.
+
+    The ``val`` images are those of the smallest SHA-256 of ``"<seed>:<name>"``: the same names and
+    seed give the same split on any machine and in any order, and an image keeps its split when
+    others are added. Where ``fraction > 0`` and there are two images or more, ``val`` gets at least
+    one image and ``train`` keeps at least one.
+
+    Example:
+        >>> val_split(["a", "b", "c", "d"], 0.5)
+        ['val', 'train', 'train', 'val']
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise InvalidArgument("val_fraction", f"val_fraction must lie in [0, 1), not {fraction}")
+    n = len(names)
+    count = min(max(round(fraction * n), 1), n - 1) if fraction > 0 and n >= 2 else 0
+    keys = [hashlib.sha256(f"{seed}:{name}".encode()).hexdigest() for name in names]
+    chosen = set(sorted(range(n), key=keys.__getitem__)[:count])
+    return ["val" if i in chosen else "train" for i in range(n)]
