@@ -96,7 +96,7 @@ def _masks(maps: Tensor, truth: GroundTruth) -> Tensor:
     if isinstance(truth, Tensor) and truth.ndim == 3:
         if truth.shape != maps.shape:
             raise InvalidArgument(
-                "boxes", f"masks must have the maps' shape {tuple(maps.shape)}, got {tuple(truth.shape)}"
+                "boxes", f"boxes given as masks must have the maps' shape {tuple(maps.shape)}, got {tuple(truth.shape)}"
             )
         return truth.to(maps.device) != 0
     if len(truth) != n:
