@@ -148,7 +148,9 @@ def test_relevance_mass_and_rank_equal_quantus(val_boxes):
         mass, torch.tensor(_quantus(quantus.RelevanceMassAccuracy, maps, masks), dtype=torch.float64),
         rtol=1e-5, atol=1e-5, equal_nan=True,
     )  # fmt: skip
-    keep = [i for i in range(len(maps)) if i != 3]  # an all-zero map is one big tie, which numpy's argsort orders its way
+    keep = [
+        i for i in range(len(maps)) if i != 3
+    ]  # an all-zero map is one big tie, which numpy's argsort orders its way
     rank = relevance_rank(maps[keep], masks[keep])
     theirs = torch.tensor(_quantus(quantus.RelevanceRankAccuracy, maps[keep], masks[keep]), dtype=torch.float64)
     torch.testing.assert_close(rank, theirs, rtol=0, atol=1e-12, equal_nan=True)

@@ -68,7 +68,9 @@ def test_keep_masks_equal_pytorch_grad_cams_thresholds(order):
 @pytest.mark.parametrize("solver", ["cg", "direct"])
 def test_imputation_equals_spsolve(solver):
     images = torch.randn(3, 3, 20, 24)
-    keep = torch.stack([torch.rand(20, 24) > 0.3, smooth_maps(1, 24)[0, :20] < 0.5, torch.zeros(20, 24, dtype=torch.bool)])
+    keep = torch.stack(
+        [torch.rand(20, 24) > 0.3, smooth_maps(1, 24)[0, :20] < 0.5, torch.zeros(20, 24, dtype=torch.bool)]
+    )
     keep[2, 0, 0] = True  # one pixel known: the rest is one big hole
     ours = linear_imputation(images, keep, solver=solver)
     for i in range(3):
@@ -92,7 +94,9 @@ def test_imputation_by_hand(solver):
     # A constant image stays constant whatever is missing; nothing kept gives zeros (spsolve: NaN).
     keep = torch.rand(1, 3, 3) > 0.5
     keep[0, 2, 2] = True
-    assert torch.allclose(linear_imputation(torch.full((1, 2, 3, 3), 7.0), keep, solver=solver), torch.tensor(7.0, dtype=torch.float64))
+    assert torch.allclose(
+        linear_imputation(torch.full((1, 2, 3, 3), 7.0), keep, solver=solver), torch.tensor(7.0, dtype=torch.float64)
+    )
     assert linear_imputation(image, torch.zeros(1, 3, 3, dtype=torch.bool), solver=solver).abs().max() == 0
 
 

@@ -99,8 +99,10 @@ def _masks(maps: Tensor, truth: GroundTruth) -> Tensor:
                 "boxes", f"boxes given as masks must have the maps' shape {tuple(maps.shape)}, got {tuple(truth.shape)}"
             )
         return truth.to(maps.device) != 0
-    if len(truth) != n:
-        raise InvalidArgument("boxes", f"expected the boxes of {n} images (one Tensor[n_i, 4] each), got {len(truth)}")
+    if isinstance(truth, Tensor) or len(truth) != n:
+        raise InvalidArgument(
+            "boxes", f"expected masks (N, H, W) or the boxes of {n} images (one Tensor[n_i, 4] each), got {len(truth)}"
+        )
     return boxes_to_masks(truth, (h, w), maps.device)
 
 

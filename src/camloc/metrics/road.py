@@ -1,4 +1,4 @@
-"""ROAD, remove and debias (Rong et al., "A consistent and efficient evaluation strategy for attribution methods", ICML 2022).
+"""ROAD, remove and debias (Rong et al., "A consistent and efficient evaluation strategy ...", ICML 2022).
 
 ROAD removes pixels by *noisy linear imputation* instead of a fixed colour, so that the shape of the
 removed region does not itself tell the model what was there. camloc computes it as
@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ..errors import InvalidArgument
 from ..maps.core import output_tensor
-from .faithfulness import Model, _check_images, _class_vector, _device_dtype, _maps_like
+from .faithfulness import Model, check_images, class_vector, device_dtype, maps_like
 
 __all__ = ["ROAD_PERCENTILES", "linear_imputation", "road", "road_curves", "road_keep_masks"]
 
@@ -197,7 +197,9 @@ def _solve_direct(x: Tensor, keep: Tensor) -> Tensor:
                 vals.append(torch.full((int(unknown.sum()),), -float(weights[dy + 1, dx + 1]), dtype=torch.float64))
                 known = ~unknown
                 rhs.index_add_(0, eq[known], float(weights[dy + 1, dx + 1]) * out[i][:, ny[known], nx[known]].T)
-        matrix = coo_matrix((torch.cat(vals).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())), (count, count))
+        matrix = coo_matrix(
+            (torch.cat(vals).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())), (count, count)
+        )
         try:
             solution = splu(matrix.tocsc()).solve(rhs.numpy())
         except RuntimeError:  # nothing kept: a singular system (see the module doc)
@@ -268,16 +270,16 @@ def road_curves(
     Returns:
         ``Tensor[N, P]`` float32: score(imputed) - score(original).
     """
-    _check_images(images)
+    check_images(images)
     if score not in ("logit", "probability"):
         raise InvalidArgument("score", f"score must be 'logit' or 'probability', not {score!r}")
     if chunk < 1:
         raise InvalidArgument("chunk", f"chunk must be at least 1, got {chunk}")
-    device, dtype = _device_dtype(model, images)
+    device, dtype = device_dtype(model, images)
     x = images.to(device)
     n, c, _, _ = x.shape
-    cls = _class_vector(classes, n, device)
-    keep = road_keep_masks(_maps_like(maps, x), percentiles, order)  # (P, N, H, W)
+    cls = class_vector(classes, n, device)
+    keep = road_keep_masks(maps_like(maps, x), percentiles, order)  # (P, N, H, W)
     before = _scores(model, x.to(dtype), cls, score, chunk)
     changes = []
     for masks in keep:  # percentile by percentile, images in order: the noise comes out as pytorch-grad-cam's
@@ -319,4 +321,3 @@ def road(
         means[order] = curves.mean(dim=1)
     lerf, morf = means["lerf"], means["morf"]
     return {"road_morf": morf, "road_lerf": lerf, "road_combined": (lerf - morf) / 2}
-
