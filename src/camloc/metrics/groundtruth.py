@@ -133,7 +133,7 @@ def pointing_game(maps: Tensor, boxes: GroundTruth, tolerance: float = 0) -> Ten
         raise InvalidArgument("tolerance", f"tolerance must be at least 0 pixels, got {tolerance}")
     masks = _masks(maps, boxes)
     n, h, w = maps.shape
-    flat = maps.flatten(1).float()
+    flat = maps.flatten(1)
     point = torch.where(flat.isnan(), torch.full_like(flat, -torch.inf), flat).argmax(dim=1)  # first maximum
     py, px = (point // w).double(), (point % w).double()
     ys = torch.arange(h, device=maps.device, dtype=torch.float64)
