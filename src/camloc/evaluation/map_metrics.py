@@ -158,7 +158,7 @@ def evaluate_map_metrics(
     everyone = list(samples)
     position = {s.image_id: i for i, s in enumerate(everyone)}
     run = Run(per_image, "metrics", settings, columns=_columns(methods, keys), resume=resume)
-    rows = [{k: v for k, v in r.items()} for r in run.done()]
+    rows = list(run.done())
     done = {r["image_id"] for r in rows}
     mine = [(i, s) for i, s in shard(list(enumerate(everyone))) if s.image_id not in done]
     skipped: list[tuple[int, dict]] = []
