@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -155,6 +155,7 @@ def evaluate_map_metrics(
         "methods": list(methods),
         "preprocess": repr(preprocess),
     }
+    scoring = _Scoring(keys, target, tolerance, with_road, tuple(percentiles))
     everyone = list(samples)
     position = {s.image_id: i for i, s in enumerate(everyone)}
     run = Run(per_image, "metrics", settings, columns=_columns(methods, keys), resume=resume)
@@ -174,8 +175,7 @@ def evaluate_map_metrics(
                 skipped.append((i, {"image_id": s.image_id, "path": err.path, "error": err.reason}))
             if batch.paths:
                 read = [by_path[p] for p in batch.paths]
-                new = _score_batch(model, methods, batch.images.to(device), read, batch.geometries, keys, target,
-                                   tolerance, with_road, percentiles)  # fmt: skip
+                new = _score_batch(model, methods, batch.images.to(device), read, batch.geometries, scoring)
                 for row in new:
                     run.write(row)
                 run.flush()
@@ -189,10 +189,29 @@ def evaluate_map_metrics(
     return MapMetricsResult(summary, {**settings, "images": len(everything)}, [e for _, e in skipped])
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    """What every batch is scored with."""
+
+    keys: tuple[str, ...]
+    target: str
+    tolerance: float
+    with_road: bool
+    percentiles: tuple[float, ...]
+
+
 def _score_batch(
-    model, methods, images, read, geometries, keys, target, tolerance, with_road, percentiles
+    model: Model,
+    methods: Mapping[str, MapMethod],
+    images: Tensor,
+    read: list[tuple[int, Any]],
+    geometries: list[Geometry],
+    scoring: _Scoring,
 ) -> list[dict]:
-    """One row per image of the batch: every method's scores, as CSV cells."""
+    """One row per image of the batch (``read``: its (position, sample) pairs): every method's scores, as CSV cells."""
+    keys, target, tolerance, with_road, percentiles = (
+        scoring.keys, scoring.target, scoring.tolerance, scoring.with_road, scoring.percentiles
+    )  # fmt: skip
     device = images.device
     if target == "label":
         classes = torch.tensor([s.label for _, s in read], device=device)
