@@ -108,13 +108,14 @@ def test_imputation_by_hand(solver):
     ("reference", "order", "percentile"),
     [(ROADMostRelevantFirst, "morf", 80), (ROADLeastRelevantFirst, "lerf", 20), (ROADMostRelevantFirst, "morf", 35)],
 )
-def test_one_percentile_equals_pytorch_grad_cam_with_the_same_seed(reference, order, percentile):
+@pytest.mark.parametrize("solver", ["direct", "cg"])
+def test_one_percentile_equals_pytorch_grad_cam_with_the_same_seed(reference, order, percentile, solver):
     model, images, maps = small_model(), torch.randn(3, 3, 24, 24), smooth_maps(3, 24)
     classes = [1, 4, 0]
     torch.manual_seed(7)
     theirs = reference(percentile)(images, maps.numpy(), [ClassifierOutputTarget(c) for c in classes], model)
     torch.manual_seed(7)
-    ours = road_curves(model, images, maps, classes, order=order, percentiles=[percentile])
+    ours = road_curves(model, images, maps, classes, order=order, percentiles=[percentile], solver=solver)
     torch.testing.assert_close(ours[:, 0], torch.from_numpy(theirs), rtol=0, atol=1e-6)
     without_noise = road_curves(model, images, maps, classes, order=order, percentiles=[percentile], noise=0)
     assert (ours - without_noise).abs().max() > 1e-5  # the noise did something
