@@ -13,7 +13,8 @@ from .common import add_dataset_args, add_model_args, load_model_and_info, open_
 __all__ = ["register", "run"]
 
 
-def _method_list(text: str) -> list[str]:
+def method_list(text: str) -> list[str]:
+    """``--methods``' value: comma-separated registered method names, without repeats."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in METHOD_NAMES]
     if not names or bad:
@@ -74,7 +75,7 @@ def register(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--methods",
         "--method",
-        type=_method_list,
+        type=method_list,
         default=list(METHOD_NAMES),
         metavar="M1,M2,...",
         help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: all)",

@@ -1,4 +1,4 @@
-"""Runs over data: ``evaluate``, ``explain``, ``evaluate_faithfulness``, ``export_boxes``.
+"""Runs over data: ``evaluate``, ``explain``, ``evaluate_faithfulness``, ``evaluate_map_metrics``, ``export_boxes``.
 
 ``evaluate`` gives localization metrics, ``explain`` maps, boxes and records (its pictures are
 drawn by :mod:`camloc.reports.grids`), ``export_boxes`` weak labels: boxes written for detectors
@@ -23,6 +23,8 @@ _EXPORTS = {
     "explain": ".explain",
     "FaithfulnessResult": ".faithfulness",
     "evaluate_faithfulness": ".faithfulness",
+    "MapMetricsResult": ".map_metrics",
+    "evaluate_map_metrics": ".map_metrics",
     "Run": ".run",
     "PROTOCOLS": ".protocols",
     "ImageResult": ".protocols",
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from .explain import explain as explain
     from .faithfulness import FaithfulnessResult as FaithfulnessResult
     from .faithfulness import evaluate_faithfulness as evaluate_faithfulness
+    from .map_metrics import MapMetricsResult as MapMetricsResult
+    from .map_metrics import evaluate_map_metrics as evaluate_map_metrics
     from .protocols import PROTOCOLS as PROTOCOLS
     from .protocols import ImageResult as ImageResult
     from .protocols import make_protocol as make_protocol

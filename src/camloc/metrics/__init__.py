@@ -1,5 +1,8 @@
 """Metrics: IoU, localization accuracies (GT-known, top-1/5, MaxBoxAcc, MaxBoxAccV2), PxAP, faithfulness.
 
+Also maps judged against ground-truth boxes (pointing game, energy pointing game, relevance mass /
+rank: :mod:`.groundtruth`) and ROAD (:mod:`.road`).
+
 Streaming metrics follow torchmetrics' shape: ``update`` per image or batch, ``compute`` at the
 end, ``reset``, and ``merge`` to add another accumulator's state.
 """
@@ -23,6 +26,14 @@ _EXPORTS = {
     "faithfulness_scores": ".faithfulness",
     "pixel_ranks": ".faithfulness",
     "trapezoid_auc": ".faithfulness",
+    "boxes_to_masks": ".groundtruth",
+    "energy_pointing_game": ".groundtruth",
+    "pointing_game": ".groundtruth",
+    "relevance_mass": ".groundtruth",
+    "relevance_rank": ".groundtruth",
+    "ROAD_PERCENTILES": ".road",
+    "road": ".road",
+    "road_curves": ".road",
     "CorLoc": ".detection",
     "coco_ap": ".detection",
 }
@@ -39,6 +50,11 @@ if TYPE_CHECKING:
     from .faithfulness import faithfulness_scores as faithfulness_scores
     from .faithfulness import pixel_ranks as pixel_ranks
     from .faithfulness import trapezoid_auc as trapezoid_auc
+    from .groundtruth import boxes_to_masks as boxes_to_masks
+    from .groundtruth import energy_pointing_game as energy_pointing_game
+    from .groundtruth import pointing_game as pointing_game
+    from .groundtruth import relevance_mass as relevance_mass
+    from .groundtruth import relevance_rank as relevance_rank
     from .iou import best_iou as best_iou
     from .iou import box_iou as box_iou
     from .localization import IOU_THRESHOLDS as IOU_THRESHOLDS
@@ -46,3 +62,6 @@ if TYPE_CHECKING:
     from .localization import LocalizationMetrics as LocalizationMetrics
     from .pxap import PxAP as PxAP
     from .pxap import mask_histograms as mask_histograms
+    from .road import ROAD_PERCENTILES as ROAD_PERCENTILES
+    from .road import road as road
+    from .road import road_curves as road_curves

@@ -56,6 +56,10 @@ __all__ = [
     "FaithfulnessMetrics",
     "average_drop_increase",
     "baseline_images",
+    "check_images",
+    "class_vector",
+    "device_dtype",
+    "maps_like",
     "deletion_insertion",
     "baseline_pair",
     "deletion_insertion_curves",
@@ -75,7 +79,8 @@ Model = Callable[[Tensor], Tensor]
 # building blocks
 
 
-def _device_dtype(model: Model, images: Tensor) -> tuple[torch.device, torch.dtype]:
+def device_dtype(model: Model, images: Tensor) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type ``model`` runs: its first parameter's, else the images'."""
     if isinstance(model, nn.Module):
         p = next(model.parameters(), None)
         if p is not None:
@@ -83,7 +88,8 @@ def _device_dtype(model: Model, images: Tensor) -> tuple[torch.device, torch.dty
     return images.device, images.dtype
 
 
-def _class_vector(classes: int | Sequence[int] | Tensor, n: int, device: torch.device) -> Tensor:
+def class_vector(classes: int | Sequence[int] | Tensor, n: int, device: torch.device) -> Tensor:
+    """``Tensor[n]`` of class indices from one index, n indices or an (n, 1) tensor."""
     t = torch.as_tensor(classes, dtype=torch.long).to(device)
     if t.ndim == 2 and t.shape[1] == 1:
         t = t[:, 0]
@@ -96,7 +102,7 @@ def _class_vector(classes: int | Sequence[int] | Tensor, n: int, device: torch.d
     return t
 
 
-def _maps_like(maps: Tensor, images: Tensor) -> Tensor:
+def maps_like(maps: Tensor, images: Tensor) -> Tensor:
     """(N, H, W) float maps at the images' resolution, from (N, H', W') or (N, 1, H', W')."""
     n, _, h, w = images.shape
     m = maps.to(images.device)
@@ -114,7 +120,8 @@ def _maps_like(maps: Tensor, images: Tensor) -> Tensor:
     return m
 
 
-def _check_images(images: Tensor) -> None:
+def check_images(images: Tensor) -> None:
+    """Refuse anything but an (N, C, H, W) batch."""
     if images.ndim != 4:
         raise InvalidArgument("images", f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
 
@@ -206,17 +213,17 @@ def deletion_insertion_curves(
     RISE's (``"zero"``, ``"blur"``). All steps of all images go through the model in batches of
     ``chunk`` (eval mode is the caller's business; no gradients are kept).
     """
-    _check_images(images)
+    check_images(images)
     if steps < 1:
         raise InvalidArgument("steps", f"steps must be at least 1, got {steps}")
     if chunk < 1:
         raise InvalidArgument("chunk", f"chunk must be at least 1, got {chunk}")
     del_base, ins_base = baseline_pair(baseline)
-    device, dtype = _device_dtype(model, images)
+    device, dtype = device_dtype(model, images)
     x = images.to(device, dtype)
     n, c, h, w = x.shape
-    cls = _class_vector(classes, n, device)
-    ranks = pixel_ranks(_maps_like(maps, x))  # (N, HW)
+    cls = class_vector(classes, n, device)
+    ranks = pixel_ranks(maps_like(maps, x))  # (N, HW)
     counts = torch.arange(steps + 1, device=device) * (h * w) // steps  # pixels changed at each step
     with torch.no_grad():
         starts = torch.cat([x, baseline_images(x, ins_base)]).flatten(2)  # rows: deletion then insertion
@@ -259,12 +266,12 @@ def average_drop_increase(
     to [0, 1] at the input's resolution, multiplied in normalized-input space). Drop is a
     fraction, not percent.
     """
-    _check_images(images)
-    device, dtype = _device_dtype(model, images)
+    check_images(images)
+    device, dtype = device_dtype(model, images)
     x = images.to(device, dtype)
     n = x.shape[0]
-    cls = _class_vector(classes, n, device)
-    e = normalize_maps(_maps_like(maps, x), "minmax").nan_to_num(0.0)
+    cls = class_vector(classes, n, device)
+    e = normalize_maps(maps_like(maps, x), "minmax").nan_to_num(0.0)
     with torch.no_grad():
         both = torch.cat([x, x * e[:, None].to(dtype)])
 
