@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	# would replace opencv-python-headless's (and need libGL); its other needs are listed here.
 	$(PIP) install --quiet --no-deps 'ultralytics>=8.3'
 	$(PIP) install --quiet polars psutil requests pyyaml matplotlib ultralytics-thop
+	# Quantus, the reference of the map metrics' tests: --no-deps for the same opencv-python reason.
+	$(PIP) install --quiet --no-deps 'quantus>=0.6'
+	$(PIP) install --quiet cachetools
 	touch $(STAMP)
 
 demo: setup
