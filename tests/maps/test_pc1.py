@@ -42,6 +42,10 @@ def _border_rule(v: np.ndarray) -> np.ndarray:
     return -v if above > len(cells) / 2 else v
 
 
+def _minmax(v: np.ndarray) -> np.ndarray:
+    return (v - v.min()) / (v.max() - v.min())
+
+
 def _reference_eigh(rows: np.ndarray) -> np.ndarray:
     """First principal direction from the covariance's eigenvectors (not an SVD), largest |cell| positive."""
     centred = rows - rows.mean(axis=0)
@@ -77,7 +81,7 @@ def test_pc1_maps_equal_an_independent_pca(reference):
     for i in range(2):
         for j in range(3):
             v = first(_scaled_rows(f[i].numpy(), weights[i, j].numpy())).reshape(5, 6)
-            np.testing.assert_allclose(ours[i, j].numpy(), _border_rule(v), atol=1e-10)
+            np.testing.assert_allclose(ours[i, j].numpy(), _minmax(_border_rule(v)), atol=1e-10)
 
 
 def test_first_component_is_the_leading_right_singular_vector_of_the_column_centred_rows():
@@ -109,12 +113,15 @@ def test_pc1_puts_a_centred_object_high_whatever_the_svd_sign():
     f = level * torch.where(on_object, 0.3 + 0.7 * mask, 1 - 0.7 * mask)
     f = (f + 1e-3 * torch.rand(16, 7, 7, generator=g))[None]
     # normalized, every channel is the mask or its complement; centred over the channels, each is a multiple of
-    # 2 * mask - 1: the unit component is +-1/7 on every cell, +1/7 on the object once signed
-    expected = (2 * mask - 1) / 7
+    # 2 * mask - 1: the unit component is +-1/7 on every cell, of one sign on the object once signed
+    scaled = f.flatten(2) - f.flatten(2).amin(-1, keepdim=True)
+    raw = first_component(scaled / scaled.amax(-1, keepdim=True)).view(7, 7)
+    assert torch.allclose(raw.abs(), torch.full((7, 7), 1 / 7), atol=2e-3)
+    assert torch.allclose(border_sign(raw), (2 * mask - 1) / 7, atol=2e-3)
+    assert torch.allclose(border_sign(-raw), (2 * mask - 1) / 7, atol=2e-3)  # the object low: flipped
     for sign in (1.0, -1.0):
         ours = pc1_maps(sign * f, torch.ones(1, 1, 16))[0, 0]
-        assert torch.allclose(ours, expected, atol=2e-3)
-        assert torch.equal(border_sign(-ours), ours)  # the object low (the component's other sign): flipped
+        assert torch.allclose(ours, mask, atol=2e-2)  # min-max normalized
 
 
 def test_pc1_of_a_model_is_pc1_of_its_cam_features_and_classifier():
@@ -126,11 +133,12 @@ def test_pc1_of_a_model_is_pc1_of_its_cam_features_and_classifier():
     cam = CAM(model)(x, topk=2)
     assert torch.equal(out.classes, cam.classes) and torch.equal(out.logits, cam.logits)
     assert out.raw.shape == (3, 2, 9, 9) and out.maps.shape == (3, 2, 9, 9)
+    assert torch.equal(out.raw.amin((2, 3)), torch.zeros(3, 2)) and torch.equal(out.raw.amax((2, 3)), torch.ones(3, 2))
     features, fc = cam.features.double().numpy(), model.fc.weight.detach().double().numpy()
     for i in range(3):
         for j in range(2):
             v = _reference_sklearn(_scaled_rows(features[i], fc[out.classes[i, j]])).reshape(9, 9)
-            np.testing.assert_allclose(out.raw[i, j].numpy(), _border_rule(v), atol=1e-5)
+            np.testing.assert_allclose(out.raw[i, j].numpy(), _minmax(_border_rule(v)), atol=1e-4)
 
 
 def test_batched_equals_one_by_one_and_topk_equals_separate_calls():
@@ -166,3 +174,25 @@ def test_eigencam_sign_border_is_the_svd_map_signed_by_the_border():
     np.testing.assert_allclose(border[:, 0].numpy(), np.stack([_border_rule(m) for m in svd[:, 0].numpy()]), atol=1e-6)
     with pytest.raises(camloc.InvalidArgument, match="sign='pca': expected 'border' or 'svd'"):
         EigenCAM(model, sign="pca")
+
+
+@pytest.mark.slow
+def test_the_runners_take_pc1(tmp_path, mobilenet):
+    import json
+
+    from camloc.boxes import paper_box
+    from camloc.cli import main
+    from camloc.maps import to_image_frame
+    from camloc.training.finegrained import cam_boxes
+
+    data = tmp_path / "data"
+    assert main(["synth", str(data), "--train", "4", "--test", "4", "--seed", "1"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(data / "test"), "--method", "pc1", "--size", "64", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["method"] == "pc1"
+    test = camloc.open_dataset(data / "test")
+    pre = camloc.Preprocess(size=64, mode="squash")
+    boxes = cam_boxes(mobilenet, test, pre, None, 0.3, progress=False, method="pc1")
+    batch = camloc.load_batch([test.samples[0].path], pre)
+    raw = PC1(mobilenet)(batch.images, upsample=False).raw[0]
+    assert boxes[test.samples[0].image_id] == paper_box(to_image_frame(raw, batch.geometries[0])[0].numpy(), 0.3)

@@ -1,4 +1,4 @@
-"""PC1 (Kim et al., "CAM Back Again", CVPR 2024): the first principal component of the class-weighted features.
+"""PC1 (Yasuki & Taki, "CAM Back Again", CVPR 2024): the first principal component of the class-weighted features.
 
 CAM sums the class-weighted feature maps ``w_k^c f_k``; PC1 reads the same ``C`` maps differently. Each
 map is min-max normalized over its ``h·w`` cells, the ``C`` normalized maps are the rows of a
@@ -9,6 +9,9 @@ scikit-learn's ``PCA().fit(X).components_[0]`` with the channels as samples, as 
 A principal direction has no sign of its own, so it is set from the image's border: an object is
 seldom on every edge, so when most border cells lie above the map's mean the map is negated.
 :func:`border_sign` holds that rule; Eigen-CAM (:class:`~camloc.maps.EigenCAM`) uses it too.
+Last, the map is min-max normalized to [0, 1], as the authors save it: centred over the channels,
+not over the cells, the component often has one sign on every cell, and a map whose maximum is
+negative would defeat every rule that reads a fraction of the maximum.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .cam import CAM
+from .frames import normalize_maps
 
 __all__ = ["PC1", "border_sign", "first_component", "pc1_maps"]
 
@@ -79,7 +83,7 @@ def pc1_maps(features: Tensor, weights: Tensor) -> Tensor:
     Returns:
         ``Tensor[N, k, h, w]``: for each image and weight vector, the first principal direction over the
         ``h·w`` cells of the ``C`` maps ``w_k^c f_k``, each min-max normalized over the cells (a constant
-        map becomes zeros), signed by :func:`border_sign`. Each map is a unit vector over its cells.
+        map becomes zeros), signed by :func:`border_sign`, then min-max normalized to [0, 1].
     """
     n, c, h, w = features.shape
     k = weights.shape[1]
@@ -90,23 +94,23 @@ def pc1_maps(features: Tensor, weights: Tensor) -> Tensor:
         # a constant map has weighted == lo everywhere: dividing by 1 leaves it zeros
         scaled = (weighted - lo) / torch.where(span > 0, span, torch.ones_like(span))
         component = first_component(scaled.reshape(n * k, c, h * w))
-        return border_sign(component.view(n, k, h, w))
+        return normalize_maps(border_sign(component.view(n, k, h, w)), "minmax")
 
 
 class PC1(CAM):
-    """The first principal component of the class-weighted feature maps (Kim et al., CVPR 2024).
+    """The first principal component of the class-weighted feature maps (Yasuki & Taki, "CAM Back Again", CVPR 2024).
 
     For each image and class ``c``, the ``C`` maps ``w_k^c f_k`` of CAM's sum are each min-max normalized
     over the cells; the map is their first principal direction over the cells (:func:`pc1_maps`), its
-    sign set by the border (:func:`border_sign`). It runs as :class:`~camloc.maps.CAM` does: the feature
-    map and head found statically, one forward pass for the top-k classes, more classes' maps from
-    the same features (``reuses_forward``), every step on the model's device. A target that is a
-    weighted sum of classes gives the PC1 of the features weighted by the same sum of the classes'
-    weights (PC1 is not linear: not the sum of the classes' PC1 maps).
+    sign set by the border (:func:`border_sign`), min-max normalized to [0, 1]. It runs as
+    :class:`~camloc.maps.CAM` does: the feature map and head found statically, one forward pass for the
+    top-k classes, more classes' maps from the same features (``reuses_forward``), every step on the
+    model's device. A target that is a weighted sum of classes gives the PC1 of the features weighted by
+    the same sum of the classes' weights (PC1 is not linear: not the sum of the classes' PC1 maps).
 
     Args:
         model: the classifier (see :func:`camloc.models.adapt` for what it may be).
-        **options: as :class:`~camloc.maps.CAM`: ``relu`` (applied after the sign), ``normalize``,
+        **options: as :class:`~camloc.maps.CAM`: ``relu`` (no effect: the maps are >= 0), ``normalize``,
             ``upsample_mode``, ``channels_last``, ``fuse_batchnorm``, ``amp``.
 
     Example::
