@@ -50,6 +50,7 @@ _EXPORTS = {
     "METHODS": ".maps",
     "MapMethod": ".maps",
     "ScoreCAM": ".maps",
+    "PC1": ".maps",
     "XGradCAM": ".maps",
     "ClassTarget": ".maps",
     "ClassesTarget": ".maps",
@@ -114,6 +115,7 @@ if TYPE_CHECKING:
     from .images import open_image as open_image
     from .maps import CAM as CAM
     from .maps import METHODS as METHODS
+    from .maps import PC1 as PC1
     from .maps import CamOutput as CamOutput
     from .maps import ClassesTarget as ClassesTarget
     from .maps import ClassTarget as ClassTarget

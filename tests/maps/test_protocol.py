@@ -23,7 +23,7 @@ class TinyGap(nn.Module):
 
 
 def test_one_registry_lists_every_method_cam_first():
-    assert METHOD_NAMES[0] == "cam" and list(METHODS) == list(METHOD_NAMES) and len(METHODS) == 8
+    assert METHOD_NAMES[0] == "cam" and list(METHODS) == list(METHOD_NAMES) and len(METHODS) == 9
     assert METHODS["cam"] is camloc.CAM and METHODS["gradcam++"] is camloc.GradCAMPlusPlus
     with pytest.raises(KeyError):
         METHODS["nope"]
@@ -35,7 +35,7 @@ def test_each_method_keeps_the_protocol(name):
     x = torch.randn(3, 3, 16, 16)
     method = create_method(name, model)
     assert method.name == name and method.model is model and isinstance(method.reuses_forward, bool)
-    assert method.reuses_forward == (name == "cam")
+    assert method.reuses_forward == (name in ("cam", "pc1"))
     out = method(x, topk=2)
     assert isinstance(out, CamOutput) and out.raw.shape[:2] == (3, 2) and out.maps.shape == (3, 2, 16, 16)
     more = torch.tensor([[4, 0], [1, 2], [3, 3]])

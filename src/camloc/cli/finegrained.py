@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..maps.registry import METHOD_NAMES
 from .common import add_model_args, fraction, load_model_and_info, positive, report_skipped
 from .train import add_train_data_args
 
@@ -59,6 +60,12 @@ def register(p: argparse.ArgumentParser) -> None:
         "--workers", type=positive, default=2, metavar="N", help="threads for decoding (default: %(default)s)"
     )
     add_model_args(p, methods=False)
+    p.add_argument(
+        "--method",
+        default="cam",
+        choices=METHOD_NAMES,
+        help="map method whose maps give the boxes (default: %(default)s)",
+    )
     p.set_defaults(run=run)
 
 
@@ -94,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
         localizer_preprocess=None if localizer is None else model_info(localizer).preprocess,
         margin=args.margin,
         crop_size=args.crop_size,
+        method=args.method,
     )
     data = str(Path(args.data).resolve())
     record = {"model": info.name, "localizer": args.localizer, "data": data, "mode": "probe", "kind": args.kind}
+    record["method"] = args.method
     settings = {"C": args.C, "threshold": args.threshold, "margin": args.margin, "crop_size": args.crop_size}
     path = write_json({**record, **settings, **result.to_json(), "versions": versions()}, args.json)
     boxes = f", boxes from {args.localizer}" if args.localizer else ""
@@ -111,9 +120,9 @@ def _run_train(args: argparse.Namespace, train_set, test_set) -> int:
 
     keep_freed_memory()
     config = TrainConfig(arch=args.arch, epochs=args.epochs, size=args.size, seed=args.seed, workers=args.workers)
-    result = finegrained_train(train_set, test_set, config, args.work, threshold=args.threshold)
+    result = finegrained_train(train_set, test_set, config, args.work, threshold=args.threshold, method=args.method)
     data = str(Path(args.data).resolve())
-    record = {"data": data, "mode": "train", "config": vars(config), "work": args.work}
+    record = {"data": data, "mode": "train", "method": args.method, "config": vars(config), "work": args.work}
     path = write_json({**record, **result.to_json(), "versions": versions()}, args.json)
     return _print(result, f"{args.arch} trained on each kind of image, {test_set.name}", path)
 

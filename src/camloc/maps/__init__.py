@@ -1,4 +1,4 @@
-"""Maps: CAM and the Grad-CAM family on one protocol, batched, on the model's device.
+"""Maps: CAM, PC1 and the Grad-CAM family on one protocol, batched, on the model's device.
 
 Every method satisfies :class:`MapMethod`: ``method(images, topk=k)`` or
 ``method(images, classes=...)`` returns a :class:`CamOutput`. :data:`METHODS` lists them all by
@@ -27,6 +27,7 @@ _EXPORTS = {
     "XGradCAM": ".gradient",
     "EigenCAM": ".activation",
     "ScoreCAM": ".activation",
+    "PC1": ".pc1",
     "METHODS": ".registry",
     "METHOD_NAMES": ".registry",
     "create_method": ".registry",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .gradient import HiResCAM as HiResCAM
     from .gradient import LayerCAM as LayerCAM
     from .gradient import XGradCAM as XGradCAM
+    from .pc1 import PC1 as PC1
     from .registry import METHOD_NAMES as METHOD_NAMES
     from .registry import METHODS as METHODS
     from .registry import create_method as create_method

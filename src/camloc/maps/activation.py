@@ -8,24 +8,47 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InvalidArgument
 from .core import output_tensor, target_score
+from .pc1 import border_sign
 from .traced import Target, TracedMethod, weighted_sum
 
 __all__ = ["EigenCAM", "ScoreCAM"]
 
 
 class EigenCAM(TracedMethod):
-    """Muhammad & Yahya (IJCNN 2020): the activations projected on their first principal component."""
+    """Muhammad & Yahya (IJCNN 2020): the activations projected on their first principal component.
+
+    A principal component's sign is arbitrary: on many images the SVD's sign makes the object the
+    *low* region, which a single box thresholded from the top then misses.
+
+    Args:
+        model: the classifier.
+        target_layer: as :class:`~camloc.maps.traced.TracedMethod`: a name, the module, or None.
+        sign: ``"border"``: negate a map whose border cells lie mostly above its mean
+            (:func:`camloc.maps.pc1.border_sign`, as PC1 does); ``"svd"``: the sign as the SVD returns it
+            (pytorch-grad-cam's ``EigenCAM``).
+        **options: as :class:`~camloc.maps.traced.TracedMethod`: ``relu``, ``normalize``,
+            ``upsample_mode``, ``channels_last``, ``fuse_batchnorm``, ``amp``.
+    """
 
     name = "eigencam"
     needs_gradients = False
+
+    def __init__(
+        self, model: nn.Module, target_layer: str | nn.Module | None = None, *, sign: str = "border", **options: Any
+    ) -> None:
+        if sign not in ("border", "svd"):
+            raise InvalidArgument("sign", f"sign={sign!r}: expected 'border' or 'svd'", arguments=["sign"])
+        super().__init__(model, target_layer, **options)
+        self.sign = sign
 
     def combine(self, activations: Tensor, grads: Tensor | None, x: Tensor, targets: list[Target]) -> Tensor:
         """Eigen-CAM: ``map = (A - mean_ij A) v_1``, ``v_1`` the first right singular vector of the centred activations.
 
         Each image's activations are flattened to ``float32[h*w, C]`` (positions x channels) and centred
-        over the positions; the map is their projection on the first principal direction, with the
-        sign as the SVD returns it.
+        over the positions; the map is their projection on the first principal direction, signed
+        by the border (``sign="border"``) or as the SVD returns it (``sign="svd"``).
 
         Args:
             activations: ``Tensor[N, C, h, w]`` the target layer's output ``A``.
@@ -40,7 +63,8 @@ class EigenCAM(TracedMethod):
         flat = activations.float().reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
         centred = flat - flat.mean(dim=1, keepdim=True)
         _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-        return (centred @ vh[:, 0, :, None]).reshape(n, h, w).to(activations.dtype)
+        maps = (centred @ vh[:, 0, :, None]).reshape(n, h, w)
+        return (border_sign(maps) if self.sign == "border" else maps).to(activations.dtype)
 
 
 class ScoreCAM(TracedMethod):

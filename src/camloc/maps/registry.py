@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from .core import MapMethod
 
-__all__ = ["METHODS", "METHOD_NAMES", "create_method", "unknown_method"]
+__all__ = ["HEAD_METHODS", "METHODS", "METHOD_NAMES", "create_method", "unknown_method"]
 
 # name -> (module, class): the order is the CLI's and the docs'.
 _WHERE = {
@@ -25,7 +25,11 @@ _WHERE = {
     "layercam": (".gradient", "LayerCAM"),
     "scorecam": (".activation", "ScoreCAM"),
     "eigencam": (".activation", "EigenCAM"),
+    "pc1": (".pc1", "PC1"),
 }
+
+#: The methods that read the map the GAP head pools: they take no target layer.
+HEAD_METHODS: tuple[str, ...] = ("cam", "pc1")
 
 #: Every method's name, in the order of :data:`METHODS`.
 METHOD_NAMES: tuple[str, ...] = tuple(_WHERE)
@@ -72,10 +76,10 @@ def create_method(
         name: one of :data:`METHOD_NAMES`.
         model: the classifier to explain.
         target_layer: the module whose output to explain, by name or the module itself (not for
-            ``cam``, which always explains the map its GAP head pools).
+            ``cam`` and ``pc1``, which always read the map their GAP head pools).
         options: keyword arguments of the method's class: ``relu=``, ``normalize=``,
             ``upsample_mode=``, ``channels_last=``, ``fuse_batchnorm=``, ``amp=`` (and ``chunk=`` for
-            ``scorecam``).
+            ``scorecam``, ``sign=`` for ``eigencam``).
 
     Example::
 
@@ -83,11 +87,12 @@ def create_method(
     """
     if name not in _WHERE:
         raise unknown_method(name)
-    if name == "cam":
+    if name in HEAD_METHODS:
         if target_layer is not None:
             raise InvalidArgument(
                 "target_layer",
-                "target_layer=: CAM always uses the feature map its GAP head pools; choose another method",
+                f"target_layer=: {METHODS[name].__name__} always uses the feature map its GAP head pools; "
+                "choose another method",
                 arguments=["target_layer"],
             )
         return METHODS[name](model, **options)

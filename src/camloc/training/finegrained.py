@@ -32,9 +32,9 @@ from ..datasets.boxes_csv import write_csv_dataset
 from ..datasets.registry import open_dataset
 from ..errors import BadImage
 from ..images import Preprocess, crop_to_box, load_batch, open_image
-from ..maps.cam import CAM
 from ..maps.core import output_tensor
 from ..maps.frames import to_image_frame
+from ..maps.registry import create_method
 from ..metrics.iou import best_iou
 from ..models.probes import LinearProbe, attach_probe
 from ..utils import model_device
@@ -103,6 +103,7 @@ def finegrained(
     localizer_preprocess: Preprocess | None = None,
     margin: float = 0.0,
     crop_size: int | None = None,
+    method: str = "cam",
 ) -> FinegrainedResult:
     """The paper's fine-grained experiment with linear probes on ``model``'s GAP features (module docstring).
 
@@ -127,10 +128,12 @@ def finegrained(
         margin: every CAM box grows by this fraction of its width and height on each side (clipped
             to the image) before cropping; ground-truth boxes are cropped as they are.
         crop_size: the side crops are squashed to (default: ``preprocess.size``).
+        method: the map method whose maps give the boxes (a name in :data:`camloc.maps.METHODS`).
     """
     preprocess = dataclasses.replace(preprocess, mode="squash")
     cropped = preprocess if crop_size is None else dataclasses.replace(preprocess, size=crop_size)
     options: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
+    boxes_options: dict[str, Any] = {**options, "method": method}
 
     def probe_accuracy(
         crops_train: dict | None, crops_test: dict | None, what: str
@@ -166,12 +169,12 @@ def finegrained(
         row = {label: i for i, label in enumerate(probe.labels)}
         predicted = dict(zip(f_test.image_ids, probe.decision(f_test.values).argmax(axis=1).tolist(), strict=True))
         labelled = {s.image_id: row[s.label] for s in train_set if s.label in row}
-        train_boxes = cam_boxes(cam_model, train_set, preprocess, labelled, threshold, **options)
-        test_boxes = cam_boxes(cam_model, test_set, preprocess, predicted, threshold, **options)
+        train_boxes = cam_boxes(cam_model, train_set, preprocess, labelled, threshold, **boxes_options)
+        test_boxes = cam_boxes(cam_model, test_set, preprocess, predicted, threshold, **boxes_options)
     else:
         pre = dataclasses.replace(localizer_preprocess or preprocess, mode="squash")
-        train_boxes = cam_boxes(localizer, train_set, pre, None, threshold, **options)
-        test_boxes = cam_boxes(localizer, test_set, pre, None, threshold, **options)
+        train_boxes = cam_boxes(localizer, train_set, pre, None, threshold, **boxes_options)
+        test_boxes = cam_boxes(localizer, test_set, pre, None, threshold, **boxes_options)
     localized = _localized(test_set, test_boxes)
     cam_crop, _, cam_features = probe_accuracy(
         _usable(train_boxes, margin), _usable(test_boxes, margin), "crops to the CAM box"
@@ -234,12 +237,14 @@ def cam_boxes(
     batch_size: int = 32,
     workers: int = 2,
     progress: bool | None = None,
+    method: str = "cam",
 ) -> dict[str, Box | None]:
     """Image id -> the paper box of the image's CAM for ``classes[image_id]``, in the original image's pixels.
 
     ``classes=None``: the predicted class. Images missing from ``classes`` or unreadable are left out.
+    ``method``: the map method by name (:data:`camloc.maps.METHODS`; default CAM).
     """
-    cam = CAM(model)
+    cam = create_method(method, model)
     samples = [s for s in dataset if classes is None or s.image_id in classes]
     by_path = {str(s.path): s for s in samples}
     out: dict[str, Box | None] = {}
@@ -312,12 +317,14 @@ def finegrained_train(
     *,
     threshold: float = 0.2,
     progress: bool | None = None,
+    method: str = "cam",
 ) -> FinegrainedResult:
     """The fine-grained experiment with trained networks instead of probes.
 
-    (a) train ``config`` on full images, (b) box every image with that model's CAM, crop, train
-    on the crops, (c) the same with ground-truth crops. Models and crops go to ``work``; a run
-    that is interrupted resumes from the model files there.
+    (a) train ``config`` on full images, (b) box every image with that model's CAM (or the maps of
+    ``method``, a name in :data:`camloc.maps.METHODS`), crop, train on the crops, (c) the same with
+    ground-truth crops. Models and crops go to ``work``; a run that is interrupted resumes from the
+    model files there.
     """
     work = Path(work)
     skipped: list[dict] = []
@@ -333,7 +340,7 @@ def finegrained_train(
         return model, predicted, accuracy
 
     model, predicted, full = fit("full", train_set, test_set)
-    options: dict[str, Any] = {"batch_size": 64, "workers": config.workers, "progress": progress}
+    options: dict[str, Any] = {"batch_size": 64, "workers": config.workers, "progress": progress, "method": method}
     train_boxes = cam_boxes(
         model, train_set, preprocess, {s.image_id: s.label for s in train_set}, threshold, **options
     )

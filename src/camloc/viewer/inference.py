@@ -26,7 +26,7 @@ from ..errors import InputTooLarge, InvalidArgument
 from ..evaluation.explain import describe, explain_settings
 from ..images import Preprocess
 from ..maps.core import MapMethod
-from ..maps.registry import METHOD_NAMES, create_method, unknown_method
+from ..maps.registry import HEAD_METHODS, METHOD_NAMES, create_method, unknown_method
 from ..models.info import ModelInfo
 
 __all__ = ["MAX_INPUT_PIXELS", "MAX_TOPK", "Explainer", "QueueFull"]
@@ -74,7 +74,7 @@ class Explainer:
         if name not in METHOD_NAMES:
             raise unknown_method(name)
         if name not in self._methods:
-            layer = None if name == "cam" else self.target_layer
+            layer = None if name in HEAD_METHODS else self.target_layer
             self._methods[name] = create_method(name, self.model, layer)
         return self._methods[name]
 
