@@ -184,7 +184,12 @@ def ultralytics(tmp_path_factory):
         mp.setenv("YOLO_CONFIG_DIR", str(config))  # read when ultralytics is first imported
         mp.setenv("YOLO_OFFLINE", "1")
         module = pytest.importorskip("ultralytics")
-        from ultralytics.utils import USER_CONFIG_DIR
+        from PIL import Image
+        from ultralytics.utils import USER_CONFIG_DIR, patches
+
+        # Importing ultralytics replaces PIL's Image.open for the whole process (a HEIF fallback that wants
+        # pi-heif): put Pillow's own back, or every later test reading a bad image sees its ImportError.
+        Image.open = patches._image_open
 
         for font in ("Arial.ttf", "Arial.Unicode.ttf"):  # check_det_dataset downloads a font it does not find
             (USER_CONFIG_DIR / font).touch()
