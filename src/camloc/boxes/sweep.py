@@ -52,6 +52,7 @@ threads, each with a workspace of its own that is reused from image to image.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,37 @@ import numpy as np
 from ..errors import InvalidArgument
 
 __all__ = ["wsol_best_ious", "wsol_best_ious_batch"]
+
+
+def numba_cache_dir(source_dir: str, user_cache_dir: str, temp_dir: str) -> str | None:
+    """Where numba should cache the kernels when it has nowhere of its own, else None (its own choice).
+
+    numba's ``cache=True`` writes beside the source or in the user's cache folder, and fails at the
+    first call ("no locator available") when it can write neither: a read-only install run by a user
+    without a writable home (a service account, a container's ``nobody``). Such a user gets a folder
+    of its own in the temp folder.
+    """
+    if _writable(os.path.join(source_dir, "__pycache__")) or _writable(user_cache_dir):
+        return None
+    return os.path.join(temp_dir, f"camloc-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+
+
+def _writable(folder: str) -> bool:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+if not nb.config.CACHE_DIR:
+    from numba.misc.appdirs import AppDirs
+
+    _cache_dir = numba_cache_dir(
+        os.path.dirname(__file__), AppDirs(appname="numba", appauthor=False).user_cache_dir, tempfile.gettempdir()
+    )
+    if _cache_dir is not None:
+        nb.config.CACHE_DIR = _cache_dir
 
 # The arrays the two passes share and those of each pass, grouped (numba passes a namedtuple of
 # arrays to a compiled function as one argument). Per zone, numbered by rank (see _zones):
