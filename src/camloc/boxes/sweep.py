@@ -86,14 +86,14 @@ def _writable(folder: str) -> bool:
     return os.access(folder, os.W_OK)
 
 
-if not nb.config.CACHE_DIR:
+if not getattr(nb.config, "CACHE_DIR", ""):  # set by numba from NUMBA_CACHE_DIR
     from numba.misc.appdirs import AppDirs
 
     _cache_dir = numba_cache_dir(
         os.path.dirname(__file__), AppDirs(appname="numba", appauthor=False).user_cache_dir, tempfile.gettempdir()
     )
     if _cache_dir is not None:
-        nb.config.CACHE_DIR = _cache_dir
+        setattr(nb.config, "CACHE_DIR", _cache_dir)  # noqa: B010 - numba sets its config attributes at run time
 
 # The arrays the two passes share and those of each pass, grouped (numba passes a namedtuple of
 # arrays to a compiled function as one argument). Per zone, numbered by rank (see _zones):
