@@ -20,8 +20,7 @@ from .core import (
     output_tensor,
     prepare_input,
     score_targets,
-    target_classes,
-    target_lists,
+    split_targets,
 )
 from .frames import normalize_maps
 from .targets import linear_form
@@ -119,18 +118,9 @@ class CAM:
             ``Tensor[N, k, H, W]`` (None without ``upsample``). For targets that are not all classes,
             ``classes`` is -1 for the sums and ``scores`` holds each target's score.
         """
-        lists = None
-        if targets is not None:
-            if classes is not None:
-                raise InvalidArgument(
-                    "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
-                )
-            lists = target_lists(targets, images.shape[0])
-            as_classes = target_classes(lists)
-            if as_classes is not None:  # a class target is its class
-                classes, lists = as_classes, None
-            else:
-                _check_linear(lists)
+        classes, lists = split_targets(targets, classes, images.shape[0])
+        if lists is not None:
+            _check_linear(lists)
         x = prepare_input(images, self.device, self.channels_last)
         with torch.no_grad():
             with autocast(x.device, self.amp):

@@ -319,6 +319,25 @@ def target_classes(lists: list[list[int | Target]]) -> list[list[int]] | None:
     return cast(list[list[int]], classes)
 
 
+def split_targets(
+    targets: Targets | None, classes: Classes | None, n: int
+) -> tuple[Classes | None, list[list[int | Target]] | None]:
+    """``(classes, None)`` when ``targets`` are all classes (or absent), else ``(None, per-image target lists)``.
+
+    Raises:
+        InvalidArgument: both ``targets`` and ``classes`` given.
+    """
+    if targets is None:
+        return classes, None
+    if classes is not None:
+        raise InvalidArgument(
+            "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
+        )
+    lists = target_lists(targets, n)
+    as_classes = target_classes(lists)
+    return (as_classes, None) if as_classes is not None else (None, lists)  # a class target is its class
+
+
 def _class_matrix(classes: Classes, n: int, num_classes: int, device: torch.device) -> Tensor:
     t = torch.as_tensor(classes, dtype=torch.long)
     if t.ndim == 0:

@@ -47,8 +47,7 @@ from .core import (
     output_tensor,
     prepare_input,
     score_targets,
-    target_classes,
-    target_lists,
+    split_targets,
     target_score,
 )
 from .hooked import HookedForward
@@ -152,16 +151,7 @@ class TracedMethod:
             The model's output is read by :func:`~camloc.maps.core.output_tensor` (a tensor, a dict's
             ``"out"``, ``.logits``); a segmentation model's has no top-k classes: it needs ``targets``.
         """
-        custom: list[list[int | Target]] | None = None
-        if targets is not None:
-            if classes is not None:
-                raise InvalidArgument(
-                    "targets", "targets=: give classes= or targets=, not both", arguments=["targets", "classes"]
-                )
-            custom = target_lists(targets, images.shape[0])
-            as_classes = target_classes(custom)
-            if as_classes is not None:  # a class target is its class
-                classes, custom = as_classes, None
+        classes, custom = split_targets(targets, classes, images.shape[0])
         x = prepare_input(images, self.device, self.channels_last)
         with torch.enable_grad() if self.needs_gradients else torch.no_grad():
             with autocast(x.device, self.amp):
