@@ -165,3 +165,21 @@ def test_an_absent_device_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err == "camloc: error: --device 'cuda': no CUDA device is available here; use cpu\n"
     assert main(["explain", str(image), "--device", "gpu7"]) == 2
     assert "--device 'gpu7': not a device torch knows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "says"),
+    [
+        ("evaluate", ["evaluate", "data"], "camloc: interrupted; run the same command with --resume to continue\n"),
+        ("synth", ["synth", "out"], "camloc: interrupted\n"),  # nothing to resume
+    ],
+)
+def test_ctrl_c_exits_130_saying_how_to_resume_where_the_command_can(monkeypatch, capsys, command, argv, says):
+    import importlib
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"camloc.cli.{command}"), "run", interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == says

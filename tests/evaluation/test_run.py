@@ -170,3 +170,19 @@ def test_maps_on_a_gpu_are_resized_there_by_the_protocols_that_resize_to_a_squar
     authors = protocols.make_protocol("authors", step=0.5, threshold=0.2, size=64)
     assert authors.gpu_resize(on_gpu) is on_gpu  # its maps are resized to each image, not to a square
     assert calls == [(64, 64), (64, 64)]
+
+
+def test_resume_says_what_it_continues_from_and_when_there_is_nothing_to_continue(tmp_path, caplog):
+    caplog.set_level("INFO", logger="camloc.evaluation.run")
+    path = _write(tmp_path / "rows.csv", ROWS[:3])
+    assert list(Run(path, "evaluate", {"step": 0.5}, columns=COLUMNS, resume=True).done()) == ROWS[:3]
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: resumed after 3 record(s) already done"]
+    caplog.clear()
+    missing = tmp_path / "none.csv"
+    assert list(Run(missing, "evaluate", {"step": 0.5}, columns=COLUMNS, resume=True).done()) == []
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"{missing}: no journal to resume; starting afresh")
+    ]
+    caplog.clear()
+    assert list(Run(missing, "evaluate", {"step": 0.5}, columns=COLUMNS).done()) == []  # no resume asked: quiet
+    assert caplog.records == []

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        print("camloc: interrupted", file=sys.stderr)
+        resumable = getattr(args, "resume", None) is not None  # the command has --resume
+        print("camloc: interrupted" + ("; run the same command with --resume to continue" if resumable else ""),
+              file=sys.stderr)  # fmt: skip
         return 130
     except (CamlocError, OSError) as err:
         print(f"camloc: error: {user_message(err, parser.commands[args.command])}", file=sys.stderr)

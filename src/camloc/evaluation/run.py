@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import heapq
 import json
+import logging
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,8 @@ __all__ = [
     "worker_pool",
     "written",
 ]
+
+log = logging.getLogger(__name__)
 
 C = TypeVar("C")
 D = TypeVar("D")
@@ -375,6 +378,14 @@ def _drop_cut_line(path: Path, block: int = 1 << 16) -> None:
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
+def _counted(records: Iterator[dict], path: Path) -> Iterator[dict]:
+    """``records`` as they are, saying once they are all read how many the resumed run continues after."""
+    count = 0
+    for count, record in enumerate(records, 1):  # noqa: B007 - the count is read after the loop
+        yield record
+    log.info("%s: resumed after %d record(s) already done", path, count)
+
+
 class Run:
     """One run's journal under torchrun or not: where it goes, what resume finds, the merge of the ranks' files.
 
@@ -435,9 +446,12 @@ class Run:
         record cut off by a kill; the records are read as they are asked for. Call before entering.
         """
         part = self.rank_path
-        if not self.resume or part is None or not written(part):
+        if not self.resume or part is None:
             return iter(())
-        return self._read(part, self.rank_settings())
+        if not written(part):
+            log.warning("%s: no journal to resume; starting afresh", part)
+            return iter(())
+        return _counted(self._read(part, self.rank_settings()), part)
 
     def _read(self, path: Path, settings: dict) -> Iterator[dict]:
         if self.columns is None:
