@@ -1,5 +1,7 @@
 """One error type: library errors are CamlocErrors naming parameters, the CLI names its flags, bugs keep tracebacks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -183,3 +185,34 @@ def test_ctrl_c_exits_130_saying_how_to_resume_where_the_command_can(monkeypatch
     monkeypatch.setattr(importlib.import_module(f"camloc.cli.{command}"), "run", interrupted)
     assert main(argv) == 130
     assert capsys.readouterr().err == says
+
+
+def test_operating_system_errors_name_the_file_in_the_way(tmp_path):
+    import errno
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    under = OSError(errno.ENOTDIR, "Not a directory", str(afile / "results.journal.jsonl"))
+    assert user_message(under) == f"{afile}: is a file, not a folder"
+    assert user_message(FileExistsError(errno.EEXIST, "File exists", str(afile))) == f"{afile}: is a file, not a folder"
+    denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.json"))
+    assert user_message(denied) == f"{tmp_path / 'x.json'}: permission denied"
+    assert user_message(OSError(errno.ENOSPC, "No space left on device")) == "[Errno 28] No space left on device"
+    assert user_message(OutputExists(f"{afile}: exists; pass --resume")) == f"{afile}: exists; pass --resume"
+
+
+def test_explain_into_a_file_says_the_file_is_in_the_way(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "c.png")
+    (tmp_path / "afile").write_text("")
+    argv = [
+        "explain",
+        str(tmp_path / "c.png"),
+        "--out",
+        str(tmp_path / "afile"),
+        "--model",
+        f"{Path(__file__).parents[1] / 'helpers' / 'models.py'}:identity_cam",
+    ]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"camloc: error: {tmp_path / 'afile'}: is a file, not a folder\n"

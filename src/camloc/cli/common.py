@@ -7,7 +7,9 @@ translates them to the flags of the command's own parser (:func:`parameter_flags
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import re
 import sys
 from dataclasses import replace
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..datasets.registry import FORMATS
-from ..errors import InvalidArgument
+from ..errors import CamlocError, InvalidArgument
 from ..maps.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -75,6 +77,8 @@ def user_message(err: BaseException, parser: argparse.ArgumentParser | None = No
     or, where the raise site does not say, every ``name=`` whose name a flag of ``parser`` sets. A
     parameter no flag sets keeps its Python spelling. ``parser``: the command's parser (None: every command's).
     """
+    if isinstance(err, OSError) and not isinstance(err, CamlocError) and err.filename:
+        return os_message(err)
     flags = parameter_flags(parser)
     named = getattr(err, "arguments", None)
     if named is not None:
@@ -89,6 +93,17 @@ def user_message(err: BaseException, parser: argparse.ArgumentParser | None = No
 
     text = _MENTION.sub(flag, str(err))
     return " ".join(text.split("\n"))
+
+
+def os_message(err: OSError) -> str:
+    """``FILE: cause`` of an operating-system error, naming the file in the way (a file where a folder must be)."""
+    name = Path(os.fsdecode(err.filename))
+    if err.errno == errno.ENOTDIR or (err.errno == errno.EEXIST and not err.filename2):  # mkdir, open under a file
+        in_the_way = next((p for p in (name, *name.parents) if p.is_file()), None)
+        if in_the_way is not None:
+            return f"{in_the_way}: is a file, not a folder"
+    cause = (err.strerror or str(err)).lower()
+    return f"{name}: {cause}" + (f" ({os.fsdecode(err.filename2)})" if err.filename2 else "")
 
 
 class _StderrHandler(logging.Handler):
