@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 from ..errors import HeadNotFound
 
-__all__ = ["HookedForward"]
+__all__ = ["HookedForward", "leaf"]
 
 
 class HookedForward:
@@ -48,11 +48,11 @@ class HookedForward:
 
         def cut(module: nn.Module, args: Any, output: Any) -> Any:
             if isinstance(output, Tensor):
-                leaves.append(_leaf(output))
+                leaves.append(leaf(output))
                 return leaves[-1]
             if isinstance(output, tuple | list):
                 i = self._pick(output, len(x))
-                leaves.append(_leaf(output[i]))
+                leaves.append(leaf(output[i]))
                 items = list(output)
                 items[i] = leaves[-1]
                 if isinstance(output, list):
@@ -88,6 +88,9 @@ class HookedForward:
         return fitting[0]
 
 
-def _leaf(t: Tensor) -> Tensor:
-    """The layer's output cut from the graph: a leaf that wants gradients when they are being recorded."""
+def leaf(t: Tensor) -> Tensor:
+    """The layer's output cut from the graph: a leaf that wants gradients when they are being recorded.
+
+    The traced path inserts the same call after the target layer's node.
+    """
     return t.detach().requires_grad_(torch.is_grad_enabled())

@@ -51,16 +51,9 @@ from .core import (
     target_score,
 )
 from .hooked import HookedForward
+from .hooked import leaf as cut_leaf
 
 __all__ = ["ClassTarget", "Target", "TracedMethod", "weighted_sum"]  # the targets live in core; kept here too
-
-
-def _leaf(t: Tensor) -> Tensor:
-    """Cut the autograd graph here: the target layer's output becomes a leaf that wants gradients."""
-    return t.detach().requires_grad_(torch.is_grad_enabled())
-
-
-fx.wrap("_leaf")
 
 
 class TracedMethod:
@@ -282,7 +275,7 @@ def _split(
     output = output_node(graph)
     value = output.args[0]
     with graph.inserting_after(node):
-        leaf = graph.call_function(_leaf, (node,))
+        leaf = graph.call_function(cut_leaf, (node,))
     node.replace_all_uses_with(leaf, delete_user_cb=lambda user: user is not leaf)
     output.args = ((leaf, value),)
     if node.op == "call_module":
