@@ -190,6 +190,23 @@ def test_an_image_with_boxes_of_two_classes_is_one_image_of_the_run(tmp_path, id
             back.setdefault(x.path.stem, []).extend((x.label, b) for b in x.boxes)
         assert {k: sorted(v) for k, v in back.items()} == expected, written.format
 
+    # --class-name: the same boxes, every one of the one class, in the files and in COCO AP's ground truth
+    one = export_boxes(data, method, info=info, out_dir=tmp_path / "one", formats=["coco", "voc", "yolo"],
+                       preprocess=PLAIN, class_name="thing")  # fmt: skip
+    assert one.summary["corloc"] == s["corloc"] and one.summary["boxes"] == 6
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["settings"]["class_name"] == "thing"
+    as_one = {k: sorted((0, b) for _, b in v) for k, v in expected.items()}
+    for written in _written(tmp_path / "one"):
+        assert written.class_names == ["thing"], written.format
+        back = {}
+        for x in written:
+            back.setdefault(x.path.stem, []).extend((x.label, b) for b in x.boxes)
+        assert {k: sorted(v) for k, v in back.items()} == as_one, written.format
+    assert yaml.safe_load((tmp_path / "one" / "yolo" / "data.yaml").read_text())["names"] == {0: "thing"}
+    gt = json.loads((tmp_path / "one" / "coco" / "ground_truth.json").read_text())
+    assert [(c["id"], c["name"]) for c in gt["categories"]] == [(1, "thing")]
+    assert sorted(a["category_id"] for a in gt["annotations"]) == [1] * 6  # 4 objects + 2 whole images
+
 
 def test_the_squash_frame_gives_the_same_boxes_from_maps_resized_as_on_a_gpu():
     """What a GPU resizes ahead (SquashFrame.gpu_resize) is placed as the raw map is: the boxes are equal."""
@@ -361,3 +378,18 @@ def test_cli_calibrates_then_its_output_is_a_dataset_evaluate_reads(tmp_path, ca
         args = ["evaluate", str(written), *plain, "--protocol", "paper", "--threshold", "0.5", "--json", str(results)]
         assert main(args) == 0
         assert json.loads(results.read_text())["gt_known_loc"] == 100.0  # the boxes are the objects
+
+
+def test_cli_class_name_writes_one_class(tmp_path):
+    data = _objects(tmp_path / "d", n=4, size=(32, 32))
+    model = f"{ROOT / 'tests' / 'helpers' / 'models.py'}:identity_cam"
+    out = tmp_path / "out"
+    args = ["boxes", str(data), "--out", str(out), "--format", "yolo", "--class-name", "bird", "--model", model,
+            "--size", "32", "--mean", "0,0,0", "--std", "1,1,1", "--threshold", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["names"] == {0: "bird"}
+    back = open_dataset(out / "yolo", split="train").samples + open_dataset(out / "yolo").samples
+    truth = {s.path.stem: s.boxes for s in open_dataset(data).samples}
+    assert {s.path.stem: (s.label, s.boxes) for s in back} == {k: (0, b) for k, b in truth.items()}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["class_name"] == "bird" and summary["corloc"] == 100.0

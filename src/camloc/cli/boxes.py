@@ -55,6 +55,12 @@ def _output_args(p: argparse.ArgumentParser) -> None:
         help="share of the images put in the val split, chosen by --seed (default: %(default)s; 0: all in train)",
     )
     p.add_argument("--seed", type=int, default=0, help="chooses the val images (default: %(default)s)")
+    p.add_argument(
+        "--class-name",
+        metavar="NAME",
+        help="write every box as this one class (e.g. bird): labels for a one-class detector (each box is still "
+        "of its image's class; COCO AP then scores the boxes as that one class)",
+    )
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -250,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         ap=not args.no_ap,
+        class_name=args.class_name,
         config=config,
     )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run

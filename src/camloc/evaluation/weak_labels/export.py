@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,7 @@ def export_boxes(
     seed: int = 0,
     link_images: bool | None = None,
     ap: bool = True,
+    class_name: str | None = None,
     config: dict | None = None,
     progress: bool | None = None,
 ) -> BoxesResult:
@@ -209,6 +210,9 @@ def export_boxes(
         seed: chooses the ``val`` images.
         link_images: camloc 0.2's switch: False means ``images="none"``.
         ap: score COCO AP when the ground truth is known (pycocotools; about 1.5 ms an image on ImageNet).
+        class_name: write every box as this one class (``"bird"``): labels for a one-class detector.
+            The boxes are those of each image's classes as without it; COCO AP is then scored with
+            the ground truth as that one class too (CorLoc is the same either way).
         config: more settings that a resumed run must share (model, data, ...), recorded in the summary.
         progress: show a progress bar (None: when stderr is a terminal).
 
@@ -226,9 +230,11 @@ def export_boxes(
     pre = preprocess or info.preprocess.with_mode("full")
     out = Path(out_dir)
     class_names = None if info.class_names is None else list(info.class_names)
+    if class_name is not None:
+        class_names = [class_name]
     header = {**asdict(settings), "formats": list(dict.fromkeys(formats)), "resize": pre.mode, "size": pre.size,
               "resize_size": pre.resize_size, "images": images, "val_fraction": val_fraction, "seed": seed,
-              **(config or {})}  # fmt: skip
+              **({"class_name": class_name} if class_name is not None else {}), **(config or {})}  # fmt: skip
     here = world()
     items = image_items(source, ground_truth)
     file_names, splits = _names_and_splits(items, val_fraction, seed)
@@ -237,6 +243,7 @@ def export_boxes(
     mine = shard(items, here)
     todo = [it for it in mine if it.index not in done]
     work, failure = box_work(settings)
+    written = _one_class if class_name is not None else _as_boxed
     # The images' own files are written as they are boxed, each by the process boxing it; the files of
     # the whole set (COCO's JSON, VOC's list, data.yaml, the summary) by rank 0 at the end, from the journal.
     writers = open_writers(formats, out, class_names, images=images, whole_set=False)
@@ -246,7 +253,7 @@ def export_boxes(
         def consume(images: list[BoxedImage]) -> None:
             for image in images:
                 if not image.error:  # files first: a journal line says they are complete
-                    boxes = image.image_boxes()
+                    boxes = written(image.image_boxes())
                     for writer in writers:
                         writer.write(boxes, file_names[image.index], splits[image.index])
                 run.write(image.record())
@@ -265,7 +272,7 @@ def export_boxes(
             return (BoxedImage.from_record(record) for record in run.records())
 
         finals = open_writers(formats, out, class_names, images=images, per_image=False)
-        result = _finish_run(out, header, journal, items, file_names, splits, finals, class_names, ap)
+        result = _finish_run(out, header, journal, items, file_names, splits, finals, class_names, ap, written)
     return all_gather(result)[0]
 
 
@@ -286,11 +293,12 @@ def _finish_run(
     finals: list[BoxWriter],
     class_names: list[str] | None,
     ap: bool,
+    written: Callable[[ImageBoxes], ImageBoxes],
 ) -> BoxesResult:
     """The whole set's files, from the journal: COCO's JSON, VOC's list, data.yaml, the quality and summary.json.
 
     ``journal``: the run's images as its journal records them, in order (each call reads it afresh);
-    ``finals``: the writers of the whole set's files.
+    ``finals``: the writers of the whole set's files; ``written``: an image's boxes as the files hold them.
     """
     corloc, counts, skipped = CorLoc(), {"images": 0, "images_with_boxes": 0, "boxes": 0, "gt_images": 0}, []
     seen = 0
@@ -305,7 +313,7 @@ def _finish_run(
         counts["gt_images"] += int(bool(image.hits))
         for hit in image.hits or ():
             corloc.update(hit)
-        boxes = image.image_boxes()
+        boxes = written(image.image_boxes())
         for writer in finals:
             writer.write(boxes, file_names[image.index], splits[image.index])
     if seen != len(items):
@@ -314,7 +322,8 @@ def _finish_run(
         writer.close()
     files = {w.format: str(out / w.format) for w in finals}  # VOC: the folder holding VOCdevkit/
     coco = next((w.out_dir for w in finals if w.format == "coco"), None)
-    quality = _quality(journal, items, file_names, class_names, coco) if ap else dict.fromkeys(("ap", "ap50", "ap75"))
+    no_ap = dict.fromkeys(("ap", "ap50", "ap75"))
+    quality = _quality(journal, items, file_names, class_names, coco, written) if ap else no_ap
     counts["val_images"] = sum(w.counts["val"] for w in finals[:1])
     summary = {**counts, "corloc_verdicts": int(corloc.images), "corloc": corloc.compute(), **quality}
     files["summary"] = str(write_json({"settings": header, "score": SCORE_FORMULA, **summary, "skipped": skipped,
@@ -328,11 +337,13 @@ def _quality(
     file_names: list[str],
     class_names: list[str] | None,
     coco: Path | None,
+    written: Callable[[ImageBoxes], ImageBoxes],
 ) -> dict:
     """COCO AP, AP50, AP75 of the journal's boxes against the items' ground truth (None without any).
 
     ``coco``: the folder where the run's ``results.json`` is, and where ``ground_truth.json`` goes
-    (None: both are written to a scratch folder).
+    (None: both are written to a scratch folder). ``written``: the boxes as the files hold them (the
+    ground truth is relabelled alike: one class where the run writes one).
     """
     if not any(it.truths for it in items):
         return {"ap": None, "ap50": None, "ap75": None}
@@ -346,7 +357,7 @@ def _quality(
             size = item.sample.size or (image.width, image.height)
             boxes = [Detection(c, scale_box(b, size, (image.width, image.height))) for c, b in item.truths]
             yield (
-                ImageBoxes(image.index, Path(image.path), image.width, image.height, boxes),
+                written(ImageBoxes(image.index, Path(image.path), image.width, image.height, boxes)),
                 file_names[image.index] + Path(image.path).suffix,
             )
 
@@ -358,5 +369,15 @@ def _quality(
         where = coco or Path(scratch)
         gt = write_coco(where / "ground_truth.json", truths, class_names, scores=False, description="ground truth")
         if coco is None:
-            write_coco_results(where / "results.json", (image.image_boxes() for image in images()))
+            write_coco_results(where / "results.json", (written(image.image_boxes()) for image in images()))
         return coco_ap(gt, where / "results.json")
+
+
+def _as_boxed(boxes: ImageBoxes) -> ImageBoxes:
+    """The boxes as they are: each of its class."""
+    return boxes
+
+
+def _one_class(boxes: ImageBoxes) -> ImageBoxes:
+    """The boxes as one class (``class_name``): every label 0."""
+    return replace(boxes, detections=[replace(d, label=0) for d in boxes.detections])
