@@ -26,6 +26,7 @@ from camloc.evaluation.evaluate import evaluate
 from camloc.evaluation.explain import explain
 from camloc.evaluation.weak_labels import (
     BoxSettings,
+    box_input,
     boxes_for,
     calibrate_threshold,
     export_boxes,
@@ -393,3 +394,24 @@ def test_cli_class_name_writes_one_class(tmp_path):
     assert {s.path.stem: (s.label, s.boxes) for s in back} == {k: (0, b) for k, b in truth.items()}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["class_name"] == "bird" and summary["corloc"] == 100.0
+
+
+def test_cli_default_input_is_the_measured_shorter_side(tmp_path):
+    """No --size: the whole photo at shorter side 448 for a 224-pixel model (own 256), as --size 392 gives it."""
+    data = _objects(tmp_path / "d", n=2, size=(32, 32))
+    model = ["--model", f"{ROOT / 'tests' / 'helpers' / 'models.py'}:identity_cam", "--mean", "0,0,0", "--std", "1,1,1"]
+
+    def settings(out: str, *extra: str) -> dict:
+        assert main(["boxes", str(data), "--out", str(tmp_path / out), "--format", "yolo", *model, *extra]) == 0
+        return json.loads((tmp_path / out / "summary.json").read_text())["settings"]
+
+    assert (settings("default")["size"], settings("default2", "--resize", "full")["resize_size"]) == (392, 448)
+    assert settings("given", "--size", "392")["resize_size"] == 448
+    assert _files(tmp_path / "default" / "yolo").keys() == _files(tmp_path / "given" / "yolo").keys()
+    for name in ("labels/train", "labels/val"):
+        for f in (tmp_path / "default" / "yolo" / name).iterdir():
+            assert f.read_bytes() == (tmp_path / "given" / "yolo" / name / f.name).read_bytes()
+    squash = settings("squash", "--resize", "squash")  # the other frames keep the model's own input
+    assert (squash["size"], squash["resize_size"]) == (224, 256)
+    own = camloc.Preprocess(size=448, resize_size=448)  # a model trained at 448 keeps its own
+    assert box_input(own) == dataclasses.replace(own, mode="full")

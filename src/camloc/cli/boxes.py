@@ -148,6 +148,13 @@ def register(p: argparse.ArgumentParser) -> None:
     )
     add_dataset_args(p, format_flag="--data-format")
     add_model_args(p, resize_default="full")
+    for action in p._actions:  # boxes' own default input size, chosen by measurement
+        if action.dest == "size":
+            action.help = (
+                "input side in pixels (default with --resize full: the whole photo at shorter side max(own, "
+                "min(448, 2 x own)): 448, as --size 392 gives it, for ImageNet's 224-pixel models, whose own is 256; "
+                "else the model's)"
+            )
     p.set_defaults(run=run)
 
 
@@ -194,10 +201,12 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets.registry import open_dataset
     from ..distributed import world
     from ..evaluation.results import threshold_from
-    from ..evaluation.weak_labels import BoxSettings, calibrate_threshold, export_boxes
+    from ..evaluation.weak_labels import BoxSettings, box_input, calibrate_threshold, export_boxes
     from ..reports.summary import format_boxes_summary
 
     method, info = load_method(args)
+    if args.size is None and info.preprocess.mode == "full":  # measured: docs/weak-labels.md, "Input size"
+        info = dataclasses.replace(info, preprocess=box_input(info.preprocess))
     source = _source(args, info.class_names)
     rule, threshold, origin = args.rule or "paper", 0.2 if args.threshold is None else args.threshold, "given"
     if args.threshold_from:

@@ -14,15 +14,17 @@ One module per job:
 """
 
 from ..results import threshold_from
-from .boxing import BoxedImage, BoxSettings
+from .boxing import BOX_SHORTER_SIDE, BoxedImage, BoxSettings, box_input
 from .calibrate import Calibration, calibrate_threshold
 from .export import BoxesResult, boxes_for, export_boxes
 
 __all__ = [
+    "BOX_SHORTER_SIDE",
     "BoxSettings",
     "BoxedImage",
     "BoxesResult",
     "Calibration",
+    "box_input",
     "boxes_for",
     "calibrate_threshold",
     "export_boxes",
