@@ -4,7 +4,8 @@
 
 Pretrained MobileNetV2, boxes of each image's labelled class on the 725 images of
 ../shared/data/imagenet-val-boxes, scored against their 1,118 ground-truth boxes: every rule at
-tau = 0.2 on the whole photo (``camloc boxes``' default) and on the image squashed to 224 (as
+tau = 0.2 on the whole photo at the model's own shorter side 256 (``camloc boxes --size 224``;
+its default is now 448, see benchmarks/weak_label_sizes.py) and on the image squashed to 224 (as
 ``evaluate``), then the threshold chosen honestly: calibrated (``--calibrate``) on the first 200
 images and applied to the other 525, beside tau = 0.2 on those same 525. Prints a markdown table.
 """
