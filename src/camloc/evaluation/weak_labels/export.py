@@ -210,9 +210,7 @@ def export_boxes(
         seed: chooses the ``val`` images.
         link_images: camloc 0.2's switch: False means ``images="none"``.
         ap: score COCO AP when the ground truth is known (pycocotools; about 1.5 ms an image on ImageNet).
-        class_name: write every box as this one class (``"bird"``): labels for a one-class detector.
-            The boxes are those of each image's classes as without it; COCO AP is then scored with
-            the ground truth as that one class too (CorLoc is the same either way).
+        class_name: write every box as this one class (``"bird"``); COCO AP is then scored as one class.
         config: more settings that a resumed run must share (model, data, ...), recorded in the summary.
         progress: show a progress bar (None: when stderr is a terminal).
 
@@ -229,12 +227,9 @@ def export_boxes(
     method, info = method_info(method, info)
     pre = preprocess or info.preprocess.with_mode("full")
     out = Path(out_dir)
-    class_names = None if info.class_names is None else list(info.class_names)
-    if class_name is not None:
-        class_names = [class_name]
-    header = {**asdict(settings), "formats": list(dict.fromkeys(formats)), "resize": pre.mode, "size": pre.size,
-              "resize_size": pre.resize_size, "images": images, "val_fraction": val_fraction, "seed": seed,
-              **({"class_name": class_name} if class_name is not None else {}), **(config or {})}  # fmt: skip
+    class_names, written = _output_classes(info, class_name)
+    header = _header(settings, formats, pre, images=images, val_fraction=val_fraction, seed=seed,
+                     class_name=class_name, config=config)  # fmt: skip
     here = world()
     items = image_items(source, ground_truth)
     file_names, splits = _names_and_splits(items, val_fraction, seed)
@@ -243,9 +238,7 @@ def export_boxes(
     mine = shard(items, here)
     todo = [it for it in mine if it.index not in done]
     work, failure = box_work(settings)
-    written = _one_class if class_name is not None else _as_boxed
-    # The images' own files are written as they are boxed, each by the process boxing it; the files of
-    # the whole set (COCO's JSON, VOC's list, data.yaml, the summary) by rank 0 at the end, from the journal.
+    # Each image's files as it is boxed, by its process; the whole set's (COCO, data.yaml, ...) by rank 0, at the end.
     writers = open_writers(formats, out, class_names, images=images, whole_set=False)
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
     with bar, run, worker_pool(workers) as pool:
@@ -274,6 +267,14 @@ def export_boxes(
         finals = open_writers(formats, out, class_names, images=images, per_image=False)
         result = _finish_run(out, header, journal, items, file_names, splits, finals, class_names, ap, written)
     return all_gather(result)[0]
+
+
+def _header(settings: BoxSettings, formats: Sequence[str], pre: Preprocess, **more: Any) -> dict:
+    """The run's settings, as its journal and summary record them (a resumed run must share them)."""
+    config, class_name = more.pop("config") or {}, more.pop("class_name")
+    return {**asdict(settings), "formats": list(dict.fromkeys(formats)), "resize": pre.mode, "size": pre.size,
+            "resize_size": pre.resize_size, **more, **({"class_name": class_name} if class_name is not None else {}),
+            **config}  # fmt: skip
 
 
 def _names_and_splits(items: list[Item], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -371,6 +372,15 @@ def _quality(
         if coco is None:
             write_coco_results(where / "results.json", (written(image.image_boxes()) for image in images()))
         return coco_ap(gt, where / "results.json")
+
+
+def _output_classes(
+    info: ModelInfo, class_name: str | None
+) -> tuple[list[str] | None, Callable[[ImageBoxes], ImageBoxes]]:
+    """The class names the files hold, and an image's boxes as they hold them: the model's, or one ``class_name``."""
+    if class_name is not None:
+        return [class_name], _one_class
+    return (None if info.class_names is None else list(info.class_names)), _as_boxed
 
 
 def _as_boxed(boxes: ImageBoxes) -> ImageBoxes:
