@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..datasets.registry import FORMATS
-from ..errors import CamlocError, InvalidArgument
+from ..errors import CamlocError, InvalidArgument, OutputExists
 from ..maps.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -349,6 +349,44 @@ def recorded_arguments(args: argparse.Namespace) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# outputs: never replace or strand an earlier run's results
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--overwrite``: replace an earlier run's results at the same place (by default a command refuses)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run at the same place (default: refuse, naming the file)",
+    )
+
+
+def check_outputs(
+    args: argparse.Namespace, *paths: str | os.PathLike | None, flag: str = "--out", resumable: bool = False
+) -> None:
+    """Refuse, before any work, to write where an earlier run's results are or where nothing can be written.
+
+    A path that exists is refused (:class:`~camloc.errors.OutputExists`, naming it) unless the command
+    was given ``--overwrite``, or ``--resume`` (which continues, and so rewrites, that run's results).
+    A path under a file or in a folder this process cannot write is refused too (``FILE: cause``).
+    ``flag``: the option that chooses the place, named in the message; ``resumable``: the message also
+    offers ``--resume`` (the paths record a run that can be continued). None paths are left out.
+    """
+    for path in (Path(p) for p in paths if p is not None):
+        in_the_way = next((p for p in path.parents if p.exists()), None)
+        if in_the_way is not None and not in_the_way.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(path))
+        if in_the_way is not None and not os.access(in_the_way, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied: cannot write in this folder", str(in_the_way))
+        again = getattr(args, "overwrite", False) or getattr(args, "resume", False)
+        if path.exists() and not again:
+            what = (
+                "pass --resume to continue that run, --overwrite" if resumable else "an earlier run's; pass --overwrite"
+            )
+            raise OutputExists(f"{path}: exists; {what} to replace it, or choose another {flag}")
+
+
 def report_skipped(skipped: list[dict]) -> int:
     """List the images that could not be read on stderr; exit status 1 if there were any."""
     if not skipped:
@@ -363,6 +401,8 @@ __all__ = [
     "DATASET_FLAGS",
     "MODEL_FLAGS",
     "add_dataset_args",
+    "add_overwrite_arg",
+    "check_outputs",
     "add_model_args",
     "flag_of",
     "fraction",

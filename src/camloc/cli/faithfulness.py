@@ -8,7 +8,16 @@ from pathlib import Path
 
 from ..maps.registry import METHOD_NAMES
 from ..metrics.faithfulness import BASELINES
-from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    load_model_and_info,
+    open_data,
+    positive,
+    report_skipped,
+)
 
 __all__ = ["register", "run"]
 
@@ -57,6 +66,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "table itself, its JSON beside it (default: %(default)s)",
     )
     p.add_argument("--json", metavar="FILE", help="the results file instead (default: DIR/results.json)")
+    add_overwrite_arg(p)
     p.add_argument(
         "--batch-size", type=positive, default=16, metavar="N", help="images per batch (default: %(default)s)"
     )
@@ -94,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     from ..reports.summary import format_table
     from ..utils import atomic_path, versions, write_json
 
+    out = Path(args.out) if args.out.endswith(".md") else Path(args.out) / "results.md"  # FILE.md: camloc 0.2's
+    json_path = Path(args.json) if args.json else out.with_suffix(".json")
+    check_outputs(args, out, json_path)
     dataset = open_data(args)
     model, info = load_model_and_info(args)  # loaded once; every method shares it
     methods = {name: create_method(name, model, args.target_layer) for name in args.methods}
@@ -134,10 +147,9 @@ def run(args: argparse.Namespace) -> int:
         f"insertion from {args.insertion_baseline}"
     )
     table = format_table(result.summary, title)
-    out = Path(args.out) if args.out.endswith(".md") else Path(args.out) / "results.md"  # FILE.md: camloc 0.2's
     with atomic_path(out) as tmp:
         tmp.write_text(table)
-    json_path = write_json(result.to_json(), Path(args.json) if args.json else out.with_suffix(".json"))
+    write_json(result.to_json(), json_path)
     print(table, end="")
     print(f"camloc: table in {out}, results in {json_path}")
     return report_skipped(result.skipped)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    load_model_and_info,
+    open_data,
+    positive,
+    report_skipped,
+)
 
 __all__ = ["register", "run"]
 
@@ -15,6 +24,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", metavar="DATA", help="dataset folder (any format evaluate reads, or class subfolders)")
     add_dataset_args(p)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="features file to write")
+    add_overwrite_arg(p)
     p.add_argument(
         "--crop",
         choices=["none", "gt"],
@@ -37,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.features import extract_features, save_features
     from ..training.finegrained import gt_boxes
 
+    check_outputs(args, args.out)
     dataset = open_data(args)
     model, info = load_model_and_info(args)
     crops = gt_boxes(dataset) if args.crop == "gt" else None
