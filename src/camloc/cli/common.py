@@ -381,10 +381,8 @@ def check_outputs(
             raise PermissionError(errno.EACCES, "permission denied: cannot write in this folder", str(in_the_way))
         again = getattr(args, "overwrite", False) or getattr(args, "resume", False)
         if path.exists() and not again:
-            what = (
-                "pass --resume to continue that run, --overwrite" if resumable else "an earlier run's; pass --overwrite"
-            )
-            raise OutputExists(f"{path}: exists; {what} to replace it, or choose another {flag}")
+            what = "exists; pass --resume to continue that run," if resumable else "exists (an earlier run's); pass"
+            raise OutputExists(f"{path}: {what} --overwrite to replace it, or choose another {flag}")
 
 
 def report_skipped(skipped: list[dict]) -> int:
