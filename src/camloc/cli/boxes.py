@@ -19,6 +19,7 @@ from .common import (
     check_outputs,
     fraction,
     load_method,
+    nothing_left_unless_done,
     positive,
     report_skipped,
     sets_parameter,
@@ -286,24 +287,26 @@ def run(args: argparse.Namespace) -> int:
     config = {"model": info.name, "method": args.method, "data": data, "threshold_source": origin}
     if args.no_links and args.images_as not in (None, "none"):
         raise InvalidArgument("images_as", f"--no-links and --images-as {args.images_as} disagree: give one")
-    result = export_boxes(
-        source,
-        method,
-        info=info,
-        preprocess=info.preprocess,  # --resize (default full, the whole photo)
-        out_dir=args.out,
-        settings=settings,
-        formats=chosen,
-        ground_truth=ground_truth,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        resume=args.resume,
-        images="none" if args.no_links else args.images_as or "link",
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        ap=not args.no_ap,
-        config=config,
-    )
+    out = Path(args.out)
+    with nothing_left_unless_done(args, out / "journal.jsonl", out / "summary.json", *(out / f for f in chosen)):
+        result = export_boxes(
+            source,
+            method,
+            info=info,
+            preprocess=info.preprocess,  # --resize (default full, the whole photo)
+            out_dir=args.out,
+            settings=settings,
+            formats=chosen,
+            ground_truth=ground_truth,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            resume=args.resume,
+            images="none" if args.no_links else args.images_as or "link",
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            ap=not args.no_ap,
+            config=config,
+        )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0
     if result.skipped and not result.summary.get("images"):  # nothing read: nothing left to stand in the way

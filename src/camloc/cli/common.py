@@ -7,11 +7,14 @@ translates them to the flags of the command's own parser (:func:`parameter_flags
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
 import re
+import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -385,6 +388,38 @@ def check_outputs(
             raise OutputExists(f"{path}: {what} --overwrite to replace it, or choose another {flag}")
 
 
+@contextlib.contextmanager
+def nothing_left_unless_done(
+    args: argparse.Namespace, journal: str | os.PathLike | None, *outputs: str | os.PathLike
+) -> Iterator[None]:
+    """A fresh run that stops (an error, Ctrl-C) before its journal records anything removes what it made.
+
+    Otherwise the empty journal and folders would stand in the way of the next run (``exists; pass
+    --resume``) while holding nothing to resume. ``journal``: the run's journal (its first line is
+    its settings or column names; a CSV journal's sidecar ``FILE.json`` goes with it); ``outputs``:
+    the other files and folders the run makes. A resumed run, or one that recorded something, keeps all.
+    """
+    try:
+        yield
+    except BaseException:
+        if journal is not None and not getattr(args, "resume", False) and _records(Path(journal)) == 0:
+            for path in (Path(journal), Path(f"{journal}.json"), *map(Path, outputs)):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _records(journal: Path) -> int:
+    """The records of a journal: its complete lines after the first (0 for a missing file)."""
+    try:
+        with open(journal, "rb") as f:
+            return max(0, f.read().count(b"\n") - 1)
+    except OSError:
+        return 0
+
+
 def report_skipped(skipped: list[dict]) -> int:
     """List the images that could not be read on stderr; exit status 1 if there were any."""
     if not skipped:
@@ -401,6 +436,7 @@ __all__ = [
     "add_dataset_args",
     "add_overwrite_arg",
     "check_outputs",
+    "nothing_left_unless_done",
     "add_model_args",
     "flag_of",
     "fraction",

@@ -13,6 +13,7 @@ from .common import (
     check_outputs,
     fraction,
     load_method,
+    nothing_left_unless_done,
     open_data,
     positive,
     recorded_arguments,
@@ -137,20 +138,21 @@ def run(args: argparse.Namespace) -> int:
             sidecar(stale).unlink(missing_ok=True)
         barrier()
     per_image = str(scratch) if scratch else args.per_image
-    result = evaluate(
-        dataset,
-        method,
-        info=info,
-        protocol=args.protocol,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        step=args.step,
-        threshold=args.threshold,
-        per_image=per_image,
-        resume=args.resume,
-        config=config,
-        baseline=args.baseline,
-    )
+    with nothing_left_unless_done(args, per_image):
+        result = evaluate(
+            dataset,
+            method,
+            info=info,
+            protocol=args.protocol,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            step=args.step,
+            threshold=args.threshold,
+            per_image=per_image,
+            resume=args.resume,
+            config=config,
+            baseline=args.baseline,
+        )
     if args.calibrate:
         val_set = open_data(args, args.calibrate)
         same = {k: getattr(args, k) for k in ("protocol", "batch_size", "workers", "step", "threshold", "baseline")}

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from ..errors import InvalidArgument, did_you_mean
 from ..utils import is_image_file
-from .common import add_model_args, add_overwrite_arg, check_outputs, fraction, load_method, positive
+from .common import (
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    fraction,
+    load_method,
+    nothing_left_unless_done,
+    positive,
+)
 
 __all__ = ["explain_paths", "register", "resolve_classes", "run"]
 
@@ -62,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     """Explain ``inputs`` with the settings of ``args``; the exit status."""
     from ..distributed import world
-    from ..evaluation.explain import collect_images
+    from ..evaluation.explain import collect_images, journal_path
     from ..reports.grids import explain
 
     missing = [i for i in inputs if not Path(i).exists()]
@@ -82,20 +90,21 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     method, info = load_method(args)
     classes = resolve_classes(args.classes_wanted, info) if getattr(args, "classes_wanted", None) else None
     maps_dir = Path(args.out) / "maps" if getattr(args, "save_maps", False) else None
-    result = explain(
-        paths,
-        method,
-        info=info,
-        topk=args.topk,
-        classes=classes,
-        out_dir=args.out,
-        json_path=json_path,
-        maps_dir=maps_dir,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        alpha=args.alpha,
-        resume=getattr(args, "resume", False),
-    )
+    with nothing_left_unless_done(args, journal_path(json_path)):
+        result = explain(
+            paths,
+            method,
+            info=info,
+            topk=args.topk,
+            classes=classes,
+            out_dir=args.out,
+            json_path=json_path,
+            maps_dir=maps_dir,
+            batch_size=args.batch_size,
+            threshold=args.threshold,
+            alpha=args.alpha,
+            resume=getattr(args, "resume", False),
+        )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0
     if result.errors and not result.records:  # nothing read: leave nothing behind that stands in the next run's way

@@ -31,6 +31,7 @@ Typical use (the decode -> forward -> finish loop is :func:`stages`)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import json
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..distributed import World, barrier, rank_file, world
 from ..errors import InvalidArgument, OutputExists, ResumeError
-from ..utils import atomic_path, model_device, write_json
+from ..utils import atomic_path, model_device, naming, write_json
 from . import pipeline
 from .pipeline import background_pool, overlapped
 
@@ -202,13 +203,35 @@ class _JournalFile:
     def flush(self) -> None:
         """Make the records written so far durable (fsync)."""
         if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            with naming(self.path or ""):
+                self.file.flush()
+                os.fsync(self.file.fileno())
 
     def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        """Close the file, what was written synced (an interrupted run's records are whole: one a write)."""
+        if self.file is None:
+            return
+        file, self.file = self.file, None
+        try:
+            with naming(self.path or ""):
+                file.flush()
+                os.fsync(file.fileno())
+                file.close()
+        except OSError:
+            if exc[0] is None:  # else the error that stopped the run (a full disk) is the one to report
+                raise
+        finally:
+            if not file.closed:
+                _close_dropping(file)
+
+
+def _close_dropping(file: TextIO) -> None:
+    """Close ``file`` whose buffer cannot be written (a full disk): its last records are lost, as in a kill."""
+    try:
+        file.close()
+    except OSError:
+        with contextlib.suppress(OSError):
+            file.close()
 
 
 class LineJournal(_JournalFile):
@@ -221,7 +244,8 @@ class LineJournal(_JournalFile):
     def write(self, record: dict) -> None:
         """Append one record."""
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
+            with naming(self.path or ""):
+                self.file.write(json.dumps(record) + "\n")
 
     @staticmethod
     def read(path: Path, kind: str, settings: dict) -> Iterator[dict]:
@@ -254,7 +278,8 @@ class CsvJournal(_JournalFile):
     def write(self, record: dict) -> None:
         """Append one row (values as strings; missing columns empty)."""
         if self.writer is not None:
-            self.writer.writerow(record)
+            with naming(self.path or ""):
+                self.writer.writerow(record)
 
     @staticmethod
     def read(path: Path, kind: str, settings: dict, columns: Sequence[str]) -> Iterator[dict[str, str]]:
