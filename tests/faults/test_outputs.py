@@ -1,5 +1,5 @@
-"""Results are never replaced or stranded: refusals before any work, --overwrite, nothing left by a run that read nothing,
-and a full disk (a small tmpfs where this machine can mount one, else a write shim) stops with one line and resumes."""
+"""Results are never replaced or stranded: refusals before any work, --overwrite, nothing left by a run that read
+nothing; a full disk (a small tmpfs where one can be mounted, else a write shim) stops with one line, then resumes."""
 
 import errno
 import json
