@@ -97,3 +97,40 @@ def test_any_annotation_content_gives_a_dataset_or_a_one_line_error(layouts, tmp
             message = str(err)
             assert "\n" not in message and message
             assert str(work) in message or Path(target).name in message, message
+
+
+@pytest.fixture(scope="module")
+def broken(synth, tmp_path_factory) -> Path:
+    """synth's test set with three images broken: cut half-way, empty, and text named .png."""
+    root = tmp_path_factory.mktemp("broken") / "test"
+    shutil.copytree(synth / "test", root)
+    images = sorted((root / "images").iterdir())
+    images[1].write_bytes(images[1].read_bytes()[:60])
+    images[4].write_bytes(b"")
+    images[7].write_text("not a picture")
+    return root
+
+
+BROKEN = ["00001.png", "00004.png", "00007.png"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "{data}", "--out", "{tmp}/e"],
+        ["boxes", "{data}", "--out", "{tmp}/b", "--format", "coco,voc,yolo"],
+        ["explain", "{data}/images", "--out", "{tmp}/x"],
+        ["features", "{data}", "--out", "{tmp}/f.npz"],
+        ["metrics", "{data}", "--json", "{tmp}/m.json", "--no-road"],
+        ["faithfulness", "{data}", "--out", "{tmp}/faith", "--steps", "4"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_broken_images_are_listed_and_the_run_goes_on(broken, tmp_path, capsys, argv):
+    from camloc.cli import main
+
+    assert main([a.format(data=broken, tmp=tmp_path) for a in argv] + NET) == 1  # done, some files unreadable
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    listed = [line.strip() for line in err.splitlines() if line.startswith("  ")]
+    assert len(listed) == 3 and all(any(name in line for line in listed) for name in BROKEN), err

@@ -46,6 +46,7 @@ def _writable(folder: Path) -> None:
             path.chmod(stat.S_IMODE(path.stat().st_mode) | 0o200)
 
 
+@pytest.mark.slow
 def test_a_user_who_cannot_write_the_package_runs_boxes_and_explain(synth, tmp_path):
     prefix = _as_user()
     package = tmp_path / "site"
