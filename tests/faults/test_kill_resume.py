@@ -30,6 +30,7 @@ def _commands(data: Path) -> dict[str, tuple[list, str]]:
             ["explain", test / "images", "--out", "out", "--save-maps", "--batch-size", 2, *NET],
             "out/results.journal.jsonl",
         ),
+        "features": (["features", test, "--out", "out/f.npz", "--batch-size", 2, *NET], "out/f.npz.journal.jsonl"),
         "metrics": (
             ["metrics", test, "--json", "out/results.json", "--per-image", "out/rows.csv", "--no-road",
              "--methods", "cam,gradcam", "--batch-size", 2, *NET],
@@ -62,6 +63,7 @@ CASES = [
     pytest.param("evaluate", 4, id="evaluate-after-4", marks=SLOW),
     pytest.param("explain", 3, id="explain-after-3", marks=SLOW),
     pytest.param("metrics", 2, id="metrics-after-2", marks=SLOW),
+    pytest.param("features", 3, id="features-after-3"),
 ]
 
 
