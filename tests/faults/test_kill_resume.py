@@ -31,6 +31,10 @@ def _commands(data: Path) -> dict[str, tuple[list, str]]:
             "out/results.journal.jsonl",
         ),
         "features": (["features", test, "--out", "out/f.npz", "--batch-size", 2, *NET], "out/f.npz.journal.jsonl"),
+        "faithfulness": (
+            ["faithfulness", test, "--out", "out", "--steps", 4, "--methods", "cam,gradcam", "--batch-size", 2, *NET],
+            "out/results.journal.jsonl",
+        ),
         "metrics": (
             ["metrics", test, "--json", "out/results.json", "--per-image", "out/rows.csv", "--no-road",
              "--methods", "cam,gradcam", "--batch-size", 2, *NET],
@@ -64,6 +68,7 @@ CASES = [
     pytest.param("explain", 3, id="explain-after-3", marks=SLOW),
     pytest.param("metrics", 2, id="metrics-after-2", marks=SLOW),
     pytest.param("features", 3, id="features-after-3"),
+    pytest.param("faithfulness", 3, id="faithfulness-after-3"),
 ]
 
 
