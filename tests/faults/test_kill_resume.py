@@ -146,3 +146,23 @@ def test_train_killed_after_an_epoch_resumes_to_the_same_weights(synth, tmp_path
     for key, value in want.items():
         assert torch.equal(got[key], value), key
     assert _history(tmp_path / "model.json") == _history(reference / "model.json")
+
+
+@pytest.mark.slow
+def test_finegrained_killed_while_training_reruns_to_the_same_results(synth, tmp_path):
+    args = ["finegrained", synth, "--mode", "train", "--epochs", 3, "--size", 32, "--work", "w", "--json", "r.json"]
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    done = camloc(*args, cwd=reference)
+    assert done.returncode == 0, done.stderr
+    status, _ = stopped(*args, cwd=tmp_path, when=(tmp_path / "w" / "cam-crops" / "train" / "images").exists)
+    assert status == -signal.SIGKILL
+    done = camloc(*args, cwd=tmp_path)  # a rerun resumes from the work folder's models and crops
+    assert done.returncode == 0, done.stderr
+    got = json.loads((tmp_path / "r.json").read_text())
+    want = json.loads((reference / "r.json").read_text())
+    assert {k: v for k, v in got.items() if k != "versions"} == {k: v for k, v in want.items() if k != "versions"}
+    for name in ("full", "cam-crop", "gt-crop"):
+        mine = _tensors(torch.load(tmp_path / "w" / f"{name}.pt", map_location="cpu", weights_only=False))
+        theirs = _tensors(torch.load(reference / "w" / f"{name}.pt", map_location="cpu", weights_only=False))
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in theirs), name
