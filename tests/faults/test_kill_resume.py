@@ -126,7 +126,10 @@ def _tensors(value, where: str = "") -> dict:
 
 
 def _history(path: Path) -> list[dict]:
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads(path.read_text())["history"]]
+    return [
+        {k: v for k, v in h.items() if k not in ("seconds", "images_per_s")}
+        for h in json.loads(path.read_text())["history"]
+    ]
 
 
 @pytest.mark.slow
