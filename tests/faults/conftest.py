@@ -30,10 +30,13 @@ def records(journal: Path) -> int:
         return 0
 
 
-def stopped(*args: object, cwd: Path, when, sig: int = signal.SIGKILL, timeout: float = 120) -> tuple[int, str]:
-    """``camloc ARGS`` (slowed down) sent ``sig`` as soon as ``when()`` holds; its exit status and stderr."""
+def stopped(
+    *args: object, cwd: Path, when, sig: int = signal.SIGKILL, timeout: float = 120, delay: float = 0.2
+) -> tuple[int, str]:
+    """``camloc ARGS``, ``delay`` s a forward pass, sent ``sig`` once ``when()`` holds; its status and stderr."""
     command = [sys.executable, "-m", "camloc", *map(str, args)]
-    process = subprocess.Popen(command, cwd=cwd, env=SLOW, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**SLOW, "CAMLOC_TEST_DELAY": str(delay)}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     began = time.monotonic()
     try:
         while not when():

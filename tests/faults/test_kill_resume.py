@@ -169,3 +169,25 @@ def test_finegrained_killed_while_training_reruns_to_the_same_results(synth, tmp
         mine = _tensors(torch.load(tmp_path / "w" / f"{name}.pt", map_location="cpu", weights_only=False))
         theirs = _tensors(torch.load(reference / "w" / f"{name}.pt", map_location="cpu", weights_only=False))
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in theirs), name
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(synth, references, tmp_path):
+    args, journal = _commands(synth)["boxes"]
+
+    def second_run_refused() -> bool:  # asked while the first run writes its journal
+        if records(tmp_path / journal) < 1:
+            return False
+        other = camloc(*args, "--resume", cwd=tmp_path)
+        line = other.stderr.strip().splitlines()[-1]
+        assert other.returncode == 2 and line.startswith(
+            "camloc: error: out/journal.jsonl.lock: another camloc run (PID "
+        )
+        assert line.endswith(") is writing here; wait for it to end, or choose another place")
+        return True
+
+    status, _ = stopped(*args, cwd=tmp_path, when=second_run_refused, delay=2.0)  # then killed: its lock stays
+    assert status == -signal.SIGKILL and (tmp_path / "out" / "journal.jsonl.lock").exists()
+    done = camloc(*args, "--resume", cwd=tmp_path)  # a dead process's lock is taken over
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "out" / "journal.jsonl.lock").exists()
+    same_tree(tmp_path / "out", references("boxes") / "out", tmp_path, references("boxes"))

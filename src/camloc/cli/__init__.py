@@ -18,7 +18,7 @@ import threading
 
 from ..errors import CamlocError
 from ..utils import camloc_version
-from .common import show_library_log, user_message
+from .common import release_locks, show_library_log, user_message
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"camloc: error: {user_message(err, parser.commands[args.command])}", file=sys.stderr)
         return 2
     finally:
+        release_locks()
         if earlier is not None:
             signal.signal(signal.SIGTERM, earlier)
         if "torch.distributed" in sys.modules:  # a torchrun launch: leave its process group cleanly

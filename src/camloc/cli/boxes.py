@@ -19,8 +19,10 @@ from .common import (
     check_outputs,
     fraction,
     load_method,
+    lock_output,
     nothing_left_unless_done,
     positive,
+    release_locks,
     report_skipped,
     sets_parameter,
 )
@@ -207,6 +209,7 @@ def _outputs(out: Path, formats: list[str]) -> list[Path]:
 def _clear_outputs(args: argparse.Namespace, formats: list[str]) -> None:
     """Refuse to write over an earlier run's files in ``--out`` (``--overwrite``: remove them first)."""
     out = Path(args.out)
+    lock_output(out / "journal.jsonl")
     check_outputs(args, *_outputs(out, formats), resumable=True)
     if args.overwrite and not args.resume and _is_main():
         _remove_outputs(out, formats)
@@ -221,6 +224,7 @@ def _is_main() -> bool:
 
 def _remove_outputs(out: Path, formats: list[str]) -> None:
     """Remove what a run wrote in ``out`` (and ``out`` itself when that leaves it empty)."""
+    release_locks()
     for path in _outputs(out, formats):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

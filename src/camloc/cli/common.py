@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -106,7 +107,13 @@ def os_message(err: OSError) -> str:
         if in_the_way is not None:
             return f"{in_the_way}: is a file, not a folder"
     cause = (err.strerror or str(err)).lower()
+    if err.filename2 and err.errno in _WRITING:  # a copy that could not be written: the copy is the file at fault
+        return f"{os.fsdecode(err.filename2)}: {cause} (a copy of {name})"
     return f"{name}: {cause}" + (f" ({os.fsdecode(err.filename2)})" if err.filename2 else "")
+
+
+#: The errors of a write (a full disk, a quota, a read-only or failing disk, a file over its size limit).
+_WRITING = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
 
 class _StderrHandler(logging.Handler):
@@ -356,6 +363,68 @@ def recorded_arguments(args: argparse.Namespace) -> dict:
 # outputs: never replace or strand an earlier run's results
 
 
+#: The lock files this process holds (:func:`lock_output`), released by :func:`release_locks`.
+_HELD: list[Path] = []
+
+
+def lock_output(path: str | os.PathLike) -> None:
+    """Hold ``PATH.lock`` while this command writes ``path``: one run per output.
+
+    The lock file holds the PID and host of the run; a second run on the same output is refused at once
+    (:class:`~camloc.errors.OutputExists`, naming the lock and the other process). A lock left by a
+    process that is gone (killed) is taken over. Under torchrun only rank 0 takes it. Released by
+    :func:`release_locks` (the CLI's ``main`` does, however the command ends).
+    """
+    from ..distributed import world
+
+    if not world().is_main:
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = f"{os.getpid()} {socket.gethostname()}\n"
+    for _ in range(2):  # a stale lock is removed once, then taken
+        try:
+            with open(lock, "x") as f:
+                f.write(mine)
+            _HELD.append(lock)
+            return
+        except FileExistsError:
+            pid, host = _holder(lock)
+            if pid is not None and host == socket.gethostname() and not _alive(pid):
+                lock.unlink(missing_ok=True)
+                continue
+            who = f"PID {pid}" + ("" if host == socket.gethostname() else f" on {host}") if pid else "another process"
+            raise OutputExists(
+                f"{lock}: another camloc run ({who}) is writing here; wait for it to end, or choose another place"
+            ) from None
+    raise OutputExists(f"{lock}: could not be taken; remove it if no camloc run is writing here")
+
+
+def _holder(lock: Path) -> tuple[int | None, str]:
+    """The PID and host a lock file names ((None, "") when it cannot be read: being written, or not ours)."""
+    try:
+        pid, host = lock.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None, ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def release_locks() -> None:
+    """Remove the lock files this process holds."""
+    while _HELD:
+        _HELD.pop().unlink(missing_ok=True)
+
+
 def add_overwrite_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--overwrite``: replace an earlier run's results at the same place (by default a command refuses)."""
     p.add_argument(
@@ -437,6 +506,8 @@ __all__ = [
     "add_overwrite_arg",
     "check_outputs",
     "nothing_left_unless_done",
+    "lock_output",
+    "release_locks",
     "add_model_args",
     "flag_of",
     "fraction",

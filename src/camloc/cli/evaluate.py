@@ -13,6 +13,7 @@ from .common import (
     check_outputs,
     fraction,
     load_method,
+    lock_output,
     nothing_left_unless_done,
     open_data,
     positive,
@@ -97,6 +98,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     args.per_image = args.per_image or (str(Path(args.out) / "rows.csv") if args.out else None)
     flag = "--json" if args.out is None else "--out"
     rows = Path(args.per_image) if args.per_image else None
+    lock_output(rows or args.json)
     check_outputs(args, rows, flag=flag, resumable=True)
     check_outputs(args, args.json, args.report, flag=flag)
     if rows is not None and args.overwrite and not args.resume:

@@ -15,8 +15,10 @@ from .common import (
     check_outputs,
     fraction,
     load_method,
+    lock_output,
     nothing_left_unless_done,
     positive,
+    release_locks,
 )
 
 __all__ = ["explain_paths", "register", "resolve_classes", "run"]
@@ -84,6 +86,7 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
         print("camloc: error: no image files found in " + ", ".join(inputs), file=sys.stderr)
         return 2
     json_path = Path(args.json) if args.json else Path(args.out) / "results.json"
+    lock_output(json_path)
     check_outputs(args, json_path, flag="--json" if args.json else "--out")
     if getattr(args, "overwrite", False) and not getattr(args, "resume", False):
         _remove_pictures(json_path, Path(args.out))
@@ -109,6 +112,7 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
         return 0
     if result.errors and not result.records:  # nothing read: leave nothing behind that stands in the next run's way
         json_path.unlink(missing_ok=True)
+        release_locks()
         for folder in (Path(args.out) / "maps", Path(args.out)):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()

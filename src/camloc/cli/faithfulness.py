@@ -14,6 +14,7 @@ from .common import (
     add_overwrite_arg,
     check_outputs,
     load_model_and_info,
+    lock_output,
     nothing_left_unless_done,
     open_data,
     positive,
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out.endswith(".md") else Path(args.out) / "results.md"  # FILE.md: camloc 0.2's
     json_path = Path(args.json) if args.json else out.with_suffix(".json")
     journal = json_path.with_name(f"{json_path.stem}.journal.jsonl")
+    lock_output(json_path)
     check_outputs(args, out, json_path)
     check_outputs(args, journal, resumable=True)
     if args.overwrite and not args.resume:

@@ -11,6 +11,7 @@ from .common import (
     add_overwrite_arg,
     check_outputs,
     load_model_and_info,
+    lock_output,
     nothing_left_unless_done,
     open_data,
     positive,
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.finegrained import gt_boxes
 
     journal = Path(f"{args.out}.journal.jsonl")
+    lock_output(args.out)
     check_outputs(args, args.out)
     check_outputs(args, journal, resumable=True)
     if args.overwrite and not args.resume:

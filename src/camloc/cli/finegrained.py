@@ -12,6 +12,7 @@ from .common import (
     check_outputs,
     fraction,
     load_model_and_info,
+    lock_output,
     positive,
     report_skipped,
 )
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.finegrained import finegrained
     from ..utils import model_device, versions, write_json
 
+    lock_output(args.json)
     check_outputs(args, args.json, flag="--json")
     train_set, test_set = open_train_test(
         args.data, args.format, test=args.test, images=args.images, classes=args.class_map

@@ -13,6 +13,7 @@ from .common import (
     add_overwrite_arg,
     check_outputs,
     load_model_and_info,
+    lock_output,
     open_data,
     positive,
     report_skipped,
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and not args.per_image:
         raise InvalidArgument("--resume", "--resume continues the rows of --per-image FILE.csv: name the file")
+    lock_output(args.per_image or args.json)
     check_outputs(args, args.per_image, flag="--per-image", resumable=True)
     check_outputs(args, args.json, flag="--json")
     if args.per_image and args.overwrite and not args.resume:

@@ -10,7 +10,15 @@ from typing import Any
 
 from ..datasets.registry import FORMATS
 from ..training.config import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES, TrainConfig, field_help
-from .common import add_overwrite_arg, check_outputs, fraction, positive, report_skipped, resolve_device
+from .common import (
+    add_overwrite_arg,
+    check_outputs,
+    fraction,
+    lock_output,
+    positive,
+    report_skipped,
+    resolve_device,
+)
 
 __all__ = ["add_train_data_args", "register", "run", "train_config"]
 
@@ -133,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import versions, write_json
 
     keep_freed_memory()
+    lock_output(args.out)
     check_outputs(args, args.out, args.json or Path(args.out).with_suffix(".json"), resumable=True)
     train_set, test_set = open_train_test(
         args.data, args.format, test=args.test, images=args.images, classes=args.class_map
