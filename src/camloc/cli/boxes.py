@@ -224,7 +224,6 @@ def _is_main() -> bool:
 
 def _remove_outputs(out: Path, formats: list[str]) -> None:
     """Remove what a run wrote in ``out`` (and ``out`` itself when that leaves it empty)."""
-    release_locks()
     for path in _outputs(out, formats):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -314,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0
     if result.skipped and not result.summary.get("images"):  # nothing read: nothing left to stand in the way
+        release_locks()
         _remove_outputs(Path(args.out), chosen)
         more = f" (and {len(result.skipped) - 1} more)" if len(result.skipped) > 1 else ""
         first = result.skipped[0]

@@ -380,6 +380,7 @@ def lock_output(path: str | os.PathLike) -> None:
     if not world().is_main:
         return
     lock = Path(f"{path}.lock")
+    _check_writable(lock)
     lock.parent.mkdir(parents=True, exist_ok=True)
     mine = f"{os.getpid()} {socket.gethostname()}\n"
     for _ in range(2):  # a stale lock is removed once, then taken
@@ -446,11 +447,7 @@ def check_outputs(
     offers ``--resume`` (the paths record a run that can be continued). None paths are left out.
     """
     for path in (Path(p) for p in paths if p is not None):
-        in_the_way = next((p for p in path.parents if p.exists()), None)
-        if in_the_way is not None and not in_the_way.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(path))
-        if in_the_way is not None and not os.access(in_the_way, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "permission denied: cannot write in this folder", str(in_the_way))
+        _check_writable(path)
         again = getattr(args, "overwrite", False) or getattr(args, "resume", False)
         if path.exists() and not again:
             what = "exists; pass --resume to continue that run," if resumable else "exists (an earlier run's); pass"
@@ -487,6 +484,15 @@ def _records(journal: Path) -> int:
             return max(0, f.read().count(b"\n") - 1)
     except OSError:
         return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a path under a file, or in a folder this process cannot write (``FILE: cause``)."""
+    in_the_way = next((p for p in path.parents if p.exists()), None)
+    if in_the_way is not None and not in_the_way.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(path))
+    if in_the_way is not None and not os.access(in_the_way, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "permission denied: cannot write in this folder", str(in_the_way))
 
 
 def report_skipped(skipped: list[dict]) -> int:

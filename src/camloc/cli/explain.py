@@ -87,6 +87,7 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
         return 2
     json_path = Path(args.json) if args.json else Path(args.out) / "results.json"
     lock_output(json_path)
+    check_outputs(args, journal_path(json_path), flag="--json" if args.json else "--out", resumable=True)
     check_outputs(args, json_path, flag="--json" if args.json else "--out")
     if getattr(args, "overwrite", False) and not getattr(args, "resume", False):
         _remove_pictures(json_path, Path(args.out))
