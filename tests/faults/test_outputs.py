@@ -30,7 +30,7 @@ def _last_line(capsys) -> str:
         (["faithfulness", "{data}/test", "--out", "{tmp}/faith"], "faith/results.json"),
         (["metrics", "{data}/test", "--json", "{tmp}/m.json"], "m.json"),
         (["train", "{data}", "--out", "{tmp}/model.pt"], "model.pt"),
-        (["finegrained", "{data}", "--json", "{tmp}/fg.json"], "fg.json"),
+        (["finegrained", "{data}", "--json", "{tmp}/fg.json", "--mode", "probe"], "fg.json"),
         (["explain", "{data}/test/images", "--out", "{tmp}/x"], "x/results.json"),
         (["boxes", "{data}/test", "--out", "{tmp}/b", "--format", "voc"], "b/voc"),
     ],

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import model_device, versions, write_json
 
     lock_output(args.json)
-    check_outputs(args, args.json, flag="--json")
+    if args.mode != "train":  # train mode's rerun resumes from --work and writes its JSON again (documented)
+        check_outputs(args, args.json, flag="--json")
     train_set, test_set = open_train_test(
         args.data, args.format, test=args.test, images=args.images, classes=args.class_map
     )
