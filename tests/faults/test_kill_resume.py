@@ -67,8 +67,8 @@ CASES = [
     pytest.param("evaluate", 4, id="evaluate-after-4", marks=SLOW),
     pytest.param("explain", 3, id="explain-after-3", marks=SLOW),
     pytest.param("metrics", 2, id="metrics-after-2", marks=SLOW),
-    pytest.param("features", 3, id="features-after-3"),
-    pytest.param("faithfulness", 3, id="faithfulness-after-3"),
+    pytest.param("features", 3, id="features-after-3", marks=SLOW),
+    pytest.param("faithfulness", 3, id="faithfulness-after-3", marks=SLOW),
 ]
 
 
@@ -84,19 +84,26 @@ def test_a_run_killed_after_k_records_resumes_to_the_same_files(synth, reference
     same_tree(tmp_path / "out", references(command) / "out", tmp_path, references(command))
 
 
-@pytest.mark.parametrize(("sig", "status", "said"), [(signal.SIGINT, 130, "interrupted"),
-                                                     (signal.SIGTERM, 143, "terminated (SIGTERM)")])  # fmt: skip
-def test_sigint_and_sigterm_end_cleanly_saying_how_to_resume(synth, references, tmp_path, sig, status, said):
-    args, journal = _commands(synth)["boxes"]
+SIGNALS = [
+    pytest.param("boxes", signal.SIGTERM, 143, "terminated (SIGTERM)", id="boxes-sigterm"),
+    pytest.param("boxes", signal.SIGINT, 130, "interrupted", id="boxes-sigint", marks=SLOW),
+    pytest.param("evaluate", signal.SIGINT, 130, "interrupted", id="evaluate-sigint", marks=SLOW),
+    pytest.param("explain", signal.SIGTERM, 143, "terminated (SIGTERM)", id="explain-sigterm", marks=SLOW),
+]
+
+
+@pytest.mark.parametrize(("command", "sig", "status", "said"), SIGNALS)
+def test_sigint_and_sigterm_end_cleanly_saying_how_to_resume(synth, references, tmp_path, command, sig, status, said):
+    args, journal = _commands(synth)[command]
     code, err = stopped(*args, cwd=tmp_path, when=lambda: records(tmp_path / journal) >= 3, sig=sig)
     assert code == status
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == f"camloc: {said}; run the same command with --resume to continue"
     kept = (tmp_path / journal).read_text()
-    assert kept.endswith("\n") and records(tmp_path / journal) >= 3  # synced, no record cut off
+    assert kept.endswith("\n") and 3 <= records(tmp_path / journal) < 12  # synced, whole records
     done = camloc(*args, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    same_tree(tmp_path / "out", references("boxes") / "out", tmp_path, references("boxes"))
+    same_tree(tmp_path / "out", references(command) / "out", tmp_path, references(command))
 
 
 def test_resume_says_which_setting_differs_and_that_there_is_no_journal(synth, references, tmp_path):
