@@ -29,6 +29,7 @@ __all__ = [
     "TarMember",
     "readable",
     "atomic_path",
+    "naming",
     "camloc_version",
     "default_device",
     "is_image_file",
@@ -193,17 +194,36 @@ def default_device() -> str:
 
 
 @contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Give an operating-system error of the block that names no file (a write's ``ENOSPC``) the name ``path``.
+
+    >>> with naming("out/a.json"):
+    ...     raise OSError(28, "No space left on device")
+    Traceback (most recent call last):
+    OSError: [Errno 28] No space left on device: 'out/a.json'
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        raise type(err)(err.errno, err.strerror, os.fspath(path)) from err
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; it replaces ``path`` only if the block succeeds.
 
     A reader never sees a half-written file, and a crash mid-write leaves the previous file intact.
+    An error that names no file (a full disk) is raised naming ``path`` (:func:`naming`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with naming(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

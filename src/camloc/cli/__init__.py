@@ -3,18 +3,22 @@
 Each command module has ``register(parser)`` (its arguments) and ``run(args) -> exit status``.
 Only the command being run is registered, so ``camloc --help`` and ``camloc --version`` import
 neither torch nor the library's heavier stages. Exit status: 0 done, 1 done but some input files
-could not be read (they are listed), 2 a usage or input error (one line on stderr), 130 interrupted.
+could not be read (they are listed), 2 a usage or input error (one line on stderr), 130 interrupted
+(Ctrl-C, SIGINT), 143 terminated (SIGTERM). An interrupted or terminated run leaves its journal
+whole and synced, and says how to continue it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from ..errors import CamlocError
 from ..utils import camloc_version
-from .common import show_library_log, user_message
+from .common import release_locks, show_library_log, user_message
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -48,6 +52,14 @@ COMMANDS = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a run unwinds (journal closed) as it does on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 class Parser(argparse.ArgumentParser):
     """The top-level parser, which keeps its commands' parsers in ``commands``."""
 
@@ -77,17 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # the command's own usage, not the top level's
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     show_library_log()
+    main_thread = threading.current_thread() is threading.main_thread()
+    earlier = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.run(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
         resumable = getattr(args, "resume", None) is not None  # the command has --resume
-        print("camloc: interrupted" + ("; run the same command with --resume to continue" if resumable else ""),
+        how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        print(f"camloc: {how}" + ("; run the same command with --resume to continue" if resumable else ""),
               file=sys.stderr)  # fmt: skip
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     except (CamlocError, OSError) as err:
         print(f"camloc: error: {user_message(err, parser.commands[args.command])}", file=sys.stderr)
         return 2
     finally:
+        release_locks()
+        if earlier is not None:
+            signal.signal(signal.SIGTERM, earlier)
         if "torch.distributed" in sys.modules:  # a torchrun launch: leave its process group cleanly
             from ..distributed import leave
 

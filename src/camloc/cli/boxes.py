@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +12,20 @@ from ..boxes.rules import BOX_RULES
 from ..datasets.labels import IMAGE_MODES
 from ..datasets.registry import BOX_FORMATS
 from ..errors import DatasetError, InvalidArgument, did_you_mean
-from .common import add_dataset_args, add_model_args, fraction, load_method, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    fraction,
+    load_method,
+    lock_output,
+    nothing_left_unless_done,
+    positive,
+    release_locks,
+    report_skipped,
+    sets_parameter,
+)
 
 __all__ = ["register", "run"]
 
@@ -72,7 +86,10 @@ def register(p: argparse.ArgumentParser) -> None:
         help="a dataset evaluate reads (boxes of each image's labelled class), an ImageFolder tree (the class of its "
         "folder), or image files and folders of images (the model's top classes)",
     )
-    p.add_argument("--out", metavar="DIR", default="out/boxes", help="output folder (default: %(default)s)")
+    sets_parameter(
+        p.add_argument("--out", metavar="DIR", default="out/boxes", help="output folder (default: %(default)s)"),
+        "out_dir",
+    )
     p.add_argument(
         "--format",
         dest="formats",
@@ -136,6 +153,7 @@ def register(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--gt", metavar="DATA", help="ground truth to score the boxes by (default: DATA's own boxes)")
     p.add_argument("--resume", action="store_true", help="continue the run recorded in OUT/journal.jsonl")
+    add_overwrite_arg(p)
     p.add_argument(
         "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
     )
@@ -196,6 +214,38 @@ def _source(args: argparse.Namespace, class_names):
     return paths
 
 
+def _outputs(out: Path, formats: list[str]) -> list[Path]:
+    """What a run writes in ``out``: the journal (and torchrun ranks' journals), the summary, a folder per format."""
+    return [out / "journal.jsonl", *out.glob("journal.jsonl.rank*"), out / "summary.json", *(out / f for f in formats)]
+
+
+def _clear_outputs(args: argparse.Namespace, formats: list[str]) -> None:
+    """Refuse to write over an earlier run's files in ``--out`` (``--overwrite``: remove them first)."""
+    out = Path(args.out)
+    lock_output(out / "journal.jsonl")
+    check_outputs(args, *_outputs(out, formats), resumable=True)
+    if args.overwrite and not args.resume and _is_main():
+        _remove_outputs(out, formats)
+
+
+def _is_main() -> bool:
+    """Whether this process writes the run's shared files (rank 0 of a torchrun launch, or the only process)."""
+    from ..distributed import world
+
+    return world().is_main
+
+
+def _remove_outputs(out: Path, formats: list[str]) -> None:
+    """Remove what a run wrote in ``out`` (and ``out`` itself when that leaves it empty)."""
+    for path in _outputs(out, formats):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def run(args: argparse.Namespace) -> int:
     """Box every image, write the annotation files, print the summary."""
     from ..datasets.registry import open_dataset
@@ -203,7 +253,13 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.results import threshold_from
     from ..evaluation.weak_labels import BoxSettings, box_input, calibrate_threshold, export_boxes
     from ..reports.summary import format_boxes_summary
+    from ..utils import is_image_file
 
+    missing = [d for d in args.data if not Path(d).exists()]
+    if [d for d in missing if not is_image_file(d)] or len(missing) == len(args.data):
+        raise FileNotFoundError(2, "no such file or folder", missing[0])
+    chosen = [f for group in (args.formats or [["coco"]]) for f in group]
+    _clear_outputs(args, chosen)
     method, info = load_method(args)
     if args.size is None and info.preprocess.mode == "full":  # measured: docs/weak-labels.md, "Input size"
         info = dataclasses.replace(info, preprocess=box_input(info.preprocess))
@@ -249,27 +305,36 @@ def run(args: argparse.Namespace) -> int:
     config = {"model": info.name, "method": args.method, "data": data, "threshold_source": origin}
     if args.no_links and args.images_as not in (None, "none"):
         raise InvalidArgument("images_as", f"--no-links and --images-as {args.images_as} disagree: give one")
-    result = export_boxes(
-        source,
-        method,
-        info=info,
-        preprocess=info.preprocess,  # --resize (default full, the whole photo)
-        out_dir=args.out,
-        settings=settings,
-        formats=[f for group in (args.formats or [["coco"]]) for f in group],
-        ground_truth=ground_truth,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        resume=args.resume,
-        images="none" if args.no_links else args.images_as or "link",
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        ap=not args.no_ap,
-        class_name=args.class_name,
-        config=config,
-    )
+    out = Path(args.out)
+    with nothing_left_unless_done(args, out / "journal.jsonl", out / "summary.json", *(out / f for f in chosen)):
+        result = export_boxes(
+            source,
+            method,
+            info=info,
+            preprocess=info.preprocess,  # --resize (default full, the whole photo)
+            out_dir=args.out,
+            settings=settings,
+            formats=chosen,
+            ground_truth=ground_truth,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            resume=args.resume,
+            images="none" if args.no_links else args.images_as or "link",
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            ap=not args.no_ap,
+            class_name=args.class_name,
+            config=config,
+        )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0
+    if result.skipped and not result.summary.get("images"):  # nothing read: nothing left to stand in the way
+        release_locks()
+        _remove_outputs(Path(args.out), chosen)
+        more = f" (and {len(result.skipped) - 1} more)" if len(result.skipped) > 1 else ""
+        first = result.skipped[0]
+        print(f"camloc: error: no image could be read: {first['path']}: {first['error']}{more}", file=sys.stderr)
+        return 2
     title = f"{info.name}, {args.method}, {rule} rule at {settings.threshold:g} ({info.preprocess.mode} resize)"
     print(format_boxes_summary(result.summary, title))
     written = ", ".join(f"{k} in {v}" for k, v in result.files.items())

@@ -7,17 +7,21 @@ translates them to the flags of the command's own parser (:func:`parameter_flags
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
 import re
+import shutil
+import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..datasets.registry import FORMATS
-from ..errors import CamlocError, InvalidArgument
+from ..errors import CamlocError, InvalidArgument, OutputExists
 from ..maps.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -103,7 +107,13 @@ def os_message(err: OSError) -> str:
         if in_the_way is not None:
             return f"{in_the_way}: is a file, not a folder"
     cause = (err.strerror or str(err)).lower()
+    if err.filename2 and err.errno in _WRITING:  # a copy that could not be written: the copy is the file at fault
+        return f"{os.fsdecode(err.filename2)}: {cause} (a copy of {name})"
     return f"{name}: {cause}" + (f" ({os.fsdecode(err.filename2)})" if err.filename2 else "")
+
+
+#: The errors of a write (a full disk, a quota, a read-only or failing disk, a file over its size limit).
+_WRITING = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
 
 class _StderrHandler(logging.Handler):
@@ -349,6 +359,142 @@ def recorded_arguments(args: argparse.Namespace) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# outputs: never replace or strand an earlier run's results
+
+
+#: The lock files this process holds (:func:`lock_output`), released by :func:`release_locks`.
+_HELD: list[Path] = []
+
+
+def lock_output(path: str | os.PathLike) -> None:
+    """Hold ``PATH.lock`` while this command writes ``path``: one run per output.
+
+    The lock file holds the PID and host of the run; a second run on the same output is refused at once
+    (:class:`~camloc.errors.OutputExists`, naming the lock and the other process). A lock left by a
+    process that is gone (killed) is taken over. Under torchrun only rank 0 takes it. Released by
+    :func:`release_locks` (the CLI's ``main`` does, however the command ends).
+    """
+    from ..distributed import world
+
+    if not world().is_main:
+        return
+    lock = Path(f"{path}.lock")
+    _check_writable(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = f"{os.getpid()} {socket.gethostname()}\n"
+    for _ in range(2):  # a stale lock is removed once, then taken
+        try:
+            with open(lock, "x") as f:
+                f.write(mine)
+            _HELD.append(lock)
+            return
+        except FileExistsError:
+            pid, host = _holder(lock)
+            if pid is not None and host == socket.gethostname() and not _alive(pid):
+                lock.unlink(missing_ok=True)
+                continue
+            who = f"PID {pid}" + ("" if host == socket.gethostname() else f" on {host}") if pid else "another process"
+            raise OutputExists(
+                f"{lock}: another camloc run ({who}) is writing here; wait for it to end, or choose another place"
+            ) from None
+    raise OutputExists(f"{lock}: could not be taken; remove it if no camloc run is writing here")
+
+
+def _holder(lock: Path) -> tuple[int | None, str]:
+    """The PID and host a lock file names ((None, "") when it cannot be read: being written, or not ours)."""
+    try:
+        pid, host = lock.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None, ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def release_locks() -> None:
+    """Remove the lock files this process holds."""
+    while _HELD:
+        _HELD.pop().unlink(missing_ok=True)
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--overwrite``: replace an earlier run's results at the same place (by default a command refuses)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run at the same place (default: refuse, naming the file)",
+    )
+
+
+def check_outputs(
+    args: argparse.Namespace, *paths: str | os.PathLike | None, flag: str = "--out", resumable: bool = False
+) -> None:
+    """Refuse, before any work, to write where an earlier run's results are or where nothing can be written.
+
+    A path that exists is refused (:class:`~camloc.errors.OutputExists`, naming it) unless the command
+    was given ``--overwrite``, or ``--resume`` (which continues, and so rewrites, that run's results).
+    A path under a file or in a folder this process cannot write is refused too (``FILE: cause``).
+    ``flag``: the option that chooses the place, named in the message; ``resumable``: the message also
+    offers ``--resume`` (the paths record a run that can be continued). None paths are left out.
+    """
+    for path in (Path(p) for p in paths if p is not None):
+        _check_writable(path)
+        again = getattr(args, "overwrite", False) or getattr(args, "resume", False)
+        if path.exists() and not again:
+            what = "exists; pass --resume to continue that run," if resumable else "exists (an earlier run's); pass"
+            raise OutputExists(f"{path}: {what} --overwrite to replace it, or choose another {flag}")
+
+
+@contextlib.contextmanager
+def nothing_left_unless_done(
+    args: argparse.Namespace, journal: str | os.PathLike | None, *outputs: str | os.PathLike
+) -> Iterator[None]:
+    """A fresh run that stops (an error, Ctrl-C) before its journal records anything removes what it made.
+
+    Otherwise the empty journal and folders would stand in the way of the next run (``exists; pass
+    --resume``) while holding nothing to resume. ``journal``: the run's journal (its first line is
+    its settings or column names; a CSV journal's sidecar ``FILE.json`` goes with it); ``outputs``:
+    the other files and folders the run makes. A resumed run, or one that recorded something, keeps all.
+    """
+    try:
+        yield
+    except BaseException:
+        if journal is not None and not getattr(args, "resume", False) and _records(Path(journal)) == 0:
+            for path in (Path(journal), Path(f"{journal}.json"), *map(Path, outputs)):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _records(journal: Path) -> int:
+    """The records of a journal: its complete lines after the first (0 for a missing file)."""
+    try:
+        with open(journal, "rb") as f:
+            return max(0, f.read().count(b"\n") - 1)
+    except OSError:
+        return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a path under a file, or in a folder this process cannot write (``FILE: cause``)."""
+    in_the_way = next((p for p in path.parents if p.exists()), None)
+    if in_the_way is not None and not in_the_way.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(path))
+    if in_the_way is not None and not os.access(in_the_way, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "permission denied: cannot write in this folder", str(in_the_way))
+
+
 def report_skipped(skipped: list[dict]) -> int:
     """List the images that could not be read on stderr; exit status 1 if there were any."""
     if not skipped:
@@ -363,6 +509,11 @@ __all__ = [
     "DATASET_FLAGS",
     "MODEL_FLAGS",
     "add_dataset_args",
+    "add_overwrite_arg",
+    "check_outputs",
+    "nothing_left_unless_done",
+    "lock_output",
+    "release_locks",
     "add_model_args",
     "flag_of",
     "fraction",

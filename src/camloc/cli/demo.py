@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = Path(args.out) / "inputs"
     paths = [save_image(getattr(data, name)(), inputs / f"{name}.png") for name in ("chelsea", "coffee")]
     args.topk, args.json, args.batch_size, args.threshold, args.alpha = 5, None, 16, 0.2, 0.5
-    args.classes_wanted, args.save_maps = None, False
+    args.classes_wanted, args.save_maps, args.overwrite = None, False, True  # the same two photos again
     status = explain_paths(args, [str(p) for p in paths])
     print(f"camloc demo: open {Path(args.out) / 'chelsea.png'} and {Path(args.out) / 'coffee.png'}")
     return status

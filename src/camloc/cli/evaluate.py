@@ -9,8 +9,12 @@ from ..evaluation.protocols import BASELINES, PROTOCOLS
 from .common import (
     add_dataset_args,
     add_model_args,
+    add_overwrite_arg,
+    check_outputs,
     fraction,
     load_method,
+    lock_output,
+    nothing_left_unless_done,
     open_data,
     positive,
     recorded_arguments,
@@ -57,6 +61,7 @@ def register(p: argparse.ArgumentParser) -> None:
         help="the per-image rows instead (default: DIR/rows.csv with --out; docs/per-image.md describes them)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run whose per-image rows are there")
+    add_overwrite_arg(p)
     p.add_argument(
         "--report", metavar="FILE.html", help="also write the run's HTML report (as camloc report does, galleries of 8)"
     )
@@ -81,6 +86,28 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Where the results go (``args.json``, ``args.per_image``), refused if an earlier run's are there.
+
+    ``--overwrite`` removes the earlier per-image rows (with their settings and torchrun ranks' files) first.
+    """
+    from ..distributed import barrier, rank_file
+    from ..evaluation.run import sidecar
+
+    args.json = args.json or str(Path(args.out or "out/evaluate") / "results.json")
+    args.per_image = args.per_image or (str(Path(args.out) / "rows.csv") if args.out else None)
+    flag = "--json" if args.out is None else "--out"
+    rows = Path(args.per_image) if args.per_image else None
+    lock_output(rows or args.json)
+    check_outputs(args, rows, flag=flag, resumable=True)
+    check_outputs(args, args.json, args.report, flag=flag)
+    if rows is not None and args.overwrite and not args.resume:
+        for stale in {rows, rank_file(rows)}:
+            stale.unlink(missing_ok=True)
+            sidecar(stale).unlink(missing_ok=True)
+        barrier()
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary, write the JSON and the curves' plot."""
     from ..distributed import barrier, rank_file, world
@@ -91,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import versions, write_json
     from .report import print_report
 
+    _check_outputs(args)
     dataset = open_data(args)
     method, info = load_method(args)
     config = {
@@ -101,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
-    args.json = args.json or str(Path(args.out or "out/evaluate") / "results.json")
-    args.per_image = args.per_image or (str(Path(args.out) / "rows.csv") if args.out else None)
     here = world()
     # the report reads the per-image rows: without --per-image they go to a scratch file beside the JSON
     scratch = (
@@ -114,20 +140,21 @@ def run(args: argparse.Namespace) -> int:
             sidecar(stale).unlink(missing_ok=True)
         barrier()
     per_image = str(scratch) if scratch else args.per_image
-    result = evaluate(
-        dataset,
-        method,
-        info=info,
-        protocol=args.protocol,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        step=args.step,
-        threshold=args.threshold,
-        per_image=per_image,
-        resume=args.resume,
-        config=config,
-        baseline=args.baseline,
-    )
+    with nothing_left_unless_done(args, per_image):
+        result = evaluate(
+            dataset,
+            method,
+            info=info,
+            protocol=args.protocol,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            step=args.step,
+            threshold=args.threshold,
+            per_image=per_image,
+            resume=args.resume,
+            config=config,
+            baseline=args.baseline,
+        )
     if args.calibrate:
         val_set = open_data(args, args.calibrate)
         same = {k: getattr(args, k) for k in ("protocol", "batch_size", "workers", "step", "threshold", "baseline")}

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from ..errors import InvalidArgument, did_you_mean
 from ..utils import is_image_file
-from .common import add_model_args, fraction, load_method, positive
+from .common import (
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    fraction,
+    load_method,
+    lock_output,
+    nothing_left_unless_done,
+    positive,
+    release_locks,
+)
 
 __all__ = ["explain_paths", "register", "resolve_classes", "run"]
 
@@ -33,6 +44,7 @@ def register(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue an interrupted run with the same inputs and settings (its journal is beside the JSON)",
     )
+    add_overwrite_arg(p)
     p.add_argument(
         "--save-maps",
         action="store_true",
@@ -60,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     """Explain ``inputs`` with the settings of ``args``; the exit status."""
     from ..distributed import world
-    from ..evaluation.explain import collect_images
+    from ..evaluation.explain import collect_images, journal_path
     from ..reports.grids import explain
 
     missing = [i for i in inputs if not Path(i).exists()]
@@ -73,26 +85,41 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
     if not paths:
         print("camloc: error: no image files found in " + ", ".join(inputs), file=sys.stderr)
         return 2
+    json_path = Path(args.json) if args.json else Path(args.out) / "results.json"
+    lock_output(json_path)
+    check_outputs(args, journal_path(json_path), flag="--json" if args.json else "--out", resumable=True)
+    check_outputs(args, json_path, flag="--json" if args.json else "--out")
+    if getattr(args, "overwrite", False) and not getattr(args, "resume", False):
+        _remove_pictures(json_path, Path(args.out))
     method, info = load_method(args)
     classes = resolve_classes(args.classes_wanted, info) if getattr(args, "classes_wanted", None) else None
-    json_path = Path(args.json) if args.json else Path(args.out) / "results.json"
     maps_dir = Path(args.out) / "maps" if getattr(args, "save_maps", False) else None
-    result = explain(
-        paths,
-        method,
-        info=info,
-        topk=args.topk,
-        classes=classes,
-        out_dir=args.out,
-        json_path=json_path,
-        maps_dir=maps_dir,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        alpha=args.alpha,
-        resume=getattr(args, "resume", False),
-    )
+    with nothing_left_unless_done(args, journal_path(json_path)):
+        result = explain(
+            paths,
+            method,
+            info=info,
+            topk=args.topk,
+            classes=classes,
+            out_dir=args.out,
+            json_path=json_path,
+            maps_dir=maps_dir,
+            batch_size=args.batch_size,
+            threshold=args.threshold,
+            alpha=args.alpha,
+            resume=getattr(args, "resume", False),
+        )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0
+    if result.errors and not result.records:  # nothing read: leave nothing behind that stands in the next run's way
+        json_path.unlink(missing_ok=True)
+        release_locks()
+        for folder in (Path(args.out) / "maps", Path(args.out)):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+        print(f"camloc: error: no image could be read: {result.errors[0]}{more}", file=sys.stderr)
+        return 2
     where = f"grids in {args.out}/" + (f", maps in {maps_dir}/" if maps_dir else "")
     print(
         f"camloc: explained {len(result.records)} image(s) with {info.name}, {method.name}: {where}, "
@@ -104,6 +131,20 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
             print(f"  {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _remove_pictures(json_path: Path, out: Path) -> None:
+    """The grids and maps an earlier run's ``json_path`` lists under ``out`` (``--overwrite``: they would be stale)."""
+    try:
+        earlier = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return
+    records = earlier.get("images", []) if isinstance(earlier, dict) else []
+    for record in (r for r in records if isinstance(r, dict)):
+        for key in ("grid", "maps"):
+            path = Path(str(record.get(key, "")))
+            if record.get(key) and path.resolve().is_relative_to(out.resolve()) and path.is_file():
+                path.unlink()
 
 
 def resolve_classes(wanted: list[str], info) -> list[int]:

@@ -8,7 +8,18 @@ from pathlib import Path
 
 from ..maps.registry import METHOD_NAMES
 from ..metrics.faithfulness import BASELINES
-from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    load_model_and_info,
+    lock_output,
+    nothing_left_unless_done,
+    open_data,
+    positive,
+    report_skipped,
+)
 
 __all__ = ["register", "run"]
 
@@ -58,6 +69,10 @@ def register(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", metavar="FILE", help="the results file instead (default: DIR/results.json)")
     p.add_argument(
+        "--resume", action="store_true", help="continue the run journalled beside the JSON (STEM.journal.jsonl)"
+    )
+    add_overwrite_arg(p)
+    p.add_argument(
         "--batch-size", type=positive, default=16, metavar="N", help="images per batch (default: %(default)s)"
     )
     p.add_argument(
@@ -88,12 +103,20 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score every method, print and write the table and the JSON."""
-    from ..distributed import world
+    from ..distributed import barrier, rank_file, world
     from ..evaluation.faithfulness import evaluate_faithfulness
     from ..maps.registry import create_method
     from ..reports.summary import format_table
     from ..utils import atomic_path, versions, write_json
 
+    out = Path(args.out) if args.out.endswith(".md") else Path(args.out) / "results.md"  # FILE.md: camloc 0.2's
+    json_path = Path(args.json) if args.json else out.with_suffix(".json")
+    journal = json_path.with_name(f"{json_path.stem}.journal.jsonl")
+    lock_output(json_path)
+    check_outputs(args, out, json_path)
+    check_outputs(args, journal, resumable=True)
+    if args.overwrite and not args.resume:
+        rank_file(journal).unlink(missing_ok=True)
     dataset = open_data(args)
     model, info = load_model_and_info(args)  # loaded once; every method shares it
     methods = {name: create_method(name, model, args.target_layer) for name in args.methods}
@@ -106,21 +129,27 @@ def run(args: argparse.Namespace) -> int:
         )
         cost = f"each costs {per_image} forward passes per image" + (scorecam if "scorecam" in methods else "")
         print(f"camloc: {len(samples)} image(s) x {len(methods)} method(s); {cost}", file=sys.stderr)
-    result = evaluate_faithfulness(
-        samples,
-        model,
-        methods,
-        info.preprocess,
-        target=args.target,
-        steps=args.steps,
-        baseline=(args.deletion_baseline, args.insertion_baseline),
-        batch_size=args.batch_size,
-        chunk=args.chunk,
-        workers=args.workers,
-    )
-    if not world().is_main:  # rank 0 of a torchrun launch writes and prints for the run
-        return 0
     data = str(Path(args.data).resolve())
+    with nothing_left_unless_done(args, rank_file(journal)):
+        result = evaluate_faithfulness(
+            samples,
+            model,
+            methods,
+            info.preprocess,
+            target=args.target,
+            steps=args.steps,
+            baseline=(args.deletion_baseline, args.insertion_baseline),
+            batch_size=args.batch_size,
+            chunk=args.chunk,
+            workers=args.workers,
+            journal=journal,
+            resume=args.resume,
+            config={"model": info.name, "data": data, "format": dataset.format},
+        )
+    if not world().is_main:  # rank 0 of a torchrun launch writes and prints for the run
+        barrier()
+        rank_file(journal).unlink(missing_ok=True)
+        return 0
     result.config = {
         "model": info.name,
         "data": data,
@@ -134,10 +163,11 @@ def run(args: argparse.Namespace) -> int:
         f"insertion from {args.insertion_baseline}"
     )
     table = format_table(result.summary, title)
-    out = Path(args.out) if args.out.endswith(".md") else Path(args.out) / "results.md"  # FILE.md: camloc 0.2's
     with atomic_path(out) as tmp:
         tmp.write_text(table)
-    json_path = write_json(result.to_json(), Path(args.json) if args.json else out.with_suffix(".json"))
+    write_json(result.to_json(), json_path)
+    barrier()
+    rank_file(journal).unlink(missing_ok=True)  # each process's own, once the results are whole
     print(table, end="")
     print(f"camloc: table in {out}, results in {json_path}")
     return report_skipped(result.skipped)

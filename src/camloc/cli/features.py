@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    load_model_and_info,
+    lock_output,
+    nothing_left_unless_done,
+    open_data,
+    positive,
+    report_skipped,
+)
 
 __all__ = ["register", "run"]
 
@@ -15,6 +26,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", metavar="DATA", help="dataset folder (any format evaluate reads, or class subfolders)")
     add_dataset_args(p)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="features file to write")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run journalled beside the file (FILE.npz.journal.jsonl)"
+    )
+    add_overwrite_arg(p)
     p.add_argument(
         "--crop",
         choices=["none", "gt"],
@@ -33,19 +48,38 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract and save the features."""
-    from ..distributed import world
+    from ..distributed import barrier, rank_file, world
     from ..training.features import extract_features, save_features
     from ..training.finegrained import gt_boxes
 
+    journal = Path(f"{args.out}.journal.jsonl")
+    lock_output(args.out)
+    check_outputs(args, args.out)
+    check_outputs(args, journal, resumable=True)
+    if args.overwrite and not args.resume:
+        rank_file(journal).unlink(missing_ok=True)
     dataset = open_data(args)
     model, info = load_model_and_info(args)
     crops = gt_boxes(dataset) if args.crop == "gt" else None
-    result = extract_features(
-        model, dataset, info.preprocess, crops=crops, batch_size=args.batch_size, workers=args.workers
-    )
-    if not world().is_main:  # rank 0 of a torchrun launch saves and prints for the run
+    config = {"model": args.model, "weights": args.weights, "data": str(Path(args.data).resolve()), "crop": args.crop}
+    with nothing_left_unless_done(args, rank_file(journal)):
+        result = extract_features(
+            model,
+            dataset,
+            info.preprocess,
+            crops=crops,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            journal=journal,
+            resume=args.resume,
+            config=config,
+        )
+    if world().is_main:  # rank 0 of a torchrun launch saves and prints for the run
+        result.meta.update(config)
+        save_features(result, args.out)
+    barrier()
+    rank_file(journal).unlink(missing_ok=True)  # each process's own, once the file is whole
+    if not world().is_main:
         return 0
-    result.meta.update(model=args.model, weights=args.weights, data=str(Path(args.data).resolve()), crop=args.crop)
-    save_features(result, args.out)
     print(f"camloc: {len(result.labels)} feature vectors of {result.values.shape[1]} values in {args.out}")
     return report_skipped(result.skipped)

@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 
 from ..maps.registry import METHOD_NAMES
-from .common import add_model_args, fraction, load_model_and_info, positive, report_skipped
+from .common import (
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    fraction,
+    load_model_and_info,
+    lock_output,
+    positive,
+    report_skipped,
+)
 from .train import add_train_data_args
 
 __all__ = ["register", "run"]
@@ -53,6 +62,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "--crop-size", type=positive, metavar="PX", help="probe mode: side crops are squashed to (default: --size)"
     )
     p.add_argument("--json", metavar="FILE", default="out/finegrained/results.json", help="(default: %(default)s)")
+    add_overwrite_arg(p)
     p.add_argument(
         "--batch-size", type=positive, default=32, metavar="N", help="images per forward pass (default: %(default)s)"
     )
@@ -78,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from ..training.finegrained import finegrained
     from ..utils import model_device, versions, write_json
 
+    lock_output(args.json)
+    if args.mode != "train":  # train mode's rerun resumes from --work and writes its JSON again (documented)
+        check_outputs(args, args.json, flag="--json")
     train_set, test_set = open_train_test(
         args.data, args.format, test=args.test, images=args.images, classes=args.class_map
     )

@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 
 from ..maps.registry import METHOD_NAMES
-from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    load_model_and_info,
+    lock_output,
+    open_data,
+    positive,
+    report_skipped,
+)
 from .faithfulness import method_list
 
 __all__ = ["register", "run"]
@@ -56,6 +66,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "--per-image", metavar="FILE.csv", help="one row per image, METHOD.METRIC columns; --resume reads it"
     )
     p.add_argument("--resume", action="store_true", help="continue the run whose per-image rows are there")
+    add_overwrite_arg(p)
     p.add_argument(
         "--batch-size", type=positive, default=16, metavar="N", help="images per batch (default: %(default)s)"
     )
@@ -98,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and not args.per_image:
         raise InvalidArgument("--resume", "--resume continues the rows of --per-image FILE.csv: name the file")
+    lock_output(args.per_image or args.json)
+    check_outputs(args, args.per_image, flag="--per-image", resumable=True)
+    check_outputs(args, args.json, flag="--json")
+    if args.per_image and args.overwrite and not args.resume:
+        from ..evaluation.run import sidecar
+
+        Path(args.per_image).unlink(missing_ok=True)
+        sidecar(args.per_image).unlink(missing_ok=True)
     dataset = open_data(args)
     model, info = load_model_and_info(args)
     methods = {name: create_method(name, model, args.target_layer) for name in args.methods}

@@ -10,7 +10,15 @@ from typing import Any
 
 from ..datasets.registry import FORMATS
 from ..training.config import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES, TrainConfig, field_help
-from .common import fraction, positive, report_skipped, resolve_device
+from .common import (
+    add_overwrite_arg,
+    check_outputs,
+    fraction,
+    lock_output,
+    positive,
+    report_skipped,
+    resolve_device,
+)
 
 __all__ = ["add_train_data_args", "register", "run", "train_config"]
 
@@ -106,6 +114,7 @@ def _run_args(group: argparse._ArgumentGroup) -> None:
     _config_flag(group, "workers", type=positive, metavar="N")
     group.add_argument("--device", help="cpu, cuda, ... (default: cuda if available, else cpu)")
     group.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
+    add_overwrite_arg(group)
     group.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation at the end")
     group.add_argument("--json", metavar="FILE", help="results file (default: the --out path with .json)")
 
@@ -124,7 +133,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test set, write the model file and the JSON."""
     from ..datasets.registry import open_train_test
-    from ..distributed import join
+    from ..distributed import barrier, join
     from ..evaluation.assess import assess
     from ..reports.summary import format_summary
     from ..runtime import keep_freed_memory
@@ -132,12 +141,18 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import versions, write_json
 
     keep_freed_memory()
+    lock_output(args.out)
+    check_outputs(args, args.out, args.json or Path(args.out).with_suffix(".json"), resumable=True)
     train_set, test_set = open_train_test(
         args.data, args.format, test=args.test, images=args.images, classes=args.class_map
     )
     config = train_config(args)
     device = resolve_device(args.device)
     here = join(device)  # the process group of a torchrun launch (nothing to join otherwise)
+    if args.overwrite and not args.resume:  # the earlier model file holds the state train() would resume
+        if here.is_main:
+            Path(args.out).unlink(missing_ok=True)
+        barrier()
     classes = len(train_set.class_names or [])
     held = f", {config.calibrate} a class held out to calibrate on" if config.calibrate else ""
     processes = f", {here.size} processes of {config.batch_size} images a step" if here.distributed else ""

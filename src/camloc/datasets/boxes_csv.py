@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..box import Box
 from ..errors import DatasetError, InvalidArgument
+from ..utils import atomic_path
 from .base import Dataset, Sample
 from .classes import WNID, ClassTable, check_label, load_class_table
 from .parsing import check_box, check_size, parse_int
@@ -226,12 +227,12 @@ def write_csv_dataset(
             rows.append([s.image_id, w, h, s.label, label_name, *(int(c) for c in b)])
     root.mkdir(parents=True, exist_ok=True)
     csv_path = root / "boxes.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    if names is not None:  # first: a boxes.csv says the dataset is whole (finegrained resumes from its crops)
+        with atomic_path(root / "classes.txt") as tmp, open(tmp, "w", encoding="utf-8") as f:
+            for i, c in enumerate(names):
+                f.write(f"{i} {wnids[i]} {c}\n" if wnids is not None else f"{i} {c}\n")
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         writer.writerows(rows)
-    if names is not None:
-        with open(root / "classes.txt", "w", encoding="utf-8") as f:
-            for i, c in enumerate(names):
-                f.write(f"{i} {wnids[i]} {c}\n" if wnids is not None else f"{i} {c}\n")
     return csv_path

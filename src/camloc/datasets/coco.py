@@ -30,7 +30,7 @@ from typing import Any
 
 from ..box import Box
 from ..errors import DatasetError
-from ..utils import atomic_path, camloc_version
+from ..utils import atomic_path, camloc_version, naming
 from .base import Dataset, class_samples
 from .classes import load_class_table
 from .labels import SPLITS, BoxWriter, Detection, ImageBoxes
@@ -160,7 +160,8 @@ class CocoWriter(BoxWriter):
             detections = [[d.label, *d.box, d.score] for d in image.detections]
             record = {"i": image.index, "p": str(image.path), "f": self.image_file_name(image, name),
                       "w": image.width, "h": image.height, "s": split}  # fmt: skip
-            self.spool.write(json.dumps({**record, "d": detections}) + "\n")
+            with naming(self.spool_path):
+                self.spool.write(json.dumps({**record, "d": detections}) + "\n")
 
     def close(self) -> None:
         """Write ``annotations.json``, ``results.json`` (and ``train.json``, ``val.json``) from the spool."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..box import Box
 from ..errors import InvalidArgument, did_you_mean
+from ..utils import naming
 
 __all__ = [
     "IMAGE_MODES",
@@ -152,9 +153,12 @@ def link_image(folder: Path, name: str, source: str | os.PathLike) -> Path | Non
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (through ``.<name>.part`` beside it, in an existing folder)."""
     tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with naming(path), open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class BoxWriter:

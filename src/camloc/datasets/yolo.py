@@ -124,7 +124,9 @@ def read_yolo(root: Path, images: Path | None, split: str = "test") -> Dataset:
     if not path.is_file():
         raise DatasetError("no data.yaml (the YOLO format's dataset file)", root)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"not UTF-8 text (byte {err.start})", path) from None
     except yaml.YAMLError as err:
         raise DatasetError(f"not valid YAML ({' '.join(str(err).split())})", path) from None
     if not isinstance(data, dict):

@@ -33,17 +33,18 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
 import json
 import logging
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ..distributed import World, barrier, rank_file, world
 from ..errors import InvalidArgument, OutputExists, ResumeError
-from ..utils import atomic_path, model_device, write_json
+from ..utils import atomic_path, model_device, naming, write_json
 from . import pipeline
 from .pipeline import background_pool, overlapped
 
@@ -171,11 +172,18 @@ def stages(
 
 
 class _JournalFile:
-    """An append-only journal of records; ``path=None``: nothing is written (see the module docstring)."""
+    """An append-only journal of records; ``path=None``: nothing is written (see the module docstring).
+
+    Records are gathered in memory and written by :meth:`flush` (once a batch) in one write, then
+    synced; a write that fails (a full disk) is undone, the file cut back to its last flush. So the
+    file holds whole batches: a resumed run makes the same batches, hence the same floats, as an
+    uninterrupted one (a kill during the write itself may leave part of a batch; a cut line is dropped).
+    """
 
     def __init__(self, path: str | os.PathLike | None, kind: str, settings: dict) -> None:
         self.path, self.kind, self.settings = (Path(path) if path else None), kind, settings
-        self.file: TextIO | None = None
+        self.file: BinaryIO | None = None
+        self.pending = io.StringIO(newline="")
         self.fresh = False
 
     def __enter__(self) -> Any:
@@ -184,29 +192,61 @@ class _JournalFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.fresh:
                 self._start()
-            self.file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in __exit__
+            self.file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in __exit__
             if self.fresh:
                 self._first_lines()
+                self.flush()
         return self
 
     def _start(self) -> None:
         """Before a fresh file is opened."""
 
     def _first_lines(self) -> None:
-        """What a fresh file starts with."""
+        """What a fresh file starts with (written to ``self.pending``)."""
 
     def write(self, record: dict) -> None:
-        """Append one record."""
+        """Add one record (written by the next :meth:`flush`)."""
         raise NotImplementedError
 
     def flush(self) -> None:
-        """Make the records written so far durable (fsync)."""
-        if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+        """Write the records added since the last flush and make them durable (fsync); all or none of them."""
+        if self.file is None:
+            self.pending = io.StringIO(newline="")
+            return
+        data = self.pending.getvalue().encode()
+        self.pending = io.StringIO(newline="")
+        self._reset_writer()
+        end = self.file.seek(0, os.SEEK_END)
+        with naming(self.path or ""):
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[self.file.write(view) or 0 :]
+                os.fsync(self.file.fileno())
+            except OSError:
+                self.file.truncate(end)  # needs no space: the batch is written again on resume
+                raise
+
+    def _reset_writer(self) -> None:
+        """After ``self.pending`` is replaced."""
+
+    def _added(self) -> None:
+        """After a record is added: a flush once the records held pass 4 MB (a merge writes whole journals)."""
+        if self.pending.tell() > 1 << 22:
+            self.flush()
 
     def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
+        """Write and sync what was added, then close; a run stopped by an error or a signal drops its batch in flight.
+
+        The batch in flight is computed again on resume, in the same batch as an uninterrupted run.
+        """
+        if self.file is None:
+            return
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self.pending = io.StringIO(newline="")
             self.file.close()
             self.file = None
 
@@ -215,13 +255,13 @@ class LineJournal(_JournalFile):
     """A journal of one JSON object a line after a ``# camloc <kind> {settings}`` line."""
 
     def _first_lines(self) -> None:
-        assert self.file is not None
-        self.file.write(f"# camloc {self.kind} {json.dumps(self.settings, sort_keys=True)}\n")
+        self.pending.write(f"# camloc {self.kind} {json.dumps(self.settings, sort_keys=True)}\n")
 
     def write(self, record: dict) -> None:
-        """Append one record."""
+        """Add one record."""
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
+            self.pending.write(json.dumps(record) + "\n")
+            self._added()
 
     @staticmethod
     def read(path: Path, kind: str, settings: dict) -> Iterator[dict]:
@@ -243,18 +283,23 @@ class CsvJournal(_JournalFile):
 
     def __enter__(self) -> CsvJournal:
         super().__enter__()
-        if self.file is not None:
-            self.writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        self._reset_writer()
         return self
 
+    def _reset_writer(self) -> None:
+        if self.file is not None:
+            self.writer = csv.DictWriter(
+                self.pending, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
+            )
+
     def _first_lines(self) -> None:
-        assert self.file is not None
-        csv.writer(self.file, lineterminator="\n").writerow(self.columns)
+        csv.writer(self.pending, lineterminator="\n").writerow(self.columns)
 
     def write(self, record: dict) -> None:
-        """Append one row (values as strings; missing columns empty)."""
+        """Add one row (values as strings; missing columns empty)."""
         if self.writer is not None:
             self.writer.writerow(record)
+            self._added()
 
     @staticmethod
     def read(path: Path, kind: str, settings: dict, columns: Sequence[str]) -> Iterator[dict[str, str]]:

@@ -244,6 +244,7 @@ def histogram_figure(
 def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Save an ``uint8[H, W]`` or ``uint8[H, W, 3]`` array as an image file, creating its folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+    kind = Image.registered_extensions().get(path.suffix.lower())  # the temporary file's suffix is not the format's
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, format=kind)
     return path

@@ -3,12 +3,16 @@
 ``extract_features`` gives, for every image, the global-average-pooled feature vector that the
 model's linear head sees (optionally of the image cropped to a box first, for the fine-grained
 pipeline: crop to the CAM box or the GT box, then classify). Feature files are ``.npz`` archives of
-arrays and JSON text, loaded without pickle.
+arrays and JSON text, loaded without pickle. With a ``journal``, each image's vector is journalled as
+it is made (:class:`~camloc.evaluation.run.Run`: the float32 bytes in base64, one batch a sync), so a
+killed run resumes (``resume=True``) to the same vectors, bit for bit.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import os
 import zipfile
@@ -24,6 +28,7 @@ from torch import nn
 from ..datasets.base import Dataset, Sample
 from ..distributed import all_gather, shard
 from ..errors import BadImage, ModelFileError
+from ..evaluation.run import Run
 from ..images import Batch, Preprocess, load_batch
 from ..maps.core import prepare_input
 from ..models.adapter import adapt
@@ -71,6 +76,9 @@ def extract_features(
     workers: int = 2,
     crops: Mapping[str, Sequence[int]] | None = None,
     progress: bool | None = None,
+    journal: str | os.PathLike | None = None,
+    resume: bool = False,
+    config: dict | None = None,
 ) -> Features:
     """The GAP vector (spatial mean of the adapter's feature map) of every sample of ``dataset``.
 
@@ -80,7 +88,14 @@ def extract_features(
     runs in eval mode (its mode is restored afterwards), without gradients, on its own device.
     Under torchrun each process takes the images ``rank, rank + N, ...`` and every process gets the
     whole result, in the dataset's order.
+
+    ``journal``: a file to journal each image's vector in as it is made (see the module docstring);
+    ``resume``: continue the run journalled there (same settings: ``batch_size``, ``crops``, the
+    preprocessing and ``config``, the caller's own such as the model and data, else a ResumeError).
     """
+    settings = {"preprocess": preprocess.to_dict(), "batch_size": batch_size, "crops": _jsonable(crops)}
+    run = Run(journal, "features", {**settings, **(config or {})}, resume=resume, exists_hint="choose another file")
+    earlier = {record["i"]: record for record in run.done()}
     adapter = adapt(model)
     device = model_device(model)
     todo: list[tuple[int, Sample]] = []
@@ -93,21 +108,33 @@ def extract_features(
     todo = shard(todo)
     vectors: list[torch.Tensor] = []
     kept: list[tuple[int, Sample]] = []
+    for index, sample in ((i, s) for i, s in todo if i in earlier):  # resumed: as the journal recorded them
+        if "skip" in earlier[index]:
+            skipped.append((index, earlier[index]["skip"]))
+        else:
+            vectors.append(torch.from_numpy(np.frombuffer(base64.b64decode(earlier[index]["v"]), np.float32))[None])
+            kept.append((index, sample))
+    todo = [(i, s) for i, s in todo if i not in earlier]
     was_training = model.training
     model.eval()  # BatchNorm and dropout in train mode would make the vectors depend on the batch
     try:
         bar = progress_bar(len(todo), enabled=progress)
-        with bar, ThreadPoolExecutor(max(1, workers)) as pool, torch.no_grad():
+        with bar, run, ThreadPoolExecutor(max(1, workers)) as pool, torch.no_grad():
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 boxes = [crops[s.image_id] for _, s in chunk] if crops is not None else None
                 batch = load_batch([s.path for _, s in chunk], preprocess, executor=pool, crops=boxes)
                 good, bad = _pair_with_samples(chunk, batch)
-                skipped += [(i, _skip(s, err.reason)) for (i, s), err in bad]
+                for (i, s), err in bad:
+                    skipped.append((i, _skip(s, err.reason)))
+                    run.write({"i": i, "skip": skipped[-1][1]})
                 if good:
                     features, _ = adapter(prepare_input(batch.images, device, None))
                     vectors.append(features.float().mean(dim=(2, 3)).cpu())
                     kept += good
+                    for (i, _), row in zip(good, vectors[-1].numpy(), strict=True):
+                        run.write({"i": i, "v": base64.b64encode(row.astype(np.float32).tobytes()).decode()})
+                run.flush()
                 bar.update(len(chunk))
     finally:
         model.train(was_training)
@@ -134,6 +161,14 @@ def extract_features(
         skipped=[s for _, s in skipped],
         meta=json.loads(json.dumps(meta)),  # the same JSON types a saved file gives back
     )
+
+
+def _jsonable(crops: Mapping[str, Sequence[int]] | None) -> str | None:
+    """A digest of ``crops`` (a resumed run must crop the same; the boxes of a large set would make a long line)."""
+    if crops is None:
+        return None
+    text = json.dumps({k: [int(v) for v in box] for k, box in sorted(crops.items())})
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _skip(sample: Sample, error: str) -> dict:
