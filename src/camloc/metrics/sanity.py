@@ -31,8 +31,9 @@ Which layers, and how they are re-initialised (as Quantus 0.6's ``MPRT``)
     in ``named_modules()`` order, randomised from the last (the head) to the first. Each is re-drawn
     by its own ``reset_parameters()`` (its initial distribution; a BatchNorm goes back to weight 1,
     bias 0, mean 0, variance 1) with torch's generator seeded with ``seed`` for every layer (Quantus
-    seeds ``seed + 1``: its default 42 is camloc's 43), inside :func:`torch.random.fork_rng`, so the
-    caller's random state is left as it was. With ``depth=k`` the modules whose names share their first
+    seeds ``seed + 1``: its default 42 is camloc's default, 43), inside :func:`torch.random.fork_rng`,
+    so the caller's random state is left as it was. (A network initialised under the same seed gets
+    its initial weights back: seed it differently.) With ``depth=k`` the modules whose names share their first
     k dot-separated parts form one layer (``depth=2``: torchvision's blocks, ``features.17``,
     ``layer4.2``), re-drawn together after one seeding; ``depth=None`` takes every module alone, as
     Quantus. Everything happens on a deep copy of the model, in eval mode: the caller's model is
@@ -49,7 +50,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Literal
+from functools import partial
 
 import numpy as np
 import torch
@@ -61,6 +62,7 @@ from ..maps.core import MapMethod
 
 __all__ = [
     "ORDERS",
+    "SEED",
     "SIMILARITIES",
     "data_randomisation",
     "hog_similarity",
@@ -76,8 +78,9 @@ __all__ = [
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
 #: The orders of the model parameter randomisation test.
 ORDERS = ("cascading", "independent")
+#: The default seed of the re-initialisations: the one Quantus' ``MPRT`` uses by default (its ``seed=42``, plus 1).
+SEED = 43
 
-Order = Literal["cascading", "independent"]
 MethodFactory = Callable[[nn.Module], MapMethod]
 
 _SIGMA, _TRUNCATE = 1.5, 3.5  # skimage's Gaussian SSIM window: radius int(3.5 * 1.5 + 0.5) = 5
@@ -264,7 +267,7 @@ def _reset(model: nn.Module, names: Sequence[str], seed: int) -> None:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for name in names:
-            modules[name].reset_parameters()  # type: ignore[operator]
+            modules[name].reset_parameters()
 
 
 def _steps(random: nn.Module, layers: list[tuple[str, list[str]]], order: str, seed: int) -> Iterator[str]:
@@ -282,7 +285,7 @@ def _steps(random: nn.Module, layers: list[tuple[str, list[str]]], order: str, s
 
 
 def randomised_models(
-    model: nn.Module, order: Order = "cascading", *, seed: int = 0, depth: int | None = 2
+    model: nn.Module, order: str = "cascading", *, seed: int = SEED, depth: int | None = 2
 ) -> Iterator[tuple[str, nn.Module]]:
     """A deep copy of ``model`` (in eval mode) with its layers re-drawn, one step per layer from the head down.
 
@@ -316,7 +319,7 @@ def _factories(
         return dict(methods)
     if isinstance(methods, str):
         methods = [methods]
-    return {name: (lambda m, name=name: create_method(name, m, target_layer)) for name in methods}
+    return {name: partial(create_method, name, target_layer=target_layer) for name in methods}
 
 
 def _maps(method: MapMethod, images: Tensor, classes: Tensor) -> Tensor:
@@ -337,8 +340,8 @@ def model_randomisation(
     images: Tensor,
     classes: Tensor,
     *,
-    order: Order = "cascading",
-    seed: int = 0,
+    order: str = "cascading",
+    seed: int = SEED,
     depth: int | None = 2,
     target_layer: str | None = None,
 ) -> dict[str, dict[str, dict[str, Tensor]]]:
