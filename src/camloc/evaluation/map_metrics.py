@@ -70,8 +70,8 @@ class MapMetricsResult:
     skipped: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        """The JSON report: the config's keys, ``"methods"`` (the summary) and ``"skipped"``."""
-        return {**self.config, "methods": self.summary, "skipped": self.skipped}
+        """The JSON report: ``"kind": "metrics"``, the config's keys, ``"methods"`` (the summary) and ``"skipped"``."""
+        return {"kind": "metrics", **self.config, "methods": self.summary, "skipped": self.skipped}
 
 
 def input_boxes(boxes: Sequence[Sequence[int]], geometry: Geometry) -> Tensor:
