@@ -397,22 +397,11 @@ def evaluate_sanity(
             )
             for order in orders
         }
-        shuffled = (
-            {}
-            if random_model is None
-            else data_randomisation(model, random_model, methods, images, classes, target_layer=target_layer)
-        )
-        rows = []
-        for k, (_, sample) in enumerate(read):
-            row = {"image_id": sample.image_id, "label": sample.label, "class": int(classes[k])}
-            for test, results in tests.items():
-                row[test] = {
-                    m: {layer: _values(v, k) for layer, v in per_layer.items()} for m, per_layer in results.items()
-                }
-            if shuffled:
-                row["data_randomisation"] = {m: _values(v, k) for m, v in shuffled.items()}
-            rows.append(row)
-        return rows
+        if random_model is not None:
+            tests["data_randomisation"] = data_randomisation(
+                model, random_model, methods, images, classes, target_layer=target_layer
+            )
+        return _sanity_rows(tests, read, classes)
 
     everything, skipped = _over_batches(samples, run, preprocess, model, score, batch_size, workers, progress)
     summary: dict[str, dict] = {
@@ -426,6 +415,20 @@ def evaluate_sanity(
             m: _sanity_means([r["data_randomisation"][m] for r in everything]) for m in methods
         }
     return SanityResult(summary, layers, {**settings, "images": len(everything)}, skipped)
+
+
+def _sanity_rows(tests: dict[str, dict], read: list[tuple[int, Any]], classes: Tensor) -> list[dict]:
+    """One journal record per image: per test, method (and layer) its similarities as a list (None for NaN)."""
+    rows = []
+    for k, (_, sample) in enumerate(read):
+        row = {"image_id": sample.image_id, "label": sample.label, "class": int(classes[k])}
+        for test, results in tests.items():
+            if test == "data_randomisation":
+                row[test] = {m: _values(v, k) for m, v in results.items()}
+            else:
+                row[test] = {m: {layer: _values(v, k) for layer, v in layers.items()} for m, layers in results.items()}
+        rows.append(row)
+    return rows
 
 
 def _classes(model: nn.Module, images: Tensor, samples: list, target: str) -> Tensor:
