@@ -77,7 +77,7 @@ def main() -> None:
         method(images, classes=classes[:, None])
         row = {"map": seconds(lambda m=method: m(images, classes=classes[:, None]), 2) / n}
         m = method(images, classes=classes[:, None]).maps[:, 0].detach()
-        row["ground truth (5 metrics)"] = seconds(lambda m=m: [f(m, boxes) for f in JUDGES], 3) / n
+        row["pointing games, relevance"] = seconds(lambda m=m: [f(m, boxes) for f in JUDGES], 3) / n
         row["deletion / insertion"] = seconds(lambda m=m: deletion_insertion(model, images, m, classes)) / n
         if args.road:
             row["road"] = seconds(lambda m=m: road_metric(model, images, m, classes)) / n
