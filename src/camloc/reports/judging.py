@@ -32,6 +32,8 @@ SIMILARITY_NAMES = {
     "ssim": "SSIM",
     "hog": "HOG (Spearman)",
 }
+_MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*", "P")
+_LINES = ("-", "--", ":")
 _ORDER_NAMES = {"cascading": "cascading randomisation", "independent": "independent randomisation"}
 
 
@@ -112,9 +114,11 @@ def sanity_figure(results: dict) -> Figure:
     for row, order in enumerate(orders):
         for col, key in enumerate(keys):
             ax = axes[row][col]
-            for method, per_layer in results["results"][order].items():
+            for i, (method, per_layer) in enumerate(results["results"][order].items()):
                 values = [1.0] + [_nan(per_layer[layer].get(key)) for layer in layers]
-                ax.plot(x, values, marker="o", markersize=3, label=method)
+                # methods that coincide (Grad-CAM, XGrad-CAM and HiResCAM on a GAP head) stay visible by their style
+                style = {"marker": _MARKERS[i % len(_MARKERS)], "linestyle": _LINES[i // len(_MARKERS) % len(_LINES)]}
+                ax.plot(x, values, markersize=4, markerfacecolor="none", label=method, **style)
             ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
             ax.set_ylim(-0.3 if key.startswith("spearman") or key == "hog" else -0.1, 1.05)
             ax.set_title(f"{SIMILARITY_NAMES[key]}\n{_ORDER_NAMES.get(order, order)}", fontsize=9)
