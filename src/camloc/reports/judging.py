@@ -38,8 +38,8 @@ _ORDER_NAMES = {"cascading": "cascading randomisation", "independent": "independ
 
 
 def is_metrics(results: dict) -> bool:
-    """Whether ``results`` is the JSON of ``camloc metrics`` (its ``"methods"`` maps each method to its means)."""
-    return results.get("kind") == "metrics" or isinstance(results.get("methods"), dict)
+    """Whether ``results`` is the JSON of ``camloc metrics`` (one written before it said its kind has a tolerance)."""
+    return results.get("kind") == "metrics" or (isinstance(results.get("methods"), dict) and "tolerance" in results)
 
 
 def is_sanity(results: dict) -> bool:
