@@ -7,9 +7,9 @@ failure kind), each linked to its image's row. Given the results of ``camloc met
 ``camloc sanity`` (or one of them alone) it also shows the maps judged: a table of every method's
 pointing games, relevance and ROAD, and the sanity checks' curves and tables (:mod:`.judging`).
 Everything is inline (CSS, script, SVG charts, JPEG ``data:`` URIs) and a Content-Security-Policy
-forbids the page any request, so it opens the same without a network. Its size is bounded by the galleries and the class count, not by the
-number of images: 0.9 MB for ImageNet's 725 images at the default 8 pictures per gallery (56 at
-most), well under 10 MB for any run.
+forbids the page any request, so it opens the same without a network. Its size is bounded by the
+galleries and the class count, not by the number of images: 0.9 MB for ImageNet's 725 images at
+the default 8 pictures per gallery (56 at most), well under 10 MB for any run.
 """
 
 from __future__ import annotations
