@@ -156,3 +156,19 @@ def test_sanity_in_two_processes_gives_one_process_files(tmp_path):
         json.loads((one / "sanity.json").read_text())["results"]
         == json.loads((two / "sanity.json").read_text())["results"]
     )
+
+
+def test_sanity_flags_name_what_is_wrong(tmp_path, capsys):
+    data = _data(tmp_path)
+    with pytest.raises(SystemExit):
+        main(_sanity_args(data, tmp_path / "o", "--orders", "bottom_up"))
+    assert "expected cascading, independent or both" in capsys.readouterr().err
+    assert (
+        main(_sanity_args(data, tmp_path / "o", "--layers", "modules", "--orders", "independent", "--limit", "2")) == 0
+    )
+    result = json.loads((tmp_path / "o" / "sanity.json").read_text())
+    assert (
+        result["layers"] == ["fc", "features"]
+        and result["depth"] is None
+        and list(result["results"]) == ["independent"]
+    )
