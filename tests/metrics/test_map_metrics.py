@@ -82,3 +82,93 @@ def test_two_processes_give_one_process_files(tmp_path):
     assert (tmp_path / "rows1.csv").read_bytes() == (tmp_path / "rows2.csv").read_bytes()
     one, two = (json.loads((tmp_path / f"r{n}.json").read_text()) for n in (1, 2))
     assert one["methods"] == two["methods"] and one["images"] == 13
+
+
+# --------------------------------------------------------------------------------------------
+# camloc sanity: the same harness, a JSON-lines journal
+
+
+def _sanity_args(data, out, *extra):
+    return ["sanity", str(data), "--model", f"{MODELS}:identity_cam", *PLAIN_ARGS, "--size", "48",
+            "--methods", "cam,gradcam", "--out", str(out), *extra]  # fmt: skip
+
+
+def _journal(path):
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+
+
+def test_sanity_writes_the_means_of_its_journal_and_the_figure(tmp_path, capsys):
+    data = _data(tmp_path)
+    out = tmp_path / "out"
+    args = _sanity_args(data, out, "--random-labels-model", f"{MODELS}:identity_cam")
+    assert main(args) == 1  # one unreadable file
+    captured = capsys.readouterr()
+    assert "1 image(s) could not be read" in captured.err and "cascading randomisation" in captured.out
+    result = json.loads((out / "sanity.json").read_text())
+    assert result["kind"] == "sanity" and result["layers"] == ["fc", "features"] and result["images"] == 13
+    assert list(result["results"]) == ["cascading", "independent", "data_randomisation"]
+    assert (out / "sanity.png").read_bytes()[:4] == b"\x89PNG"
+    rows = _journal(out / "per-image.jsonl")
+    assert [r["image_id"] for r in rows][:2] == ["00.png", "01.png"] and len(rows) == 13
+    for order in ("cascading", "independent"):
+        for method in ("cam", "gradcam"):
+            for layer in ("fc", "features"):
+                for k, key in enumerate(("spearman_abs", "spearman", "ssim", "hog")):
+                    values = [r[order][method][layer][k] for r in rows if r[order][method][layer][k] is not None]
+                    got = result["results"][order][method][layer][key]
+                    assert got == (pytest.approx(sum(values) / len(values), rel=1e-12) if values else None)
+    # class c's CAM is +-(red channel): a re-drawn one-input head only scales it, so its absolute ranks stay
+    assert result["results"]["cascading"]["cam"]["fc"]["spearman_abs"] == pytest.approx(1.0)
+    assert abs(result["results"]["cascading"]["cam"]["fc"]["spearman"]) == pytest.approx(1.0)
+    # a re-drawn negative head weight leaves Grad-CAM's ReLU'd map all zeros: no rank correlation (None), an SSIM
+    assert result["results"]["cascading"]["gradcam"]["fc"]["spearman"] is None
+    assert result["results"]["cascading"]["gradcam"]["fc"]["ssim"] is not None
+    # the same model as the random-label one: the same maps
+    for method in ("cam", "gradcam"):
+        assert result["results"]["data_randomisation"][method]["spearman"] == pytest.approx(1.0)
+
+
+def test_a_resumed_sanity_run_gives_the_same_journal_and_means(tmp_path, capsys):
+    data = _data(tmp_path)
+    assert main(_sanity_args(data, tmp_path / "ref", "--orders", "cascading")) == 1
+    out = tmp_path / "out"
+    out.mkdir()
+    lines = (tmp_path / "ref" / "per-image.jsonl").read_text().splitlines(keepends=True)
+    (out / "per-image.jsonl").write_text("".join(lines[:5]) + lines[5][:30])  # four images done, one cut off
+    assert main(_sanity_args(data, out, "--orders", "cascading")) == 2
+    assert "per-image.jsonl: exists; pass --resume" in capsys.readouterr().err
+    assert main(_sanity_args(data, out, "--orders", "cascading", "--resume")) == 1
+    assert (out / "per-image.jsonl").read_bytes() == (tmp_path / "ref" / "per-image.jsonl").read_bytes()
+    one, two = (json.loads((d / "sanity.json").read_text()) for d in (tmp_path / "ref", out))
+    assert one["results"] == two["results"] and one["images"] == two["images"] == 13
+
+
+@pytest.mark.slow
+def test_sanity_in_two_processes_gives_one_process_files(tmp_path):
+    data = _data(tmp_path)
+    for ranks in (1, 2):
+        args = _sanity_args(data, tmp_path / f"out{ranks}", "--orders", "independent")[1:]
+        done = _camloc("sanity", *args, ranks=ranks)
+        assert done.returncode == 1 and "1 image(s) could not be read" in done.stderr, done.stderr
+    one, two = (tmp_path / f"out{n}" for n in (1, 2))
+    assert (one / "per-image.jsonl").read_bytes() == (two / "per-image.jsonl").read_bytes()
+    assert (
+        json.loads((one / "sanity.json").read_text())["results"]
+        == json.loads((two / "sanity.json").read_text())["results"]
+    )
+
+
+def test_sanity_flags_name_what_is_wrong(tmp_path, capsys):
+    data = _data(tmp_path)
+    with pytest.raises(SystemExit):
+        main(_sanity_args(data, tmp_path / "o", "--orders", "bottom_up"))
+    assert "expected cascading, independent or both" in capsys.readouterr().err
+    assert (
+        main(_sanity_args(data, tmp_path / "o", "--layers", "modules", "--orders", "independent", "--limit", "2")) == 0
+    )
+    result = json.loads((tmp_path / "o" / "sanity.json").read_text())
+    assert (
+        result["layers"] == ["fc", "features"]
+        and result["depth"] is None
+        and list(result["results"]) == ["independent"]
+    )

@@ -160,3 +160,87 @@ def test_evaluate_report_without_per_image_keeps_no_rows(evaluated, tmp_path):
     assert "rows that were not kept" in page and len(re.findall(r'<figure class="shot">', page)) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json", "r.png"]
     assert json.loads((tmp_path / "r.json").read_text())["per_image"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# the maps judged: camloc metrics and camloc sanity in the report
+
+
+@pytest.fixture(scope="module")
+def judged(evaluated):
+    """`camloc metrics` and `camloc sanity` of the same net on the same images."""
+    out = evaluated["out"]
+    common = [str(evaluated["data"]), "--model", f"{evaluated['factory']}:build", "--size", "64"]
+    common += ["--methods", "cam,gradcam"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["metrics", *common, "--road-percentiles", "50", "--json", str(out / "metrics.json")]) == 0
+        assert main(["sanity", *common, "--limit", "6", "--out", str(out / "sanity")]) == 0
+    return {"metrics": out / "metrics.json", "sanity": out / "sanity" / "sanity.json"}
+
+
+def _table(page: str, table_id: str) -> list[list[str]]:
+    body = re.search(rf'<table class="sortable" id="{table_id}">(.*?)</table>', page, re.S).group(1)
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)[1:]]
+
+
+def test_the_report_shows_the_map_metrics_and_the_sanity_checks_it_is_given(evaluated, judged, tmp_path):
+    results = evaluated["out"] / "results.json"
+    page_file = tmp_path / "r.html"
+    args = ["report", str(results), "--out", str(page_file), "--no-maps"]
+    assert main([*args, "--metrics", str(judged["metrics"]), "--sanity", str(judged["sanity"])]) == 0
+    page = page_file.read_text()
+    metrics = json.loads(judged["metrics"].read_text())
+    keys = [k for k in metrics["methods"]["cam"] if k != "images"]
+    assert len(keys) == 8  # pointing games, energy, relevance mass / rank, ROAD's three
+    rows = {row[0]: row[1:] for row in _table(page, "map-metrics-table")}
+    for method, means in metrics["methods"].items():
+        assert rows[method] == [str(means["images"])] + ["–" if means[k] is None else f"{means[k]:.4f}" for k in keys]
+    sanity = json.loads(judged["sanity"].read_text())
+    tables = re.findall(
+        r"<h3>([^<]*)</h3>\s*<div class=\"scroll\">\s*<table class=\"sortable sanity-table\">(.*?)</table>", page, re.S
+    )
+    assert [t for t, _ in tables] == ["cascading randomisation", "independent randomisation"]
+    head, last = sanity["layers"][0], sanity["layers"][-1]
+    cascading = tables[0][1]
+    for method in ("cam", "gradcam"):
+        expected = [sanity["results"]["cascading"][method][layer][k] for layer in (head, last)
+                    for k in ("spearman_abs", "spearman", "ssim", "hog")]  # fmt: skip
+        cells = re.search(rf"<tr><td>{method}</td>(.*?)</tr>", cascading, re.S).group(1)
+        assert re.findall(r">([^<]*)</td>", cells) == ["–" if v is None else f"{v:.3f}" for v in expected]
+    assert re.search(r'<section id="sanity">.*?</section>', page, re.S).group(0).count("<svg") == 1  # the curves
+    # the evaluation's own summary is still there
+    assert f"{json.loads(results.read_text())['max_box_acc']:.2f}" in page
+
+
+def test_a_sanity_or_metrics_json_alone_makes_a_page_of_its_own(judged, tmp_path, capsys):
+    assert main(["report", str(judged["sanity"]), "--out", str(tmp_path / "s.html")]) == 0
+    page = (tmp_path / "s.html").read_text()
+    assert 'id="sanity"' in page and 'id="summary"' not in page and "No per-image file" not in page
+    assert main(["report", str(judged["metrics"]), "--out", str(tmp_path / "m.html")]) == 0
+    page = (tmp_path / "m.html").read_text()
+    assert 'id="map-metrics"' in page and 'id="sanity"' not in page and "maps judged</h1>" in page
+    # a file of another command where a sanity file belongs: one line
+    assert (
+        main(["report", str(judged["metrics"]), "--sanity", str(judged["metrics"]), "--out", str(tmp_path / "x.html")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "metrics.json: not a results file of camloc sanity" in err and err.count("\n") == 1
+
+
+def test_the_judged_report_opens_in_a_browser_and_its_tables_sort(evaluated, judged, browser, tmp_path):
+    page_file = tmp_path / "j.html"
+    args = ["report", str(judged["sanity"]), "--metrics", str(judged["metrics"]), "--out", str(page_file)]
+    assert main(args) == 0
+    page = browser.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(page_file.as_uri())
+    assert page.locator("#sanity svg").count() == 1 and page.locator("#map-metrics-table tbody tr").count() == 2
+    header = page.locator("#map-metrics-table thead th", has_text="method")
+    header.click()
+    header.click()
+    assert page.locator("#map-metrics-table tbody tr td:first-child").all_inner_texts() == ["gradcam", "cam"]
+    assert problems == []
+    page.close()

@@ -35,6 +35,7 @@ COMMANDS = {
         ".metrics",
         "pointing game, energy pointing game, relevance mass / rank and ROAD of map methods on a dataset with boxes",
     ),
+    "sanity": (".sanity", "sanity checks of map methods: maps of models with randomised layers or random labels"),
     "synth": (".synth", "write a procedurally generated WSOL dataset (train/ and test/ in the csv layout)"),
     "train": (".train", "train a GAP classifier on image labels (camloc's small net, or fine-tune a backbone)"),
     "features": (".features", "GAP feature vectors of a dataset's images, to a .npz file"),

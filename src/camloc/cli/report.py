@@ -22,13 +22,21 @@ __all__ = ["print_report", "register", "run"]
 
 def register(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
-    p.add_argument("results", metavar="RESULTS.json", help="the results JSON of camloc evaluate")
+    p.add_argument(
+        "results",
+        metavar="RESULTS.json",
+        help="the results JSON of camloc evaluate (or of camloc metrics / sanity alone)",
+    )
     p.add_argument(
         "--per-image",
         metavar="FILE.csv",
         help="its per-image rows (default: the file the evaluation wrote, as its JSON records)",
     )
     p.add_argument("--out", metavar="FILE.html", help="the report (default: RESULTS.html beside the JSON)")
+    p.add_argument(
+        "--metrics", metavar="FILE.json", help="also show these results of camloc metrics (pointing game, ...)"
+    )
+    p.add_argument("--sanity", metavar="FILE.json", help="also show these results of camloc sanity (curves, tables)")
     p.add_argument(
         "--gallery", type=positive, default=8, metavar="N", help="pictures per gallery (default: %(default)s)"
     )
@@ -71,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
             preprocess = info.preprocess
             class_names = class_names or list(info.class_names or []) or None
     out = Path(args.out) if args.out else results_path.with_suffix(".html")
-    return print_report(results_path, out, per_image, dataset, method, preprocess, class_names, args.gallery)
+    return print_report(
+        results_path, out, per_image, dataset, method, preprocess, class_names, args.gallery,
+        metrics=args.metrics, sanity=args.sanity,
+    )  # fmt: skip
 
 
 def print_report(
-    results_path, out, per_image, dataset, method, preprocess, class_names, gallery: int, source: str | None = None
-) -> int:
+    results_path, out, per_image, dataset, method, preprocess, class_names, gallery: int, source: str | None = None,
+    metrics: str | None = None, sanity: str | None = None,
+) -> int:  # fmt: skip
     """Write the report and say where it is, its size and how long it took."""
     from ..reports.html import write_report
 
@@ -91,6 +103,8 @@ def print_report(
         class_names=class_names,
         gallery=gallery,
         source=source,
+        metrics=metrics,
+        sanity=sanity,
     )
     pictures = sum(report.galleries.values())
     print(

@@ -1,7 +1,8 @@
 """Metrics: IoU, localization accuracies (GT-known, top-1/5, MaxBoxAcc, MaxBoxAccV2), PxAP, faithfulness.
 
 Also maps judged against ground-truth boxes (pointing game, energy pointing game, relevance mass /
-rank: :mod:`.groundtruth`) and ROAD (:mod:`.road`).
+rank: :mod:`.groundtruth`), ROAD (:mod:`.road`) and the sanity checks (model parameter and data
+randomisation: :mod:`.sanity`).
 
 Streaming metrics follow torchmetrics' shape: ``update`` per image or batch, ``compute`` at the
 end, ``reset``, and ``merge`` to add another accumulator's state.
@@ -34,6 +35,9 @@ _EXPORTS = {
     "ROAD_PERCENTILES": ".road",
     "road": ".road",
     "road_curves": ".road",
+    "data_randomisation": ".sanity",
+    "map_similarities": ".sanity",
+    "model_randomisation": ".sanity",
     "CorLoc": ".detection",
     "coco_ap": ".detection",
 }
@@ -65,3 +69,6 @@ if TYPE_CHECKING:
     from .road import ROAD_PERCENTILES as ROAD_PERCENTILES
     from .road import road as road
     from .road import road_curves as road_curves
+    from .sanity import data_randomisation as data_randomisation
+    from .sanity import map_similarities as map_similarities
+    from .sanity import model_randomisation as model_randomisation

@@ -3,11 +3,13 @@
 It shows the results JSON of ``camloc evaluate`` (every metric, the accuracy-vs-threshold curves)
 and, from its per-image file, an IoU histogram, a sortable per-class table, counts of the failure
 kinds of :mod:`camloc.reports.analysis` and galleries of pictures (worst, best, borderline, each
-failure kind), each linked to its image's row. Everything is inline (CSS, script, SVG charts,
-JPEG ``data:`` URIs) and a Content-Security-Policy forbids the page any request, so it opens the
-same without a network. Its size is bounded by the galleries and the class count, not by the
-number of images: 0.9 MB for ImageNet's 725 images at the default 8 pictures per gallery (56 at
-most), well under 10 MB for any run.
+failure kind), each linked to its image's row. Given the results of ``camloc metrics`` and
+``camloc sanity`` (or one of them alone) it also shows the maps judged: a table of every method's
+pointing games, relevance and ROAD, and the sanity checks' curves and tables (:mod:`.judging`).
+Everything is inline (CSS, script, SVG charts, JPEG ``data:`` URIs) and a Content-Security-Policy
+forbids the page any request, so it opens the same without a network. Its size is bounded by the
+galleries and the class count, not by the number of images: 0.9 MB for ImageNet's 725 images at
+the default 8 pictures per gallery (56 at most), well under 10 MB for any run.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..maps.core import MapMethod
 from ..utils import atomic_path, camloc_version
 from .analysis import BOX_FAILURES, GALLERIES, ImageRecord, choose_galleries, per_class, read_records
 from .figures import curves_figure, histogram_figure
+from .judging import is_metrics, is_sanity, metrics_table, sanity_figure, sanity_tables
 from .pictures import BOX_COLOUR, TRUTH_COLOUR, gallery_pictures
 from .summary import METRIC_NAMES
 
@@ -77,11 +80,14 @@ def write_report(
     class_names: Sequence[str] | None = None,
     gallery: int = 8,
     source: str | None = None,
+    metrics: str | os.PathLike | None = None,
+    sanity: str | os.PathLike | None = None,
 ) -> Report:
     """Write the HTML report of an evaluation (atomically).
 
     Args:
-        results_path: the results JSON of ``camloc evaluate``.
+        results_path: the results JSON of ``camloc evaluate`` (or of ``camloc metrics`` or
+            ``camloc sanity`` alone: a page of those results only).
         out: the HTML file to write.
         per_image: its per-image CSV; without it the report holds the summary and the curves only.
         dataset: the evaluated dataset (the ground-truth boxes of the pictures and of the failure kinds).
@@ -90,9 +96,18 @@ def write_report(
         class_names: class names by index (default: the dataset's).
         gallery: pictures per gallery.
         source: how the page names the per-image file (default: its path).
+        metrics: the results JSON of ``camloc metrics`` on the same model and data (a "map metrics" section).
+        sanity: the results JSON of ``camloc sanity`` (a "sanity checks" section with its figure).
     """
     results_path = Path(results_path)
     results = load_results(results_path)
+    judged = {
+        "metrics": _judged(metrics, is_metrics, "camloc metrics"),
+        "sanity": _judged(sanity, is_sanity, "camloc sanity"),
+    }
+    for key, check in (("metrics", is_metrics), ("sanity", is_sanity)):
+        if check(results):
+            judged[key] = results
     settings: dict = {}
     records: list[ImageRecord] | None = None
     chosen: dict[str, list[ImageRecord]] = {}
@@ -116,6 +131,8 @@ def write_report(
         class_names=names,
         evaluated=evaluated,
         source=source or (str(per_image) if per_image is not None else None),
+        metrics=judged["metrics"],
+        sanity=judged["sanity"],
     )
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -133,11 +150,13 @@ def render_report(
     class_names: Sequence[str] | None = None,
     evaluated: datetime.datetime | None = None,
     source: str | None = None,
+    metrics: dict | None = None,
+    sanity: dict | None = None,
 ) -> str:
     """The report's HTML.
 
     Args:
-        results: the results JSON of ``camloc evaluate``.
+        results: the results JSON of ``camloc evaluate`` (or of ``camloc metrics`` / ``camloc sanity`` alone).
         records: the per-image records (None: no per-image file).
         galleries: gallery key -> its records, as :func:`~camloc.reports.analysis.choose_galleries` gives.
         pictures: image id -> a ``data:`` URI of its picture.
@@ -145,8 +164,11 @@ def render_report(
         class_names: class names by index.
         evaluated: when the results file was written.
         source: the per-image file's path, as the user gave it.
+        metrics: the results JSON of ``camloc metrics`` (None: no such section).
+        sanity: the results JSON of ``camloc sanity`` (None: no such section).
     """
     settings = dict(settings or {})
+    evaluation = not (is_metrics(results) or is_sanity(results))
     galleries = galleries or {}
     pictures = pictures or {}
 
@@ -165,7 +187,7 @@ def render_report(
             in_galleries.setdefault(r.line, []).append(GALLERIES[key][0])
     shown = sorted({r.line: r for items in galleries.values() for r in items}.values(), key=lambda r: r.line)
     versions = results.get("versions") or {}
-    curves = results.get("curves")
+    curves = results.get("curves") if evaluation else None
     env = Environment(
         loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html", "j2"]), keep_trailing_newline=True
     )
@@ -174,7 +196,14 @@ def render_report(
         results=results,
         settings=settings,
         header=_header(results, settings, evaluated, versions),
-        metrics=_metric_rows(results),
+        evaluation=evaluation,
+        metrics=_metric_rows(results) if evaluation else [],
+        map_metrics=metrics_table(metrics) if metrics else None,
+        map_metrics_images=(metrics or {}).get("images", "?"),
+        map_metrics_target=(metrics or {}).get("target", "?"),
+        sanity=sanity,
+        sanity_tables=sanity_tables(sanity) if sanity else [],
+        sanity_svg=_svg(sanity_figure(sanity), "sanity") if sanity else None,
         curves_svg=_svg(curves_figure(results["cam_thresholds"], results["curves"]), "curves") if curves else None,
         histogram_svg=_svg(histogram_figure([r.iou for r in read], _IOU_EDGES, xlabel=_IOU, marker=0.5), "iou")
         if read
@@ -192,6 +221,16 @@ def render_report(
     )
 
 
+def _judged(path: str | os.PathLike | None, check, command: str) -> dict | None:
+    """The results JSON of ``command`` at ``path`` (None: none), checked to be one."""
+    if path is None:
+        return None
+    results = load_results(path)
+    if not check(results):
+        raise DatasetError(f"not a results file of {command}", Path(path))
+    return results
+
+
 def _header(results: dict, settings: dict, evaluated: datetime.datetime | None, versions: dict) -> list[tuple]:
     protocol = results.get("protocol", settings.get("protocol", "?"))
     details = []
@@ -203,9 +242,10 @@ def _header(results: dict, settings: dict, evaluated: datetime.datetime | None, 
         details.append(f"images squashed to {settings['size']}²")
     if results.get("baseline"):
         details.append(f"{results['baseline']} baseline")
+    method = results.get("method") or ", ".join(results.get("methods") or []) or "?"
     rows = [
         ("model", results.get("model", "?")),
-        ("method", results.get("method", "?")),
+        ("method", method),
         ("data", f"{results.get('data', '?')} ({results.get('format', '?')})"),
         ("protocol", protocol + (f" ({', '.join(details)})" if details else "")),
         ("evaluated", evaluated.strftime("%Y-%m-%d %H:%M %Z") if evaluated else "?"),
@@ -215,7 +255,7 @@ def _header(results: dict, settings: dict, evaluated: datetime.datetime | None, 
             f"camloc {camloc_version()}, {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         ),
     ]
-    return rows
+    return rows if protocol != "?" else [row for row in rows if row[0] != "protocol"]
 
 
 def _metric_rows(results: dict) -> list[tuple[str, str]]:
