@@ -172,3 +172,16 @@ def test_sanity_flags_name_what_is_wrong(tmp_path, capsys):
         and result["depth"] is None
         and list(result["results"]) == ["independent"]
     )
+
+
+def test_a_second_sanity_run_refuses_the_first_ones_results_unless_overwrite(tmp_path, capsys):
+    data = _data(tmp_path)
+    out = tmp_path / "out"
+    args = _sanity_args(data, out, "--orders", "independent", "--limit", "2")
+    assert main(args) == 0
+    first = (out / "sanity.json").read_bytes()
+    assert main(args) == 2
+    assert f"{out / 'sanity.json'}: exists (an earlier run's); pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    again = json.loads((out / "sanity.json").read_text())
+    assert again["results"] == json.loads(first)["results"] and not list(out.glob("*.lock"))

@@ -7,7 +7,18 @@ import sys
 from pathlib import Path
 
 from ..maps.registry import METHOD_NAMES
-from .common import add_dataset_args, add_model_args, load_model_and_info, open_data, positive, report_skipped
+from .common import (
+    add_dataset_args,
+    add_model_args,
+    add_overwrite_arg,
+    check_outputs,
+    load_model_and_info,
+    lock_output,
+    nothing_left_unless_done,
+    open_data,
+    positive,
+    report_skipped,
+)
 from .faithfulness import method_list
 
 __all__ = ["register", "run"]
@@ -60,6 +71,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", default="out/sanity", help="sanity.json, sanity.png (default: %(default)s)")
     p.add_argument("--per-image", metavar="FILE.jsonl", help="one JSON object per image (default: DIR/per-image.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run whose per-image file is there")
+    add_overwrite_arg(p)
     p.add_argument(
         "--batch-size", type=positive, default=8, metavar="N", help="images per batch (default: %(default)s)"
     )
@@ -90,14 +102,19 @@ def run(args: argparse.Namespace) -> int:
     from ..reports.judging import sanity_figure, sanity_tables, save_figure
     from ..utils import model_device, versions, write_json
 
+    out = Path(args.out)
+    per_image = Path(args.per_image or out / "per-image.jsonl")
+    lock_output(per_image)
+    check_outputs(args, out / "sanity.json", out / "sanity.png")
+    check_outputs(args, per_image, flag="--per-image" if args.per_image else "--out", resumable=True)
+    if args.overwrite and not args.resume:
+        per_image.unlink(missing_ok=True)
     dataset = open_data(args)
     model, info = load_model_and_info(args)
     random_model = None
     if args.random_labels_model:
         random_model = load_model(args.random_labels_model, args.random_labels_weights, device=model_device(model))
     samples = dataset.samples[: args.limit] if args.limit else dataset.samples
-    out = Path(args.out)
-    per_image = args.per_image or out / "per-image.jsonl"
     depth = _LAYERS[args.layers]
     if world().is_main:
         print(
@@ -105,29 +122,30 @@ def run(args: argparse.Namespace) -> int:
             "one map per layer each",
             file=sys.stderr,
         )
-    result = evaluate_sanity(
-        samples,
-        model,
-        args.methods,
-        info.preprocess,
-        orders=args.orders,
-        random_model=random_model,
-        seed=args.seed,
-        depth=depth,
-        target=args.target,
-        target_layer=args.target_layer,
-        per_image=per_image,
-        resume=args.resume,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        config={
-            "model": info.name,
-            "data": str(Path(args.data).resolve()),
-            "format": dataset.format,
-            "layer_grouping": args.layers,
-            "random_labels_model": args.random_labels_model,
-        },
-    )
+    with nothing_left_unless_done(args, per_image):
+        result = evaluate_sanity(
+            samples,
+            model,
+            args.methods,
+            info.preprocess,
+            orders=args.orders,
+            random_model=random_model,
+            seed=args.seed,
+            depth=depth,
+            target=args.target,
+            target_layer=args.target_layer,
+            per_image=per_image,
+            resume=args.resume,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            config={
+                "model": info.name,
+                "data": str(Path(args.data).resolve()),
+                "format": dataset.format,
+                "layer_grouping": args.layers,
+                "random_labels_model": args.random_labels_model,
+            },
+        )
     if not world().is_main:
         return 0
     result.config["versions"] = versions()
