@@ -43,6 +43,7 @@ from .loop import Loop, freeze_up_to, learning_rate, make_optimizer
 from .parallel import gathered, parallel, steps_per_epoch
 from .sources import Batch as Batch  # importable from here as in 0.2
 from .sources import Decoded, FrozenMaps, Images, Source
+from .wsol import Bgc, BgcNet, bgc_options
 
 __all__ = ["TrainConfig", "TrainResult", "assess", "learning_rate", "train"]
 
@@ -141,7 +142,11 @@ def train(
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         source, net = _source(model, samples, config, pool, cache_bytes, show, here)
         steps = steps_per_epoch(source.count, config.batch_size * here.size, here.size)
-        loop = Loop(model, parallel(net, here), frozen, optimizer, config, steps, here, show)
+        criterion = None
+        if config.wsol_loss is not None:  # "bgc", the one there is
+            options = bgc_options(config.wsol_options, config.arch)
+            net, criterion = BgcNet(net, options), Bgc(options, config.epochs, config.label_smoothing)
+        loop = Loop(model, parallel(net, here), frozen, optimizer, config, steps, here, show, criterion)
         for epoch in range(start_epoch, end_epoch):
             stats = loop.epoch(source, epoch)
             log.info(
