@@ -99,7 +99,8 @@ def test_a_few_steps_lower_the_loss_and_each_term_it_weighs(tiny, weights, term)
 
 def test_options_are_checked_by_name():
     assert bgc_options(None, "mobilenet_v2").layer == "features.14"
-    assert bgc_options({"sim": "1.5", "layer": "features.16"}, "mobilenet_v2") == BgcOptions(sim=1.5, layer="features.16")
+    chosen = bgc_options({"sim": "1.5", "layer": "features.16"}, "mobilenet_v2")
+    assert chosen == BgcOptions(sim=1.5, layer="features.16")
     assert bgc_options({"drop": 0}, "gapnet").layer is None  # no drop, no layer needed
     with pytest.raises(camloc.InvalidArgument, match="'norn' is not one of .*did you mean 'norm'"):
         bgc_options({"norn": 1}, "mobilenet_v2")

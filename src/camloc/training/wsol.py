@@ -104,8 +104,10 @@ def bgc_options(options: dict | None, arch: str) -> BgcOptions:
 
 
 def attentive_drop(x: Tensor, threshold: float, prob: float) -> Tensor:
-    """``x`` (``Tensor[N, C, h, w]``) with each cell whose channel mean exceeds ``threshold`` x its maximum zeroed
-    with probability ``prob`` (drawn per cell from torch's CPU generator, which a model file keeps for resuming).
+    """``x`` (``Tensor[N, C, h, w]``) with its strong cells zeroed, each with probability ``prob``.
+
+    A cell is strong when its channel mean exceeds ``threshold`` x the maximum of the channel mean over
+    the image's cells. The draws come from torch's CPU generator, which a model file keeps for resuming.
 
     Example:
         >>> x = torch.tensor([[[[1.0, 9.0], [10.0, 2.0]]]])
@@ -170,7 +172,8 @@ class BgcNet(nn.Module):
         head = find_gap_head(graph, after)
         if head is None or head.classifier is None:
             raise InvalidArgument(
-                "wsol_loss", f"--wsol-loss bgc needs a global-average-pooling + linear head; {type(net).__name__} has none"
+                "wsol_loss",
+                f"--wsol-loss bgc needs a global-average-pooling + linear head; {type(net).__name__} has none",
             )
         source = next(node for node in graph.nodes if node.op == "placeholder")
         value = output_node(graph).args[0]
@@ -181,7 +184,11 @@ class BgcNet(nn.Module):
         self.classifier = head.classifier
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        """``(logits Tensor[N, K], features Tensor[N, C, h, w], erased Tensor[N, C, h, w] or None, sim Tensor[N, K, h, w])``."""
+        """``(logits, features, erased, sim)`` of the inputs ``x``.
+
+        ``Tensor[N, K]``, ``Tensor[N, C, h, w]``, the same from the dropped cells (None when ``drop`` is
+        0), and ``Tensor[N, K, h, w]`` the cosine of each cell's feature with each class's weight vector.
+        """
         options = self.options
         middle = self.before(x)
         features = self.body(middle)
