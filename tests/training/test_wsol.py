@@ -106,8 +106,8 @@ def test_options_are_checked_by_name():
         bgc_options({"norn": 1}, "mobilenet_v2")
     with pytest.raises(camloc.InvalidArgument, match="layer=.* for 'gapnet'"):
         TrainConfig(wsol_loss="bgc")
-    with pytest.raises(camloc.InvalidArgument, match="wsol_loss= must be one of bgc, not 'bcg'.*did you mean 'bgc'"):
-        TrainConfig(wsol_loss="bcg")
+    with pytest.raises(camloc.InvalidArgument, match="wsol_loss= must be one of bgc, not 'BGC'.*did you mean 'bgc'"):
+        TrainConfig(wsol_loss="BGC")
     with pytest.raises(camloc.InvalidArgument, match="bg <= fg"):
         bgc_options({"fg": 0.1}, "mobilenet_v2")
     with pytest.raises(camloc.InvalidArgument, match="sim='x' is not a number"):

@@ -145,7 +145,8 @@ def train(
         criterion = None
         if config.wsol_loss is not None:  # "bgc", the one there is
             options = bgc_options(config.wsol_options, config.arch)
-            net, criterion = BgcNet(net, options), Bgc(options, config.epochs, config.label_smoothing)
+            start = config.freeze if config.augment == "features" else None  # where the source's batches enter
+            net, criterion = BgcNet(model, options, start), Bgc(options, config.epochs, config.label_smoothing)
         loop = Loop(model, parallel(net, here), frozen, optimizer, config, steps, here, show, criterion)
         for epoch in range(start_epoch, end_epoch):
             stats = loop.epoch(source, epoch)

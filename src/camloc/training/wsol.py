@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from ..errors import InvalidArgument, did_you_mean
-from ..models.graph import extract_head, find_gap_head, output_node, split_at, trace
+from ..errors import HeadNotFound, InvalidArgument, did_you_mean
+from ..models.graph import extract_head, find_gap_head, output_node
 
 __all__ = ["DROP_STAGE", "WSOL_LOSSES", "BgcNet", "BgcOptions", "attentive_drop", "bgc_terms", "bgc_options"]
 
@@ -152,35 +152,36 @@ def bgc_terms(features: Tensor, sim: Tensor, labels: Tensor, options: BgcOptions
 
 
 class BgcNet(nn.Module):
-    """``net`` run for BGC: ``(logits, features, erased features, cosines)`` from one call (what DDP wraps).
+    """``model`` run for BGC: ``(logits, features, erased features, cosines)`` from one call (what DDP wraps).
 
-    ``net`` is cut after ``options.layer`` and at its global-average-pooling head (found as CAM finds
-    it); it shares ``net``'s modules and parameters, so training it trains ``net``.
+    ``model`` is traced once and cut after ``start`` (its input is that module's output; None: the
+    images), after ``options.layer`` (where cells are dropped) and at its global-average-pooling head
+    (found as CAM finds it). The parts share ``model``'s modules and parameters, so training them
+    trains ``model``.
 
     Raises:
-        HeadNotFound: ``net`` has no GAP + linear head, or cannot be cut after ``options.layer``.
+        InvalidArgument: ``model`` has no GAP + linear head.
+        HeadNotFound: ``model`` cannot be cut after ``start`` or ``options.layer``.
     """
 
-    def __init__(self, net: nn.Module, options: BgcOptions) -> None:
+    def __init__(self, model: nn.Module, options: BgcOptions, start: str | None = None) -> None:
         super().__init__()
         self.options = options
-        if options.drop and options.layer is not None:
-            before, after = split_at(net, options.layer)
-        else:
-            before, after = nn.Identity(), net
-        graph = trace(after, after.forward)
-        head = find_gap_head(graph, after)
+        layer = options.layer if options.drop else None
+        graph = _trace_with_leaves(model, {name for name in (start, layer) if name is not None})
+        head = find_gap_head(graph, model)
         if head is None or head.classifier is None:
             raise InvalidArgument(
                 "wsol_loss",
-                f"--wsol-loss bgc needs a global-average-pooling + linear head; {type(net).__name__} has none",
+                f"--wsol-loss bgc needs a global-average-pooling + linear head; {type(model).__name__} has none",
             )
-        source = next(node for node in graph.nodes if node.op == "placeholder")
         value = output_node(graph).args[0]
         assert isinstance(value, fx.Node)
-        self.before = before
-        self.body = extract_head(after, graph, source, head.feature)
-        self.head = extract_head(after, graph, head.feature, value)
+        source = _output_of(graph, start, model) if start else next(n for n in graph.nodes if n.op == "placeholder")
+        middle = _output_of(graph, layer, model) if layer else source
+        self.before = extract_head(model, graph, source, middle) if layer else nn.Identity()
+        self.body = extract_head(model, graph, middle, head.feature)
+        self.head = extract_head(model, graph, head.feature, value)
         self.classifier = head.classifier
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
@@ -200,6 +201,35 @@ class BgcNet(nn.Module):
         weight = weight.reshape(weight.shape[0], -1)
         sim = torch.einsum("nchw,kc->nkhw", F.normalize(features, dim=1), F.normalize(weight, dim=1))
         return logits, features, erased, sim
+
+
+class _Leaves(fx.Tracer):
+    """Traces into every module except standard torch.nn ones and those named."""
+
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+
+
+def _trace_with_leaves(model: nn.Module, leaves: set[str]) -> fx.Graph:
+    """``model.forward`` traced in eval mode, each module of ``leaves`` kept as one call."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _Leaves(leaves).trace(model)
+    finally:
+        model.train(was_training)
+
+
+def _output_of(graph: fx.Graph, name: str, model: nn.Module) -> fx.Node:
+    """The node calling module ``name``: where the model is cut."""
+    node = next((n for n in graph.nodes if n.op == "call_module" and n.target == name), None)
+    if node is None:
+        raise HeadNotFound(f"{type(model).__name__}.forward does not call the module {name!r} as one step")
+    return node
 
 
 class Bgc:
