@@ -150,9 +150,10 @@ def train(
         loop = Loop(model, parallel(net, here), frozen, optimizer, config, steps, here, show, criterion)
         for epoch in range(start_epoch, end_epoch):
             stats = loop.epoch(source, epoch)
+            terms = "".join(f", {name} {value:.4f}" for name, value in stats.get("terms", {}).items())
             log.info(
-                "epoch %d/%d: loss %.4f, accuracy %.2f %%, lr %.4g, %.0f img/s, %.1f s",
-                epoch + 1, config.epochs, stats["loss"], stats["accuracy"], stats["lr"], stats["images_per_s"],
+                "epoch %d/%d: loss %.4f%s, accuracy %.2f %%, lr %.4g, %.0f img/s, %.1f s",
+                epoch + 1, config.epochs, stats["loss"], terms, stats["accuracy"], stats["lr"], stats["images_per_s"],
                 stats["seconds"],
             )  # fmt: skip
             state.epoch = epoch + 1
