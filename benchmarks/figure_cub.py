@@ -76,7 +76,7 @@ def main() -> None:
     model = load_model(args.model)
     info = model_info(model)
     methods = {"CAM": CAM(model), "PC1": PC1(model)}
-    label_h, gap = 18, 4
+    label_h, gap, pair_gap = 18, 3, 14  # CAM and PC1 of one image close together, images further apart
     lines: list[list[tuple[str, Image.Image]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for case, chosen in cases.items():
@@ -89,15 +89,15 @@ def main() -> None:
                     iou_text = "no box" if score is None else f"IoU {score:.2f}"
                     line.append((f"{case}, {name}: {iou_text}", shown))
             lines.append(line)
-    width = max(sum(p.width for _, p in line) + gap * (len(line) - 1) for line in lines)
+    width = max(sum(p.width for _, p in line) + (gap + pair_gap) * len(line) // 2 for line in lines)
     sheet = Image.new("RGB", (width, len(lines) * (label_h + args.height)), "white")
     draw = ImageDraw.Draw(sheet)
     for r, line in enumerate(lines):
         x, y = 0, r * (label_h + args.height)
-        for text, shown in line:
+        for i, (text, shown) in enumerate(line):
             draw.text((x + 3, y + 3), text, fill="black")
             sheet.paste(shown, (x, y + label_h))
-            x += shown.width + gap
+            x += shown.width + (gap if i % 2 == 0 else pair_gap)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out, optimize=True)
     print(f"wrote {args.out}: {', '.join(f'{k} {len(v)}' for k, v in cases.items())} images, CAM and PC1 each")

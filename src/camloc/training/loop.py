@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -173,8 +174,7 @@ class Loop:
             seen, correct, loss_sum = int(sums["seen"]), int(sums["correct"]), float(sums["loss_sum"])
             term_sums = {name: float(sums[name]) for name in term_sums}
         seconds = time.perf_counter() - began
-        terms = {"terms": {name: value / max(1, seen) for name, value in term_sums.items()}} if term_sums else {}
-        return {
+        stats: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": loss_sum / max(1, seen),
             "accuracy": 100.0 * correct / max(1, seen),
@@ -182,5 +182,7 @@ class Loop:
             "images": seen,
             "seconds": seconds,
             "images_per_s": seen / seconds if seconds else 0.0,
-            **terms,
         }
+        if term_sums:
+            stats["terms"] = {name: value / max(1, seen) for name, value in term_sums.items()}
+        return stats

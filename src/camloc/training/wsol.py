@@ -182,7 +182,7 @@ class BgcNet(nn.Module):
         self.before = extract_head(model, graph, source, middle) if layer else nn.Identity()
         self.body = extract_head(model, graph, middle, head.feature)
         self.head = extract_head(model, graph, head.feature, value)
-        self.classifier = head.classifier
+        self.classifier: nn.Module = head.classifier
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """``(logits, features, erased, sim)`` of the inputs ``x``.
@@ -198,6 +198,7 @@ class BgcNet(nn.Module):
             erased = self.body(attentive_drop(middle, options.drop_threshold, options.drop_prob))
         logits = self.head(features)
         weight = self.classifier.weight
+        assert isinstance(weight, Tensor)
         weight = weight.reshape(weight.shape[0], -1)
         sim = torch.einsum("nchw,kc->nkhw", F.normalize(features, dim=1), F.normalize(weight, dim=1))
         return logits, features, erased, sim
