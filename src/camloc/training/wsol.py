@@ -33,7 +33,7 @@ from torch import Tensor, fx, nn
 from ..errors import HeadNotFound, InvalidArgument, did_you_mean
 from ..models.graph import extract_head, find_gap_head, output_node
 
-__all__ = ["DROP_STAGE", "WSOL_LOSSES", "BgcNet", "BgcOptions", "attentive_drop", "bgc_terms", "bgc_options"]
+__all__ = ["DROP_STAGE", "WSOL_LOSSES", "Bgc", "BgcNet", "BgcOptions", "attentive_drop", "bgc_terms", "bgc_options"]
 
 WSOL_LOSSES = ("bgc",)
 # Where attentive dropout cuts by default: after the first block of the last stage, as the authors
