@@ -21,12 +21,18 @@ from tests.evaluation.test_distributed import ENV
 
 pytestmark = pytest.mark.slow
 
-# Both sources of batches: augmented images, and crops of the frozen layers' output.
+# Both sources of batches: augmented images, and crops of the frozen layers' output; and BGC's loss.
 CONFIGS = {
     "images": {"arch": "gapnet", "size": 32, "epochs": 2, "lr": 0.05, "hide": 0.25, "workers": 1},
     "features": {
         "arch": "gapnet", "size": 32, "epochs": 2, "lr": 0.05, "freeze": "features.3", "augment": "features",
         "workers": 1,
+    },
+    # BGC's direction and norm terms are per image, so they sum across processes too (no attentive
+    # dropout: its draws are per process)
+    "bgc": {
+        "arch": "gapnet", "size": 32, "epochs": 2, "lr": 0.05, "freeze": "features.3", "augment": "features",
+        "workers": 1, "wsol_loss": "bgc", "wsol_options": {"drop": 0, "warm": 0},
     },
 }  # fmt: skip
 

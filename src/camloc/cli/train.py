@@ -10,6 +10,7 @@ from typing import Any
 
 from ..datasets.registry import FORMATS
 from ..training.config import AUGMENTS, FROZEN_STAGE, OPTIMIZERS, SCHEDULES, TrainConfig, field_help
+from ..training.wsol import WSOL_LOSSES
 from .common import (
     add_overwrite_arg,
     check_outputs,
@@ -55,7 +56,7 @@ def register(p: argparse.ArgumentParser) -> None:
 CONFIG_FLAGS = (
     "arch", "pretrained", "weights", "epochs", "batch_size", "optimizer", "lr", "new_lr_scale", "weight_decay",
     "schedule", "size", "freeze", "augment", "min_scale", "hide", "hide_grid", "label_smoothing", "calibrate",
-    "seed", "workers",
+    "seed", "workers", "wsol_loss",
 )  # fmt: skip
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -97,6 +98,15 @@ def _optimizer_args(group: argparse._ArgumentGroup) -> None:
     _config_flag(group, "weight_decay", type=float)
     _config_flag(group, "schedule", choices=SCHEDULES)
     _config_flag(group, "label_smoothing", type=fraction)
+    _config_flag(group, "wsol_loss", choices=WSOL_LOSSES, metavar="NAME")
+    group.add_argument(
+        "--wsol-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="NAME=VALUE",
+        help=field_help("wsol_options").rstrip(".").replace("%", "%%") + "; repeat for several",
+    )
 
 
 def _augment_args(group: argparse._ArgumentGroup) -> None:
@@ -127,7 +137,16 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     settings = {name: getattr(args, name) for name in CONFIG_FLAGS}
     if settings["freeze"] == "none":
         settings["freeze"] = None
-    return TrainConfig(**settings, convert_gap=convert, hflip=not args.no_flip)
+    options = dict(args.wsol_option) or None
+    return TrainConfig(**settings, convert_gap=convert, hflip=not args.no_flip, wsol_options=options)
+
+
+def _option(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--wsol-option`` as ``(name, value)``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, did_you_mean
 from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from ..models.nets import ARCHS
+from .wsol import WSOL_LOSSES, bgc_options
 
 __all__ = ["AUGMENTS", "AUTO", "FROZEN_STAGE", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_help"]
 
@@ -84,6 +85,11 @@ class TrainConfig:
         workers: threads decoding images.
         mean: the normalization's per-channel mean.
         std: the normalization's per-channel standard deviation.
+        wsol_loss: a localization loss added to the cross-entropy that keeps plain CAM at inference:
+            ``"bgc"`` (Kim et al., CVPR 2022: feature-direction alignment, feature-norm and
+            attentive-dropout consistency terms; docs/methods.md); None: cross-entropy alone.
+        wsol_options: the loss's weights and thresholds by name (``bgc``: sim, norm, drop, fg, bg,
+            drop_threshold, drop_prob, warm, layer; :class:`~camloc.training.wsol.BgcOptions`).
     """
 
     arch: str = "gapnet"
@@ -112,6 +118,8 @@ class TrainConfig:
     workers: int = 2
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    wsol_loss: str | None = None
+    wsol_options: dict | None = None
 
     @property
     def recipe(self) -> bool:
@@ -142,6 +150,14 @@ class TrainConfig:
             raise InvalidArgument("min_scale", f"min_scale= must be in (0, 1], got {self.min_scale}")
         if self.augment == "features" and self.freeze is None:
             raise InvalidArgument("augment", "augment='features' needs freeze=: the layers whose output is kept")
+        if self.wsol_loss is not None:
+            if self.wsol_loss not in WSOL_LOSSES:
+                raise InvalidArgument(
+                    "wsol_loss",
+                    f"wsol_loss= must be one of {', '.join(WSOL_LOSSES)}, not {self.wsol_loss!r}"
+                    + did_you_mean(self.wsol_loss, WSOL_LOSSES),
+                )
+            bgc_options(self.wsol_options, self.arch)  # names, values and the drop layer checked now
         # lists after a JSON / checkpoint round trip
         self.mean = (float(self.mean[0]), float(self.mean[1]), float(self.mean[2]))
         self.std = (float(self.std[0]), float(self.std[1]), float(self.std[2]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from ..utils import progress as progress_bar
 from .config import TrainConfig
 from .parallel import agree
 from .sources import Source
+from .wsol import Bgc
 
 __all__ = ["Loop", "freeze_up_to", "learning_rate", "make_optimizer"]
 
@@ -110,6 +112,8 @@ class Loop:
         steps_per_epoch: the (global) batches of an epoch.
         here: this process's place among the run's processes.
         show: a progress bar per epoch (None: when the output is a terminal).
+        criterion: the loss of ``net``'s output (a :class:`~camloc.training.wsol.Bgc`); None:
+            ``net`` gives logits and the loss is the cross-entropy.
     """
 
     model: nn.Module
@@ -120,6 +124,7 @@ class Loop:
     steps_per_epoch: int
     here: World
     show: bool | None = None
+    criterion: Bgc | None = None
 
     def epoch(self, source: Source, epoch: int) -> dict:
         """Train one epoch (0-based) on ``source``'s batches; its entry of the history (over all processes)."""
@@ -131,6 +136,7 @@ class Loop:
         device = model_device(self.model)
         seen = correct = 0
         loss_sum = 0.0
+        term_sums: dict[str, float] = {}
         began = time.perf_counter()
         bar = progress_bar(
             steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", enabled=self.show, leave=False
@@ -146,8 +152,13 @@ class Loop:
                 group["lr"] = lr * group["lr_scale"]
             x = batch[0].to(device).contiguous(memory_format=torch.channels_last)
             y = batch[1].to(device)
-            logits = self.net(x)
-            summed = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing, reduction="sum")
+            if self.criterion is None:
+                logits = self.net(x)
+                summed = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing, reduction="sum")
+            else:
+                logits, summed, terms = self.criterion(self.net(x), y, epoch)
+                for name, value in terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + value
             # the mean over the global batch: DistributedDataParallel averages the processes' gradients
             loss = summed * (here.size / total)
             optimizer.zero_grad(set_to_none=True)
@@ -159,10 +170,11 @@ class Loop:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
         bar.close()
         if here.distributed:
-            sums = all_sum({"seen": seen, "correct": correct, "loss_sum": loss_sum})
+            sums = all_sum({"seen": seen, "correct": correct, "loss_sum": loss_sum, **term_sums})
             seen, correct, loss_sum = int(sums["seen"]), int(sums["correct"]), float(sums["loss_sum"])
+            term_sums = {name: float(sums[name]) for name in term_sums}
         seconds = time.perf_counter() - began
-        return {
+        stats: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": loss_sum / max(1, seen),
             "accuracy": 100.0 * correct / max(1, seen),
@@ -171,3 +183,6 @@ class Loop:
             "seconds": seconds,
             "images_per_s": seen / seconds if seconds else 0.0,
         }
+        if term_sums:
+            stats["terms"] = {name: value / max(1, seen) for name, value in term_sums.items()}
+        return stats

@@ -43,6 +43,7 @@ from .loop import Loop, freeze_up_to, learning_rate, make_optimizer
 from .parallel import gathered, parallel, steps_per_epoch
 from .sources import Batch as Batch  # importable from here as in 0.2
 from .sources import Decoded, FrozenMaps, Images, Source
+from .wsol import Bgc, BgcNet, bgc_options
 
 __all__ = ["TrainConfig", "TrainResult", "assess", "learning_rate", "train"]
 
@@ -141,12 +142,18 @@ def train(
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         source, net = _source(model, samples, config, pool, cache_bytes, show, here)
         steps = steps_per_epoch(source.count, config.batch_size * here.size, here.size)
-        loop = Loop(model, parallel(net, here), frozen, optimizer, config, steps, here, show)
+        criterion = None
+        if config.wsol_loss is not None:  # "bgc", the one there is
+            options = bgc_options(config.wsol_options, config.arch)
+            start = config.freeze if config.augment == "features" else None  # where the source's batches enter
+            net, criterion = BgcNet(model, options, start), Bgc(options, config.epochs, config.label_smoothing)
+        loop = Loop(model, parallel(net, here), frozen, optimizer, config, steps, here, show, criterion)
         for epoch in range(start_epoch, end_epoch):
             stats = loop.epoch(source, epoch)
+            terms = "".join(f", {name} {value:.4f}" for name, value in stats.get("terms", {}).items())
             log.info(
-                "epoch %d/%d: loss %.4f, accuracy %.2f %%, lr %.4g, %.0f img/s, %.1f s",
-                epoch + 1, config.epochs, stats["loss"], stats["accuracy"], stats["lr"], stats["images_per_s"],
+                "epoch %d/%d: loss %.4f%s, accuracy %.2f %%, lr %.4g, %.0f img/s, %.1f s",
+                epoch + 1, config.epochs, stats["loss"], terms, stats["accuracy"], stats["lr"], stats["images_per_s"],
                 stats["seconds"],
             )  # fmt: skip
             state.epoch = epoch + 1
