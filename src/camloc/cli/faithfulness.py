@@ -21,7 +21,7 @@ from .common import (
     report_skipped,
 )
 
-__all__ = ["register", "run"]
+__all__ = ["add_methods_group", "method_list", "register", "run"]
 
 
 def method_list(text: str) -> list[str]:
@@ -86,19 +86,27 @@ def register(p: argparse.ArgumentParser) -> None:
         "--workers", type=positive, default=2, metavar="N", help="threads for decoding (default: %(default)s)"
     )
     add_model_args(p, methods=False)
+    add_methods_group(p, list(METHOD_NAMES))
+    p.set_defaults(run=run)
+
+
+def add_methods_group(
+    p: argparse.ArgumentParser,
+    default: list[str],
+    target_help: str = "module whose output the methods explain (default: the last feature map)",
+) -> None:
+    """The ``methods`` group of the commands that score several methods: ``--methods`` and ``--target-layer``."""
     g = p.add_argument_group("methods")
+    named = "all" if default == list(METHOD_NAMES) else ",".join(default)
     g.add_argument(
         "--methods",
         "--method",
         type=method_list,
-        default=list(METHOD_NAMES),
+        default=default,
         metavar="M1,M2,...",
-        help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: all)",
+        help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: {named})",
     )
-    g.add_argument(
-        "--target-layer", metavar="NAME", help="module whose output the methods explain (default: the last feature map)"
-    )
-    p.set_defaults(run=run)
+    g.add_argument("--target-layer", metavar="NAME", help=target_help)
 
 
 def run(args: argparse.Namespace) -> int:

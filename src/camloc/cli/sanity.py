@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..maps.registry import METHOD_NAMES
 from .common import (
     add_dataset_args,
     add_model_args,
@@ -19,7 +18,7 @@ from .common import (
     positive,
     report_skipped,
 )
-from .faithfulness import method_list
+from .faithfulness import add_methods_group
 
 __all__ = ["register", "run"]
 
@@ -79,18 +78,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "--workers", type=positive, default=2, metavar="N", help="threads for decoding (default: %(default)s)"
     )
     add_model_args(p, methods=False)
-    g = p.add_argument_group("methods")
-    g.add_argument(
-        "--methods",
-        "--method",
-        type=method_list,
-        default=["cam"],
-        metavar="M1,M2,...",
-        help=f"comma-separated methods of {','.join(METHOD_NAMES)} (default: cam)",
-    )
-    g.add_argument(
-        "--target-layer", metavar="NAME", help="module whose output the gradient methods explain (default: theirs)"
-    )
+    add_methods_group(p, ["cam"], "module whose output the gradient methods explain (default: theirs)")
     p.set_defaults(run=run)
 
 
