@@ -27,11 +27,11 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/camloc demo
 
-# The whole suite: 4-8 minutes on 2 cores (the doctests of src/camloc included).
+# The whole suite: 8-9 minutes on 2 cores (the doctests of src/camloc included).
 test: setup
 	$(PY) -m pytest -q
 
-# Under a minute: everything but the slow, the peer-comparison, the ../shared data and the browser tests.
+# About a minute: everything but the slow, the peer-comparison, the ../shared data and the browser tests.
 test-fast: setup
 	$(PY) -m pytest -q -m "$(FAST)"
 

@@ -16,6 +16,9 @@ import torch
 
 from tests.faults.conftest import NET, camloc, records, same_tree, stopped
 
+# Real subprocesses and servers: seconds each, so outside `make test-fast` (they run in `make test` and CI).
+pytestmark = pytest.mark.slow
+
 
 def _commands(data: Path) -> dict[str, tuple[list, str]]:
     """Command -> (its arguments, its journal relative to the working folder)."""

@@ -14,6 +14,9 @@ from camloc.cli import main
 from tests.faults.conftest import NET, camloc, same_tree
 from tests.helpers.data import ROOT
 
+# Real subprocesses and servers: seconds each, so outside `make test-fast` (they run in `make test` and CI).
+pytestmark = pytest.mark.slow
+
 IDENTITY = ["--model", f"{ROOT / 'tests' / 'helpers' / 'models.py'}:identity_cam"]  # 2 classes: wrong for synth's 8
 
 

@@ -22,6 +22,9 @@ from camloc.viewer.server import LOOPBACK_NAMES
 from tests.faults.nets import CLASSES, tiny
 from tests.helpers.browser import LiveServer
 
+# Real subprocesses and servers: seconds each, so outside `make test-fast` (they run in `make test` and CI).
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("uvicorn")
 LIMIT = 200_000
 
