@@ -165,14 +165,13 @@ def register(p: argparse.ArgumentParser) -> None:
         "--no-ap", action="store_true", help="skip COCO AP (CorLoc is still given where there is ground truth)"
     )
     add_dataset_args(p, format_flag="--data-format")
-    add_model_args(p, resize_default="full")
-    for action in p._actions:  # boxes' own default input size, chosen by measurement
-        if action.dest == "size":
-            action.help = (
-                "input side in pixels (default with --resize full: the whole photo at shorter side max(own, "
-                "min(448, 2 x own)): 448, as --size 392 gives it, for ImageNet's 224-pixel models, whose own is 256; "
-                "else the model's)"
-            )
+    add_model_args(  # boxes' own default input size, chosen by measurement (docs/weak-labels.md)
+        p,
+        resize_default="full",
+        size_help="input side in pixels (default with --resize full: the whole photo at shorter side max(own, "
+        "min(448, 2 x own)): 448, as --size 392 gives it, for ImageNet's 224-pixel models, whose own is 256; "
+        "else the model's)",
+    )
     p.set_defaults(run=run)
 
 

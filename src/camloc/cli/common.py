@@ -174,10 +174,17 @@ def fraction(text: str) -> float:
 # argument groups
 
 
-def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_default: str | None = None) -> None:
+def add_model_args(
+    p: argparse.ArgumentParser,
+    *,
+    methods: bool = True,
+    resize_default: str | None = None,
+    size_help: str = "input side in pixels (default: the model's, else 224)",
+) -> None:
     """``--model``, ``--weights``, preprocessing overrides, ``--device`` and (with ``methods``) ``--method``.
 
     ``resize_default``: the ``--resize`` mode when none is given (None: the model's own, ``crop``).
+    ``size_help``: ``--size``'s help, for a command whose default input size is its own.
     """
     g = p.add_argument_group("model")
     g.add_argument(
@@ -200,7 +207,7 @@ def add_model_args(p: argparse.ArgumentParser, *, methods: bool = True, resize_d
     g.add_argument(
         "--std", type=triple, metavar="R,G,B", help="normalization std (default: the model's, else ImageNet)"
     )
-    g.add_argument("--size", type=positive, metavar="S", help="input side in pixels (default: the model's, else 224)")
+    g.add_argument("--size", type=positive, metavar="S", help=size_help)
     g.add_argument(
         "--resize",
         choices=["full", "crop", "squash"],
