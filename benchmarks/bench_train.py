@@ -1,7 +1,7 @@
 """`camloc train`'s throughput vs a bare training step on tensors already in memory.
 
     .venv/bin/python benchmarks/bench_train.py [--images 640] [--rounds 5] [--threads 2] [--json FILE]
-    .venv/bin/python benchmarks/bench_train.py --recipe [--images 320] [--size 448] [--rounds 3]
+    .venv/bin/python benchmarks/bench_train.py --recipe [--images 320] [--size 448] [--rounds 3] [--wsol-loss bgc]
 
 Both train gapnet (camloc's default architecture) at its default 64² input, batch 64, SGD with
 momentum, channels_last. The bare step is forward + cross-entropy + backward + optimizer step on one
@@ -14,7 +14,8 @@ much of the bare speed the data pipeline leaves; a third variant turns the decod
 
 ``--recipe``: the fine-tuning recipe instead (pretrained MobileNetV2, ``features.13`` and all before
 it frozen, their output for the squashed image and its mirror image computed once, epochs of crops
-of it with Hide-and-Seek) on the first ``--images`` CUB-200-2011 training images of
+of it with Hide-and-Seek; with ``--wsol-loss bgc`` BGC's loss instead, today's default) on the first
+``--images`` CUB-200-2011 training images of
 ../shared/data/cub-200-2011-50. The bare step runs the layers after the cut (forward,
 cross-entropy, backward, SGD step of their parameters, frozen BatchNorm in eval mode) on random
 tensors of the frozen output's shape, cropped to the same side as camloc's batches (one side per
@@ -68,7 +69,8 @@ def recipe(args: argparse.Namespace) -> None:
     cub = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub-200-2011-50"
     full, _ = open_train_test(cub)
     train_set = dataclasses.replace(full, samples=list(full.samples)[: args.images])
-    config = TrainConfig(arch="mobilenet_v2", pretrained=True, epochs=2, calibrate=0, size=args.size)
+    loss = None if args.wsol_loss == "none" else args.wsol_loss
+    config = TrainConfig(arch="mobilenet_v2", pretrained=True, epochs=2, calibrate=0, size=args.size, wsol_loss=loss)
     classes = len(full.class_names)
     model = build_model("mobilenet_v2", classes, pretrained=True)
     frozen = freeze_up_to(model, config.freeze)
@@ -105,6 +107,8 @@ def recipe(args: argparse.Namespace) -> None:
                       f"frozen layers' output {prepare[-1]:.1f} s")  # fmt: skip
     results = {
         "recipe": True,
+        "wsol_loss": config.wsol_loss,
+        "hide": config.hide,
         "threads": args.threads,
         "images": args.images,
         "size": config.size,
@@ -140,6 +144,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--recipe", action="store_true", help="the fine-tuning recipe on CUB-200-2011 images")
     parser.add_argument("--size", type=int, default=448, help="--recipe: input side (default: %(default)s)")
+    parser.add_argument(
+        "--wsol-loss", default="none", choices=["none", "bgc"], help="--recipe: the loss (default: %(default)s)"
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -264,3 +264,60 @@ def test_evaluate_takes_a_bare_model_and_the_old_positional_preprocess(tmp_path)
         evaluate(data, model, PLAIN, preprocess=PLAIN)
     with pytest.raises(TypeError, match=r"evaluate\(\) takes source and method positionally; pass preprocess, ..."):
         evaluate(data, model, PLAIN, PLAIN)
+
+
+def _rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return {row["image_id"]: row for row in csv.DictReader(f)}
+
+
+def test_map_size_classifies_at_one_size_and_reads_the_maps_at_another(tmp_path, mobilenet, val):
+    """Classification equals a run at --size, boxes a run at the map size; top-1 loc is the two combined."""
+    part = _subset(val, 24, start=100)
+    small = dataclasses.replace(camloc.model_info(mobilenet).preprocess, size=224, resize_size=256)
+    large = dataclasses.replace(small, size=320, resize_size=366)
+    cam = camloc.CAM(mobilenet)
+    runs = {}
+    for name, preprocess, map_size in (("both", small, 320), ("small", small, None), ("large", large, None)):
+        rows = tmp_path / f"{name}.csv"
+        result = evaluate(
+            part, cam, preprocess=preprocess, map_size=map_size, per_image=rows, batch_size=10, progress=False
+        )
+        runs[name] = result.summary, _rows(rows)
+    both, small_run, large_run = (runs[k][0] for k in ("both", "small", "large"))
+    for key in ("cls_top1", "cls_top5"):
+        assert both[key] == small_run[key]
+    for key in ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "best_threshold"):
+        assert both[key] == large_run[key]
+    assert small_run["cls_top1"] != large_run["cls_top1"] or small_run["max_box_acc"] != large_run["max_box_acc"]
+    rows, small_rows, large_rows = runs["both"][1], runs["small"][1], runs["large"][1]
+    for image_id, row in rows.items():
+        assert row["top5"] == small_rows[image_id]["top5"] and row["box"] == large_rows[image_id]["box"]
+        located = large_rows[image_id]["located"] == "1"
+        assert row["top1_located"] == str(int(located and small_rows[image_id]["cls_top1"] == "1"))
+    top1_loc = 100 * sum(r["top1_located"] == "1" for r in rows.values()) / len(rows)
+    assert both["top1_loc"] == pytest.approx(top1_loc)
+    with pytest.raises(camloc.InvalidArgument, match="map_size= must be at least 16 pixels, got 8"):
+        evaluate(part, cam, preprocess=small, map_size=8, progress=False)
+
+
+def test_cli_map_size_and_the_models_own(tmp_path, capsys):
+    data = _objects(tmp_path / "d", n=5, size=(40, 40))
+    dataset = open_dataset(data)
+    at_48 = evaluate(dataset, with_info(identity_cam(), ModelInfo("identity", ("object", "other"), PLAIN)),
+                     map_size=48, progress=False)  # fmt: skip
+    own = evaluate(dataset, with_info(identity_cam(), ModelInfo("identity", ("object", "other"), PLAIN, 48)),
+                   progress=False)  # fmt: skip
+    assert own.to_json() == at_48.to_json()
+    plain = evaluate(
+        dataset, with_info(identity_cam(), ModelInfo("identity", ("object", "other"), PLAIN)), progress=False
+    )
+    assert plain.curves != at_48.curves
+    out = tmp_path / "run"
+    assert main(["evaluate", str(data), "--out", str(out), *IDENTITY, "--map-size", "48"]) == 0
+    written = json.loads((out / "results.json").read_text())
+    assert written["map_size"] == 48 and written["curves"] == at_48.curves
+    assert written["max_box_acc_v2"] == at_48.summary["max_box_acc_v2"]
+    capsys.readouterr()

@@ -23,6 +23,23 @@ def test_network_files_record_their_kind_and_versions(tmp_path):
     back = load_checkpoint(tmp_path / "m.pt")
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values(), strict=True))
     assert camloc.model_info(back).class_names == ("a", "b", "c")
+    assert raw["map_size"] is None and camloc.model_info(back).map_size is None
+
+
+def test_a_network_file_records_the_size_to_read_maps_at(tmp_path):
+    path = save_checkpoint(
+        tmp_path / "m.pt", build_model("gapnet", 3), arch="gapnet", num_classes=3, class_names=None,
+        preprocess=camloc.Preprocess(size=32), map_size=48,
+    )  # fmt: skip
+    info = camloc.model_info(load_checkpoint(path))
+    assert (info.preprocess.size, info.map_size) == (32, 48) and "map_size=48" in repr(info)
+    record = torch.load(path, weights_only=True)
+    del record["map_size"]  # camloc 0.2's files have none
+    torch.save(record, tmp_path / "old.pt")
+    assert camloc.model_info(load_checkpoint(tmp_path / "old.pt")).map_size is None
+    torch.save(record | {"map_size": "big"}, tmp_path / "odd.pt")
+    with pytest.raises(camloc.ModelFileError, match=r"odd.pt: damaged camloc model file \(map_size 'big'\)"):
+        load_checkpoint(tmp_path / "odd.pt")
 
 
 def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):

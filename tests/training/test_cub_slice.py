@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import camloc
 from camloc.cli import main
 from tests.conftest import require_shared
 from tests.helpers.data import CUB_50, cub_slice
@@ -15,14 +16,16 @@ def test_recipe_on_a_cub_slice_trains_localizes_and_crops(tmp_path, capsys):
     require_shared(CUB_50 / "images.txt")
     data = cub_slice(tmp_path / "cub", classes=5, train=8, test=4)  # 40 train / 20 test images, chance 20 %
     model = tmp_path / "m.pt"
-    # The recipe's defaults (freeze features.13, frozen output kept, crops of it, Hide-and-Seek,
-    # 2 images a class held out), shrunk: 224 px, 3 epochs, batches of 10 -- where the fresh
+    # The recipe's defaults (freeze features.13, frozen output kept, crops of it, BGC's loss, maps
+    # read at 10/7 of the input, 2 images a class held out), shrunk: 224 px, 3 epochs, batches of 10 -- where the fresh
     # classifier's 10x learning rate diverges (loss 2.1 -> 18.8), so it learns at 1x here.
     args = ["train", str(data), "--arch", "mobilenet_v2", "--pretrained", "--out", str(model), "--size", "224"]
     assert main([*args, "--epochs", "3", "--batch-size", "10", "--new-lr-scale", "1"]) == 0
     out = capsys.readouterr().out
     report = json.loads(model.with_suffix(".json").read_text())
     assert report["train_images"] == 40 and report["config"]["freeze"] == "features.13"
+    assert (report["config"]["wsol_loss"], report["config"]["hide"], report["config"]["map_size"]) == ("bgc", 0.0, 320)
+    assert camloc.model_info(camloc.load_model(str(model))).map_size == 320
     assert sum(h["images"] for h in report["history"]) == 3 * 30  # 2 of each class's 8 held out
     cam, center = report["cam"], report["center"]
     assert cam["images"] == center["images"] == 20

@@ -33,18 +33,24 @@ def test_defaults_follow_the_kind_of_run():
     scratch = TrainConfig()
     assert (scratch.epochs, scratch.size, scratch.freeze, scratch.augment, scratch.hide) == (30, 64, None, "images", 0)
     assert (scratch.new_lr_scale, scratch.weight_decay, scratch.min_scale, scratch.calibrate) == (1.0, 5e-4, 0.35, 0)
+    assert (scratch.wsol_loss, scratch.map_size) == (None, None)
     recipe = TrainConfig(arch="mobilenet_v2", pretrained=True)
     assert recipe.recipe and FROZEN_STAGE["mobilenet_v2"] == "features.13"
     assert (recipe.epochs, recipe.size, recipe.freeze, recipe.augment) == (10, 448, "features.13", "features")
     assert (recipe.hide, recipe.new_lr_scale, recipe.weight_decay, recipe.min_scale, recipe.calibrate) == (
-        0.5, 10.0, 1e-4, 0.5, 2,
+        0.0, 10.0, 1e-4, 0.5, 2,
     )  # fmt: skip
+    assert (recipe.wsol_loss, recipe.map_size) == ("bgc", 640)
+    # Without BGC's attentive dropout, Hide-and-Seek does its job; the map size follows the input size.
+    plain = TrainConfig(arch="mobilenet_v2", pretrained=True, wsol_loss=None, size=224)
+    assert (plain.wsol_loss, plain.hide, plain.map_size) == (None, 0.5, 320)
     # Another pretrained network, or the -GAP variant: fine-tuning defaults without the recipe's cut.
     for other in (TrainConfig(arch="resnet18", pretrained=True), TrainConfig(
         arch="mobilenet_v2", pretrained=True, convert_gap={"layer": "features.13"}
     )):  # fmt: skip
         assert not other.recipe
         assert (other.freeze, other.augment, other.size, other.new_lr_scale, other.hide) == (None, "images", 224, 10, 0)
+        assert (other.wsol_loss, other.map_size) == (None, None)
     # Whatever is given explicitly wins.
     mine = TrainConfig(arch="mobilenet_v2", pretrained=True, freeze=None, augment="images", size=224, hide=0.0)
     assert (mine.freeze, mine.augment, mine.size, mine.hide, mine.epochs) == (None, "images", 224, 0.0, 10)
@@ -52,6 +58,8 @@ def test_defaults_follow_the_kind_of_run():
         TrainConfig(augment="features")
     with pytest.raises(ValueError, match="hide= must be in"):
         TrainConfig(hide=1.0)
+    with pytest.raises(ValueError, match="map_size= must be None or at least 16, got 8"):
+        TrainConfig(map_size=8)
 
 
 def test_split_at_a_stage_computes_the_model_and_shares_its_parameters(mobilenet):
@@ -116,7 +124,7 @@ def test_recipe_trains_only_after_the_cut_and_resumes_bit_identically(tiny, tmp_
     resumed = train(config, train_set, tmp_path / "cut.pt", resume=True, progress=False)
     assert all(torch.equal(after[k], resumed.model.state_dict()[k]) for k in after)
     assert [h["loss"] for h in whole.history] == [h["loss"] for h in resumed.history]
-    with pytest.raises(ValueError, match="was trained with hide=0.5, not 0.25"):
+    with pytest.raises(ValueError, match="was trained with hide=0.0, not 0.25"):
         train(dataclasses.replace(config, hide=0.25), train_set, tmp_path / "cut.pt", resume=True, progress=False)
 
 

@@ -83,6 +83,13 @@ def register(p: argparse.ArgumentParser) -> None:
         "on it and report the test accuracy at them beside MaxBoxAcc, which picks them on DATA itself",
     )
     add_model_args(p)
+    p.add_argument(
+        "--map-size",
+        type=positive,
+        metavar="S",
+        help="read the maps at input side S while classifying at --size: two forward passes a batch "
+        "(default: the map size the model file records, e.g. camloc train's; with --size, that size)",
+    )
     p.set_defaults(run=run)
 
 
@@ -129,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
+    map_size = args.map_size or (args.size if args.size else None) or info.map_size
+    if map_size is not None and map_size != info.preprocess.size:
+        config["map_size"] = map_size
     here = world()
     # the report reads the per-image rows: without --per-image they go to a scratch file beside the JSON
     scratch = (
@@ -154,11 +164,12 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             config=config,
             baseline=args.baseline,
+            map_size=map_size,
         )
     if args.calibrate:
         val_set = open_data(args, args.calibrate)
         same = {k: getattr(args, k) for k in ("protocol", "batch_size", "workers", "step", "threshold", "baseline")}
-        val = evaluate(val_set, method, info=info, **same)
+        val = evaluate(val_set, method, info=info, map_size=map_size, **same)
         result.summary["calibrated"] = {"data": str(Path(args.calibrate).resolve()), **calibrate(result, val)}
     if not here.is_main:  # rank 0 writes, prints and gives the exit status for the run
         return 0

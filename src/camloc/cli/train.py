@@ -56,7 +56,7 @@ def register(p: argparse.ArgumentParser) -> None:
 CONFIG_FLAGS = (
     "arch", "pretrained", "weights", "epochs", "batch_size", "optimizer", "lr", "new_lr_scale", "weight_decay",
     "schedule", "size", "freeze", "augment", "min_scale", "hide", "hide_grid", "label_smoothing", "calibrate",
-    "seed", "workers", "wsol_loss",
+    "seed", "workers", "wsol_loss", "map_size",
 )  # fmt: skip
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -98,7 +98,7 @@ def _optimizer_args(group: argparse._ArgumentGroup) -> None:
     _config_flag(group, "weight_decay", type=float)
     _config_flag(group, "schedule", choices=SCHEDULES)
     _config_flag(group, "label_smoothing", type=fraction)
-    _config_flag(group, "wsol_loss", choices=WSOL_LOSSES, metavar="NAME")
+    _config_flag(group, "wsol_loss", choices=(*WSOL_LOSSES, "none", "auto"), metavar="NAME")
     group.add_argument(
         "--wsol-option",
         action="append",
@@ -111,6 +111,7 @@ def _optimizer_args(group: argparse._ArgumentGroup) -> None:
 
 def _augment_args(group: argparse._ArgumentGroup) -> None:
     _config_flag(group, "size", type=positive)
+    _config_flag(group, "map_size", type=_size_or_none, metavar="S")
     _config_flag(group, "augment", choices=AUGMENTS)
     _config_flag(group, "min_scale", type=fraction)
     _config_flag(group, "hide", type=fraction, metavar="P")
@@ -135,10 +136,25 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if args.convert_gap:
         convert = {"width": args.gap_width, **({} if args.convert_gap == "auto" else {"layer": args.convert_gap})}
     settings = {name: getattr(args, name) for name in CONFIG_FLAGS}
-    if settings["freeze"] == "none":
-        settings["freeze"] = None
+    for name in ("freeze", "wsol_loss"):
+        if settings[name] == "none":
+            settings[name] = None
     options = dict(args.wsol_option) or None
     return TrainConfig(**settings, convert_gap=convert, hflip=not args.no_flip, wsol_options=options)
+
+
+def _extras(config: TrainConfig) -> str:
+    """What the run's first line says of its loss and map size, where they are not the plain ones."""
+    loss = f" with {config.wsol_loss.upper()}'s loss" if config.wsol_loss else ""
+    maps = f", maps read at {config.separate_map_size} px" if config.separate_map_size else ""
+    return loss + maps
+
+
+def _size_or_none(text: str) -> int | str | None:
+    """``--map-size``: a side in pixels, ``none`` or ``auto``."""
+    if text in ("none", "auto"):
+        return None if text == "none" else text
+    return positive(text)
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -178,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     if here.is_main:
         print(
             f"camloc: training {args.arch} on {train_set.name} ({len(train_set)} images, {classes} classes{held}), "
-            f"{config.epochs} epochs at {config.size} px, {device}{processes}",
+            f"{config.epochs} epochs at {config.size} px{_extras(config)}, {device}{processes}",
             file=sys.stderr,
         )
     result = train(config, train_set, args.out, resume=args.resume, device=device)
@@ -197,7 +213,14 @@ def run(args: argparse.Namespace) -> int:
         "versions": versions(),
     }
     if test_set is not None and not args.no_eval:
-        scores = assess(result.model, test_set, config.preprocess(), workers=args.workers, held_out=result.held_out)
+        scores = assess(
+            result.model,
+            test_set,
+            config.preprocess(),
+            workers=args.workers,
+            held_out=result.held_out,
+            map_size=config.separate_map_size,
+        )
         report.update(test=test_set.name, **scores)
     if not here.is_main:  # rank 0 writes, prints and gives the exit status for the run
         return 0

@@ -34,6 +34,7 @@ def assess(
     batch_size: int | None = None,
     workers: int = 2,
     held_out: Dataset | None = None,
+    map_size: int | None = None,
 ) -> dict:
     """Classification and localization of a trained model on ``test_set`` (wsol protocol), next to the best centred box.
 
@@ -45,13 +46,14 @@ def assess(
         workers: threads decoding images.
         held_out: labelled images the model was not trained on; each summary then also holds
             ``"calibrated"``: the test accuracy at the thresholds (box sizes) chosen on them.
+        map_size: read the maps at this input side, classify at ``preprocess.size`` (None: the same).
 
     Returns:
         ``{"cam": summary, "center": summary}``, the second for the best fixed centred box.
     """
     cam = CAM(model)
-    batch_size = batch_size or inference_batch(preprocess.size)
-    options: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": False}
+    batch_size = batch_size or inference_batch(max(preprocess.size, map_size or 0))
+    options: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": False, "map_size": map_size}
     out = {}
     for name, baseline in (("cam", None), ("center", "center")):
         result = evaluate(test_set, cam, preprocess=preprocess, baseline=baseline, **options)

@@ -29,7 +29,7 @@ from ..datasets.base import Dataset, Sample
 from ..distributed import all_gather, shard
 from ..errors import InvalidArgument
 from ..images import Batch, Preprocess, load_batch
-from ..maps.core import MapMethod
+from ..maps.core import MapMethod, class_scores
 from ..metrics.localization import LocalizationMetrics, calibrated_accuracy
 from ..models.info import ModelInfo
 from ..utils import progress as progress_bar
@@ -37,7 +37,7 @@ from .journal import COLUMNS, decode, encode
 from .protocols import BoxProtocol, ImageResult, make_protocol
 from .run import Run, legacy_arguments, method_info, pinned, stages, worker_pool
 
-__all__ = ["EvalResult", "calibrate", "evaluate"]
+__all__ = ["EvalResult", "calibrate", "evaluate", "map_preprocess"]
 
 
 @dataclass
@@ -71,6 +71,7 @@ def evaluate(
     progress: bool | None = None,
     baseline: str | None = None,
     overlap: bool = True,
+    map_size: int | None = None,
 ) -> EvalResult:
     """Evaluate ``method``'s maps of each sample's labelled class with a box ``protocol``.
 
@@ -91,15 +92,20 @@ def evaluate(
         progress: show a progress bar (None: when stderr is a terminal).
         baseline: ``"center"`` scores fixed centred boxes instead of the maps.
         overlap: decode and box work beside the forward pass (False: one phase after the other).
+        map_size: the input side the maps are read at, when it differs from the one that classifies
+            (``preprocess.size``): each batch then runs twice, at each size (None: ``info.map_size``,
+            which ``camloc train`` records in its model files, else ``preprocess.size``).
     """
     (preprocess,) = legacy_arguments("evaluate", legacy, {"preprocess": preprocess})
     method, info = method_info(method, info)
     preprocess = dataclasses.replace(preprocess or info.preprocess, mode="squash")
-    plan = make_protocol(protocol, step=step, threshold=threshold, size=preprocess.size, baseline=baseline)
+    mapping = map_preprocess(preprocess, map_size or info.map_size)
+    plan = make_protocol(protocol, step=step, threshold=threshold, size=mapping.size, baseline=baseline)
     metrics = LocalizationMetrics(plan.thresholds)
     if resume and per_image is None:
         raise InvalidArgument("resume", "resume=True needs per_image=FILE: the rows of the run to continue")
-    run = Run(per_image, "evaluate", {**plan.settings(), **(config or {})}, columns=COLUMNS, resume=resume)
+    sizes = {} if mapping is preprocess else {"classify_size": preprocess.size}
+    run = Run(per_image, "evaluate", {**plan.settings(), **sizes, **(config or {})}, columns=COLUMNS, resume=resume)
     here = run.world
     samples = dataset.samples  # may be lazy (read when asked for): only indices are kept here
     mine = shard(range(len(samples)), here)
@@ -117,12 +123,16 @@ def evaluate(
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
     with bar, run, worker_pool(workers, overlap) as pool:
 
-        def decode_batch(indices: list[int]) -> tuple[list[tuple[int, Sample]], Batch]:
+        def decode_batch(indices: list[int]) -> _Decoded:
             chunk = [(i, samples[i]) for i in indices]
-            return chunk, pinned(load_batch([s.path for _, s in chunk], preprocess, executor=pool), method)
+            paths = [s.path for _, s in chunk]
+            batch = pinned(load_batch(paths, mapping, executor=pool), method)
+            if mapping is preprocess:
+                return chunk, batch, None
+            return chunk, batch, pinned(load_batch(paths, preprocess, executor=pool), method).images
 
-        def finish(decoded: tuple[list[tuple[int, Sample]], Batch], maps: _Maps | None) -> None:
-            chunk, batch = decoded
+        def finish(decoded: _Decoded, maps: _Maps | None) -> None:
+            chunk, batch, _ = decoded
             for index, result in _judge(chunk, batch, maps, plan, pool):
                 if per_image is not None:
                     run.write(encode(result))
@@ -131,9 +141,8 @@ def evaluate(
                 run.flush()
             bar.update(len(chunk))
 
-        def forward(decoded: tuple[list[tuple[int, Sample]], Batch]) -> _Maps | None:
-            chunk, batch = decoded
-            return _forward(chunk, batch, method, plan)
+        def forward(decoded: _Decoded) -> _Maps | None:
+            return _forward(*decoded, method, plan)
 
         for _ in stages(chunks, decode_batch, forward, finish, overlap=overlap):
             pass
@@ -152,6 +161,20 @@ def _account(index: int, result: ImageResult, metrics: LocalizationMetrics, skip
         metrics.update(result.outcome)
 
 
+def map_preprocess(preprocess: Preprocess, map_size: int | None) -> Preprocess:
+    """The preprocessing of the maps' input: ``preprocess`` itself, or at side ``map_size`` where that differs."""
+    if map_size is None or map_size == preprocess.size:
+        return preprocess
+    if map_size < 16:
+        raise InvalidArgument("map_size", f"map_size= must be at least 16 pixels, got {map_size}")
+    resize = round(map_size * preprocess.resize_size / preprocess.size)
+    return dataclasses.replace(preprocess, size=map_size, resize_size=resize)
+
+
+#: A decoded batch: its samples, the images at the map size, and at the classifying size when that differs.
+_Decoded = tuple[list[tuple[int, Sample]], Batch, torch.Tensor | None]
+
+
 @dataclass
 class _Maps:
     """What the forward pass gives the box work: per image read, its top-5 classes and its maps."""
@@ -162,13 +185,20 @@ class _Maps:
     top3: np.ndarray | None  # (n, 3, h, w) float64, for protocols that want the top-3 classes' maps
 
 
-def _forward(chunk: list[tuple[int, Sample]], batch: Batch, method: MapMethod, plan: BoxProtocol) -> _Maps | None:
+def _forward(
+    chunk: list[tuple[int, Sample]],
+    batch: Batch,
+    to_classify: torch.Tensor | None,
+    method: MapMethod,
+    plan: BoxProtocol,
+) -> _Maps | None:
     failed = {e.path for e in batch.errors}
     samples = [(i, s) for i, s in chunk if str(s.path) not in failed]  # batch.paths' order; a file may hold several
     if not samples:
         return None
     out = method(batch.images, classes=torch.tensor([[s.label] for _, s in samples]), upsample=False)
-    top5 = out.logits.topk(min(5, out.logits.shape[1]), dim=1).indices.cpu()
+    logits = out.logits if to_classify is None else class_scores(method, to_classify)
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
     top3 = None
     if plan.wants_top3:
         top3 = method.more_maps(out, batch.images, top5[:, :3].to(out.logits.device)).double().cpu().numpy()

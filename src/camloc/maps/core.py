@@ -30,6 +30,7 @@ __all__ = [
     "check_class_scores",
     "choose_classes",
     "class_of",
+    "class_scores",
     "finish_maps",
     "output_tensor",
     "prepare_input",
@@ -216,6 +217,18 @@ def class_of(target: object) -> int | None:
     if type(target).__name__ == "ClassifierOutputTarget" and isinstance(category, int):
         return category
     return None
+
+
+def class_scores(method: MapMethod, images: Tensor) -> Tensor:
+    """``Tensor[N, num_classes]`` float32 scores of ``method``'s model for ``images``, without maps.
+
+    The forward pass runs as the method's own would (its device, ``channels_last`` and ``amp`` where
+    it has them): for classifying at one input size while the maps come from another.
+    """
+    model = method.model
+    x = prepare_input(images, next(model.parameters()).device, getattr(method, "channels_last", None))
+    with torch.no_grad(), autocast(x.device, getattr(method, "amp", None)):
+        return output_tensor(model(x)).float()
 
 
 def output_tensor(output: object) -> Tensor:

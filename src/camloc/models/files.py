@@ -8,7 +8,8 @@ strings, lists and dicts only: loading one runs no code)::
      ...what the kind needs}
 
 ``network`` (``camloc train``): ``arch``, ``num_classes``, ``convert_gap`` (the ``-GAP`` conversion,
-or None) and the full ``state_dict``; a training run adds its optimizer state and history under
+or None), ``map_size`` (the input side to read maps at, or None: the preprocessing's; absent in
+files of camloc 0.2) and the full ``state_dict``; a training run adds its optimizer state and history under
 ``"train"`` so that it can resume. ``probe`` (``camloc probe``): ``backbone`` and
 ``backbone_weights`` (how to load the backbone) and ``probe`` (``weight``, ``bias``, ``labels``,
 ``kind``, ``C``): the probe replaces the backbone's classifier.
@@ -123,6 +124,7 @@ def save_checkpoint(
     class_names: Sequence[str] | None,
     preprocess: Preprocess,
     convert_gap: dict | None = None,
+    map_size: int | None = None,
     extra: dict | None = None,
 ) -> Path:
     """Write a trained network as a model file (kind ``network``), atomically.
@@ -135,6 +137,7 @@ def save_checkpoint(
         class_names: names of its classes, or None.
         preprocess: the preprocessing it was trained with.
         convert_gap: the ``-GAP`` conversion applied after building, or None.
+        map_size: the input side to read its maps at, or None: ``preprocess.size`` (:class:`ModelInfo`).
         extra: more fields (``camloc train`` adds ``"train"``: its state for resuming).
     """
     payload = {
@@ -143,6 +146,7 @@ def save_checkpoint(
         "convert_gap": convert_gap,
         "class_names": None if class_names is None else list(class_names),
         "preprocess": preprocess.to_dict(),
+        "map_size": map_size,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **(extra or {}),
     }
@@ -231,10 +235,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
             raise ModelFileError(f"{path}: weights do not fit {record['arch']} ({_first_line(err)})") from None
         names = None if record.get("class_names") is None else tuple(record["class_names"])
         preprocess = Preprocess.from_dict(record["preprocess"]) if record.get("preprocess") else Preprocess()
+    map_size = record.get("map_size")
+    if map_size is not None and (not isinstance(map_size, int) or map_size < 16):
+        raise ModelFileError(f"{path}: damaged camloc model file (map_size {map_size!r})")
     model.eval()
     if device is not None:
         model.to(device)
-    return with_info(model, ModelInfo(str(path), names, preprocess))
+    return with_info(model, ModelInfo(str(path), names, preprocess, map_size))
 
 
 def _load_backbone(name: str, weights: str | None) -> nn.Module:

@@ -26,15 +26,20 @@ class ModelInfo:
         name: a name for reports (the hub name and weights, ``timm:<name>``, the model file's path, or the class name).
         class_names: the class names in index order, or None when unknown.
         preprocess: how images are resized and normalized for the model.
+        map_size: the input side at which its maps are read, when that differs from
+            ``preprocess.size`` (a model trained at 448 px can localize better from a larger input
+            while it classifies best at its own size; ``camloc train`` records it); None: the same.
     """
 
     name: str
     class_names: tuple[str, ...] | None
     preprocess: Preprocess
+    map_size: int | None = None
 
     def __repr__(self) -> str:
         classes = "no class names" if self.class_names is None else f"{len(self.class_names)} classes"
-        return f"ModelInfo(name={self.name!r}, {classes}, preprocess={self.preprocess!r})"
+        maps = "" if self.map_size is None else f", map_size={self.map_size}"
+        return f"ModelInfo(name={self.name!r}, {classes}, preprocess={self.preprocess!r}{maps})"
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``, or the index as a string when there is no such name."""

@@ -58,6 +58,7 @@ def save(
         class_names=state.class_names,
         preprocess=config.preprocess(),
         convert_gap=_gap_spec(model, config),
+        map_size=config.separate_map_size,
         extra={
             "train": {
                 "config": dataclasses.asdict(config),

@@ -13,15 +13,25 @@ from ..images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from ..models.nets import ARCHS
 from .wsol import WSOL_LOSSES, bgc_options
 
-__all__ = ["AUGMENTS", "AUTO", "FROZEN_STAGE", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_help"]
+__all__ = [
+    "AUGMENTS",
+    "AUTO",
+    "FROZEN_STAGE",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TrainConfig",
+    "field_help",
+    "recipe_map_size",
+]
 
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTS = ("images", "features")
 SCHEDULES = ("cosine", "step", "constant")
 # A TrainConfig field left at AUTO gets the default of its kind of run in __post_init__.
 AUTO: Any = None
-# The fine-tuning recipe for pretrained backbones (docs/experiments.md, "Real birds"): the stages up to
-# stride 16 stay frozen and run once per image, the rest is fine-tuned at 448 px with Hide-and-Seek.
+# The fine-tuning recipe for pretrained backbones (docs/experiments.md, "Real birds" and (e)): the stages up
+# to stride 16 stay frozen and run once per image, the rest is fine-tuned at 448 px with BGC's loss, and the
+# model file asks for maps read at 640 px.
 FROZEN_STAGE = {"mobilenet_v2": "features.13"}
 
 
@@ -71,7 +81,8 @@ class TrainConfig:
             grid over the input is set to zero (the mean colour, after normalization; with
             ``augment="features"``, over the frozen layers' output) with this probability, drawn
             per image and epoch, so that the classifier cannot rely on the most telling part alone
-            and the CAM spreads over the whole object; by default 0.5 for the recipe, else 0.
+            and the CAM spreads over the whole object; by default 0.5 for the recipe without a
+            ``wsol_loss`` (BGC's attentive dropout does that job), else 0.
         hide_grid: the cells per side of that grid.
         augment: ``"images"``: every epoch, a random crop (area in ``[min_scale, 1]``) of each image,
             squashed to ``size`` and maybe mirrored. ``"features"`` (needs ``freeze``): the frozen
@@ -87,9 +98,14 @@ class TrainConfig:
         std: the normalization's per-channel standard deviation.
         wsol_loss: a localization loss added to the cross-entropy that keeps plain CAM at inference:
             ``"bgc"`` (Kim et al., CVPR 2022: feature-direction alignment, feature-norm and
-            attentive-dropout consistency terms; docs/methods.md); None: cross-entropy alone.
+            attentive-dropout consistency terms; docs/methods.md); None (``none`` on the command
+            line): cross-entropy alone; by default (``"auto"``) ``"bgc"`` for the recipe, else None.
         wsol_options: the loss's weights and thresholds by name (``bgc``: sim, norm, drop, fg, bg,
             drop_threshold, drop_prob, warm, layer; :class:`~camloc.training.wsol.BgcOptions`).
+        map_size: the input side the model file tells ``camloc evaluate`` (and :func:`camloc.evaluate`)
+            to read the maps at, while it classifies at ``size``: a larger input gives finer maps
+            and a classifier trained at ``size`` classifies best at it; None (``none``): ``size``;
+            by default (``"auto"``) :func:`recipe_map_size` of ``size`` for the recipe, else None.
     """
 
     arch: str = "gapnet"
@@ -118,8 +134,9 @@ class TrainConfig:
     workers: int = 2
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    wsol_loss: str | None = None
+    wsol_loss: str | None = "auto"
     wsol_options: dict | None = None
+    map_size: int | str | None = "auto"
 
     @property
     def recipe(self) -> bool:
@@ -140,6 +157,8 @@ class TrainConfig:
             raise InvalidArgument(
                 "hide", f"hide= must be in [0, 1) and hide_grid= >= 1, got {self.hide}, {self.hide_grid}"
             )
+        if self.map_size is not None and (not isinstance(self.map_size, int) or self.map_size < 16):
+            raise InvalidArgument("map_size", f"map_size= must be None or at least 16, got {self.map_size!r}")
         if self.calibrate < 0:
             raise InvalidArgument("calibrate", f"calibrate= must be >= 0, got {self.calibrate}")
         if self.epochs < 1 or self.batch_size < 2 or self.size < 16:
@@ -179,10 +198,20 @@ class TrainConfig:
             self.min_scale = 0.5 if self.augment == "features" else 0.35
         if self.new_lr_scale is None:
             self.new_lr_scale = 10.0 if tuned else 1.0
+        if self.wsol_loss == "auto":
+            self.wsol_loss = "bgc" if self.recipe else None
         if self.hide is None:
-            self.hide = 0.5 if self.recipe else 0.0
+            self.hide = 0.5 if self.recipe and self.wsol_loss is None else 0.0
+        if self.map_size == "auto":
+            self.map_size = recipe_map_size(self.size) if self.recipe else None
         if self.calibrate is None:
             self.calibrate = 2 if self.recipe else 0
+
+    @property
+    def separate_map_size(self) -> int | None:
+        """``map_size`` where the maps are read at another side than ``size``, else None (one input for both)."""
+        side = self.map_size
+        return side if isinstance(side, int) and side != self.size else None
 
     @property
     def base_lr(self) -> float:
@@ -197,6 +226,17 @@ class TrainConfig:
         """The evaluation preprocessing of the trained model: squashed to ``size``, normalized by ``mean``, ``std``."""
         assert self.size is not None  # set in __post_init__
         return Preprocess(size=self.size, resize_size=self.size, mode="squash", mean=self.mean, std=self.std)
+
+
+def recipe_map_size(size: int) -> int:
+    """The recipe's map size for a model trained at ``size``: 10/7 of it, to a multiple of 32.
+
+    Measured on CUB (docs/experiments.md (e)): maps read at 640 px from a model trained at 448 px.
+
+    >>> recipe_map_size(448), recipe_map_size(224), recipe_map_size(32)
+    (640, 320, 32)
+    """
+    return max(32, round(size * 10 / 7 / 32) * 32)
 
 
 def field_help(name: str) -> str:
