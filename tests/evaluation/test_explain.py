@@ -57,6 +57,11 @@ def test_cli_records_its_settings_and_explains_chosen_classes(tmp_path, photos, 
     with Image.open(record["grid"]) as grid:
         assert grid.format == "PNG"
     assert "gradcam" in capsys.readouterr().out
+    again = ["explain", str(photos[0]), "--out", str(tmp_path / "m"), "--resize", "squash", "--map-size", "320"]
+    assert main(again + ["--method", "pc1", "--topk", "2"]) == 0
+    settings = json.loads((tmp_path / "m" / "results.json").read_text())["settings"]
+    assert (settings["size"], settings["map_size"], settings["method"]) == (224, 320, "pc1")
+    capsys.readouterr()
 
 
 @pytest.mark.slow
@@ -85,3 +90,25 @@ def test_input_errors_are_one_line_with_exit_status_2(tmp_path, photos, capsys, 
     argv = ["explain", *(a.format(**fill) for a in args), "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert capsys.readouterr().err == message.format(**fill)
+
+
+@pytest.mark.parametrize("mode", ["squash", "crop"])
+def test_map_size_takes_classes_from_one_size_and_maps_from_another(tmp_path, mobilenet, photos, mode):
+    """Classes and scores equal a run at the model's size; maps and boxes equal a run at the map size."""
+    info = camloc.model_info(mobilenet)
+    small = info.preprocess.with_mode(mode)
+    large = camloc.Preprocess(**{**small.to_dict(), "size": 320, "resize_size": 366})
+    cam = camloc.CAM(mobilenet)
+    both = explain(photos, cam, info=info, preprocess=small, topk=3, map_size=320, maps_dir=tmp_path / "both")
+    alone = explain(photos, cam, info=info, preprocess=small, topk=3, maps_dir=tmp_path / "alone")
+    assert both.settings["map_size"] == 320 and "map_size" not in alone.settings
+    for k, (record, reference) in enumerate(zip(both.records, alone.records, strict=True)):
+        ranked = [(p["index"], p["score"]) for p in record["predictions"]]
+        assert ranked == [(p["index"], p["score"]) for p in reference["predictions"]]
+        at_320 = explain([photos[k]], cam, info=info, preprocess=large, classes=[i for i, _ in ranked],
+                         maps_dir=tmp_path / f"large{k}")  # fmt: skip
+        assert [p["box"] for p in record["predictions"]] == [p["box"] for p in at_320.records[0]["predictions"]]
+        assert record.get("window") == at_320.records[0].get("window")
+        assert np.array_equal(np.load(record["maps"]), np.load(at_320.records[0]["maps"]), equal_nan=True)
+    finer, coarser = (np.load(r.records[0]["maps"]) for r in (both, alone))
+    assert finer.shape == coarser.shape and not np.allclose(finer, coarser, equal_nan=True)

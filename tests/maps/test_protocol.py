@@ -88,3 +88,22 @@ def test_cam_refuses_a_target_that_is_not_a_class():
     assert err.value.argument == "targets"
     with pytest.raises(camloc.InvalidArgument, match="give classes= or targets=, not both"):
         cam(x, classes=1, targets=[1, 1])
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_class_scores_are_the_scores_of_the_methods_own_call(name):
+    from camloc.maps.core import class_scores
+
+    model = TinyGap().eval()
+    x = torch.randn(3, 3, 16, 16)
+    method = create_method(name, model)
+    assert torch.equal(class_scores(method, x), method(x, topk=1).logits)
+    with torch.no_grad():
+        assert torch.allclose(class_scores(method, x), model(x), atol=1e-5)
+
+    class Plain:  # a map method of the user's own, without class_scores: its model runs as it is
+        def __init__(self, model):
+            self.model = model
+
+    with torch.no_grad():
+        assert torch.equal(class_scores(Plain(model), x), model(x.contiguous(memory_format=torch.channels_last)))

@@ -232,6 +232,22 @@ def add_model_args(
         )
 
 
+def add_map_size_arg(p: argparse.ArgumentParser) -> None:
+    """``--map-size``: the input side the maps are read at, apart from the one that classifies."""
+    p.add_argument(
+        "--map-size",
+        type=positive,
+        metavar="S",
+        help="read the maps at input side S while classifying at --size: two forward passes a batch "
+        "(default: the map size the model file records, e.g. camloc train's; with --size, that size)",
+    )
+
+
+def map_size_of(args: argparse.Namespace, info: ModelInfo) -> int | None:
+    """The map size the flags ask for: ``--map-size``, else ``--size`` (which then sets both), else the model's own."""
+    return getattr(args, "map_size", None) or args.size or info.map_size
+
+
 def add_dataset_args(p: argparse.ArgumentParser, *, split: bool = True, format_flag: str = "--format") -> None:
     """``--format`` (or ``format_flag``), ``--images``, ``--split``, ``--class-map``, ``--one-based``."""
     g = p.add_argument_group("dataset")

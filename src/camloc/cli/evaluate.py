@@ -8,12 +8,14 @@ from pathlib import Path
 from ..evaluation.protocols import BASELINES, PROTOCOLS
 from .common import (
     add_dataset_args,
+    add_map_size_arg,
     add_model_args,
     add_overwrite_arg,
     check_outputs,
     fraction,
     load_method,
     lock_output,
+    map_size_of,
     nothing_left_unless_done,
     open_data,
     positive,
@@ -83,13 +85,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "on it and report the test accuracy at them beside MaxBoxAcc, which picks them on DATA itself",
     )
     add_model_args(p)
-    p.add_argument(
-        "--map-size",
-        type=positive,
-        metavar="S",
-        help="read the maps at input side S while classifying at --size: two forward passes a batch "
-        "(default: the map size the model file records, e.g. camloc train's; with --size, that size)",
-    )
+    add_map_size_arg(p)
     p.set_defaults(run=run)
 
 
@@ -136,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.baseline:
         config["baseline"] = args.baseline
-    map_size = args.map_size or (args.size if args.size else None) or info.map_size
+    map_size = map_size_of(args, info)
     if map_size is not None and map_size != info.preprocess.size:
         config["map_size"] = map_size
     here = world()

@@ -10,12 +10,14 @@ from pathlib import Path
 from ..errors import InvalidArgument, did_you_mean
 from ..utils import is_image_file
 from .common import (
+    add_map_size_arg,
     add_model_args,
     add_overwrite_arg,
     check_outputs,
     fraction,
     load_method,
     lock_output,
+    map_size_of,
     nothing_left_unless_done,
     positive,
     release_locks,
@@ -61,6 +63,7 @@ def register(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--alpha", type=fraction, default=0.5, help="heat-map opacity (default: %(default)s)")
     add_model_args(p, resize_default="full")
+    add_map_size_arg(p)
     p.set_defaults(run=run)
 
 
@@ -108,6 +111,7 @@ def explain_paths(args: argparse.Namespace, inputs: list[str]) -> int:
             threshold=args.threshold,
             alpha=args.alpha,
             resume=getattr(args, "resume", False),
+            map_size=map_size_of(args, info),
         )
     if not world().is_main:  # rank 0 of a torchrun launch prints for the run
         return 0

@@ -35,9 +35,9 @@ from ..models.info import ModelInfo
 from ..utils import progress as progress_bar
 from .journal import COLUMNS, decode, encode
 from .protocols import BoxProtocol, ImageResult, make_protocol
-from .run import Run, legacy_arguments, method_info, pinned, stages, worker_pool
+from .run import Run, legacy_arguments, map_preprocess, method_info, pinned, stages, worker_pool
 
-__all__ = ["EvalResult", "calibrate", "evaluate", "map_preprocess"]
+__all__ = ["EvalResult", "calibrate", "evaluate"]
 
 
 @dataclass
@@ -159,16 +159,6 @@ def _account(index: int, result: ImageResult, metrics: LocalizationMetrics, skip
         skipped.append((index, {"image_id": result.image_id, "path": result.path, "error": result.error}))
     else:
         metrics.update(result.outcome)
-
-
-def map_preprocess(preprocess: Preprocess, map_size: int | None) -> Preprocess:
-    """The preprocessing of the maps' input: ``preprocess`` itself, or at side ``map_size`` where that differs."""
-    if map_size is None or map_size == preprocess.size:
-        return preprocess
-    if map_size < 16:
-        raise InvalidArgument("map_size", f"map_size= must be at least 16 pixels, got {map_size}")
-    resize = round(map_size * preprocess.resize_size / preprocess.size)
-    return dataclasses.replace(preprocess, size=map_size, resize_size=resize)
 
 
 #: A decoded batch: its samples, the images at the map size, and at the classifying size when that differs.

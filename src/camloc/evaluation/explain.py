@@ -13,6 +13,7 @@ sits below reports): ``draw=`` takes a hook, and :mod:`camloc.reports.grids` has
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -29,12 +30,12 @@ from ..boxes.paper import paper_box
 from ..distributed import all_gather, rank_file, shard
 from ..errors import BadImage, InvalidArgument
 from ..images import Batch, Geometry, Preprocess, load_batch
-from ..maps.core import CamOutput, MapMethod
+from ..maps.core import CamOutput, MapMethod, choose_classes, class_scores
 from ..maps.frames import to_image_frame
 from ..models.info import ModelInfo
 from ..utils import atomic_path, is_image_file, versions, write_json
 from ..utils import progress as progress_bar
-from .run import Run, legacy_arguments, method_info, pinned, stages
+from .run import Run, legacy_arguments, map_preprocess, method_info, pinned, stages
 
 __all__ = [
     "Draw",
@@ -116,6 +117,7 @@ def explain(
     progress: bool | None = None,
     overlap: bool = True,
     out_dir: str | os.PathLike | None = None,
+    map_size: int | None = None,
 ) -> ExplainResult:
     """Explain each image: per class its name, score and paper box in the image's own pixels.
 
@@ -142,6 +144,8 @@ def explain(
         progress: show a progress bar (None: when stderr is a terminal).
         overlap: decode, forward pass and per-image work of consecutive batches at once.
         out_dir: not drawn here (this layer draws nothing): use :func:`camloc.explain` for grids.
+        map_size: read the maps at this input side, the classes and scores at the preprocessing's: each
+            batch runs twice (None: ``info.map_size``, else one input for both).
 
     Unreadable files are collected in ``errors`` and skipped. Under torchrun each process explains
     the files ``rank, rank + N, ...`` with its own journal; at the end every process gets the whole
@@ -151,8 +155,9 @@ def explain(
     if out_dir is not None:
         raise InvalidArgument("out_dir", "camloc.evaluation.explain draws nothing: use camloc.explain(out_dir=...)")
     pre = preprocess or info.preprocess
+    mapping = map_preprocess(pre, map_size or info.map_size)
     step = 1 if pre.mode == "full" else batch_size
-    settings = explain_settings(method, info, pre, topk, classes, threshold)
+    settings = explain_settings(method, info, pre, topk, classes, threshold, map_size=mapping.size)
     journal = _journal(json_path, resume)
     run = Run(journal, "explain", _journal_settings(settings, paths, maps_dir, config), resume=resume)
     mine = shard(list(enumerate(paths)), run.world)
@@ -163,18 +168,16 @@ def explain(
     names = _unique_stems(paths)
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if run.world.is_main else False)
 
-    def decode(chunk: list[tuple[int, str | os.PathLike]]) -> tuple[list, Batch]:
-        return chunk, pinned(load_batch([p for _, p in chunk], pre, keep_originals=draw is not None), method)
+    def decode(chunk: list[tuple[int, str | os.PathLike]]) -> tuple[list, Batch, Tensor | None]:
+        return chunk, *_load([p for _, p in chunk], pre, mapping, draw is not None, method)
 
-    def forward(decoded: tuple[list, Batch]) -> CamOutput | None:
-        batch = decoded[1]
-        if not batch.paths:
-            return None
+    def forward(decoded: tuple[list, Batch, Tensor | None]) -> CamOutput | None:
+        _, batch, to_classify = decoded
         wanted = None if classes is None else [list(classes)] * len(batch.paths)
-        return method(batch.images, topk=topk, classes=wanted, upsample=False)
+        return _maps(method, batch.images, to_classify, topk, wanted) if batch.paths else None
 
-    def finish(decoded: tuple[list, Batch], out: CamOutput | None) -> None:
-        chunk, batch = decoded
+    def finish(decoded: tuple[list, Batch, Tensor | None], out: CamOutput | None) -> None:
+        chunk, batch, _ = decoded
         read = iter(range(len(batch.paths)))  # the chunk's files that were read, in order
         failed = {e.path: e for e in batch.errors}
         for i, path in chunk:
@@ -195,6 +198,26 @@ def explain(
         for _ in stages(chunks, decode, forward, finish, overlap=overlap):
             pass
     return _finished(run, entries, len(paths), settings, json_path)
+
+
+def _load(
+    files: list[str | os.PathLike], pre: Preprocess, mapping: Preprocess, keep: bool, method: MapMethod
+) -> tuple[Batch, Tensor | None]:
+    """The batch at the maps' preprocessing (decoded files kept with ``keep``), and at ``pre`` where that differs."""
+    batch = pinned(load_batch(files, mapping, keep_originals=keep), method)
+    return batch, None if mapping is pre else pinned(load_batch(files, pre), method).images
+
+
+def _maps(
+    method: MapMethod, images: Tensor, to_classify: Tensor | None, topk: int, wanted: list[list[int]] | None
+) -> CamOutput:
+    """The maps of ``images``; the classes (top-k or ``wanted``) and scores from ``to_classify`` where given."""
+    if to_classify is None:
+        return method(images, topk=topk, classes=wanted, upsample=False)
+    logits = class_scores(method, to_classify)
+    chosen, scores = choose_classes(logits, topk, wanted)
+    out = method(images, classes=chosen, upsample=False)
+    return dataclasses.replace(out, logits=logits, scores=scores)
 
 
 def _journal(json_path: str | os.PathLike | None, resume: bool) -> Path | None:
@@ -314,9 +337,20 @@ def describe(
 
 
 def explain_settings(
-    method: MapMethod, info: ModelInfo, pre: Preprocess, topk: int, classes: Sequence[int] | None, threshold: float
+    method: MapMethod,
+    info: ModelInfo,
+    pre: Preprocess,
+    topk: int,
+    classes: Sequence[int] | None,
+    threshold: float,
+    *,
+    map_size: int | None = None,
 ) -> dict:
-    """What explain's maps and boxes were made with, as its JSON records it (``settings``)."""
+    """What explain's maps and boxes were made with, as its JSON records it (``settings``).
+
+    ``map_size``: the side the maps were read at; recorded where it differs from ``pre.size``.
+    """
+    separate = {} if map_size in (None, pre.size) else {"map_size": map_size}
     return {
         "model": info.name,
         "method": method.name,
@@ -328,6 +362,7 @@ def explain_settings(
         "resize": pre.mode,
         "size": pre.size,
         "resize_size": pre.resize_size,
+        **separate,
         "versions": versions(),
     }
 

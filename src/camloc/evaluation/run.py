@@ -51,7 +51,7 @@ from .pipeline import background_pool, overlapped
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..images import Batch
+    from ..images import Batch, Preprocess
     from ..maps.core import MapMethod
     from ..models.info import ModelInfo
 
@@ -64,6 +64,7 @@ __all__ = [
     "method_info",
     "pinned",
     "legacy_arguments",
+    "map_preprocess",
     "sidecar",
     "stages",
     "worker_pool",
@@ -88,6 +89,22 @@ def sidecar(path: str | os.PathLike) -> Path:
     """Where a CSV journal's settings are: ``FILE.json`` beside ``FILE``."""
     path = Path(path)
     return path.with_name(path.name + ".json")
+
+
+def map_preprocess(preprocess: Preprocess, map_size: int | None) -> Preprocess:
+    """The preprocessing of the maps' input: ``preprocess`` itself, or the same at side ``map_size`` where that differs.
+
+    The runners that take ``map_size=`` classify at ``preprocess`` and read the maps from a second
+    forward pass at this one (the crop's resize side scales with it, so that both see the same window).
+    """
+    import dataclasses
+
+    if map_size is None or map_size == preprocess.size:
+        return preprocess
+    if map_size < 16:
+        raise InvalidArgument("map_size", f"map_size= must be at least 16 pixels, got {map_size}")
+    resize = round(map_size * preprocess.resize_size / preprocess.size)
+    return dataclasses.replace(preprocess, size=map_size, resize_size=resize)
 
 
 def pinned(batch: Batch, model: nn.Module | Any) -> Batch:

@@ -138,6 +138,13 @@ class CAM:
         raw, maps = finish_maps(raw, x.shape[-2:] if upsample else None, self.upsample_mode, self.normalize)
         return CamOutput(logits, chosen, scores, raw, maps, features)
 
+    def class_scores(self, images: Tensor) -> Tensor:
+        """``Tensor[N, num_classes]`` float32 scores for ``images``: the forward pass of the maps, without maps."""
+        x = prepare_input(images, self.device, self.channels_last)
+        with torch.no_grad(), autocast(x.device, self.amp):
+            _, output = self.adapter(x)
+        return output_tensor(output).float()
+
     def _sum_weights(self, features: Tensor, lists: list[list]) -> Tensor:
         """``Tensor[N, k, C]`` channel weights of weighted sums of classes: the sums of the classes' weights."""
         forms = [[linear_form(t) or ([], []) for t in row] for row in lists]

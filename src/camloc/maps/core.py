@@ -222,9 +222,13 @@ def class_of(target: object) -> int | None:
 def class_scores(method: MapMethod, images: Tensor) -> Tensor:
     """``Tensor[N, num_classes]`` float32 scores of ``method``'s model for ``images``, without maps.
 
-    The forward pass runs as the method's own would (its device, ``channels_last`` and ``amp`` where
-    it has them): for classifying at one input size while the maps come from another.
+    For classifying at one input size while the maps come from another. camloc's methods run their own
+    forward pass (``method.class_scores``: the same scores their maps' call gives); any other method's
+    model runs as it is, on its device, with the method's ``channels_last`` and ``amp`` where it has them.
     """
+    own = getattr(method, "class_scores", None)
+    if callable(own):
+        return own(images)
     model = method.model
     x = prepare_input(images, next(model.parameters()).device, getattr(method, "channels_last", None))
     with torch.no_grad(), autocast(x.device, getattr(method, "amp", None)):
