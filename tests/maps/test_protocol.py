@@ -107,3 +107,29 @@ def test_class_scores_are_the_scores_of_the_methods_own_call(name):
 
     with torch.no_grad():
         assert torch.equal(class_scores(Plain(model), x), model(x.contiguous(memory_format=torch.channels_last)))
+
+
+class TinyGapBn(TinyGap):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1), nn.ReLU()
+        )
+
+
+@pytest.mark.parametrize("name", ["gradcam", "layercam"])
+def test_a_folded_copy_first_built_without_gradients_still_gives_them(name):
+    """The BatchNorm-folded copy keeps the layer's leaf call, whatever grad mode it is built in."""
+    model = TinyGapBn().eval()
+    with torch.no_grad():
+        model.features[1].running_mean.uniform_(-0.5, 0.5)
+        model.features[1].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 3, 16, 16)
+    first = create_method(name, model)
+    with torch.no_grad():
+        from camloc.maps.core import class_scores
+
+        class_scores(first, x)  # builds the folded copy under no_grad
+    fresh = create_method(name, model)
+    assert "leaf" in first._folded().code and torch.equal(first(x).raw, fresh(x).raw)
+    assert first(x).raw.abs().sum() > 0

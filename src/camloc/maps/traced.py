@@ -166,11 +166,9 @@ class TracedMethod:
     def class_scores(self, images: Tensor) -> Tensor:
         """``Tensor[N, num_classes]`` float32 scores for ``images``: the forward pass of the maps, without maps."""
         x = prepare_input(images, self.device, self.channels_last)
-        # the grad mode of __call__: the folded copy, built by the first forward pass, must serve both
-        with torch.enable_grad() if self.needs_gradients else torch.no_grad():
-            with autocast(x.device, self.amp):
-                _, output = self._forward(x)
-        return output_tensor(output).float().detach()
+        with torch.no_grad(), autocast(x.device, self.amp):
+            _, output = self._forward(x)
+        return output_tensor(output).float()
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(target layer output as a leaf, in its own layout; logits), recording no graph for the parameters."""

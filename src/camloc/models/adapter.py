@@ -143,7 +143,8 @@ class FoldedCopy:
         """The folded copy, rebuilt first when the model's parameters or buffers changed since the last call."""
         key = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
         if self._copy is None or key != self._key:
-            folded = fuse_conv_bn(self.traced, inplace=False)
+            # no_trace: tracing the traced graph again would bake the leaf's grad mode of this moment in
+            folded = fuse_conv_bn(self.traced, inplace=False, no_trace=True)
             assert isinstance(folded, fx.GraphModule)
             self._copy = folded.requires_grad_(False)
             self._key = key
