@@ -27,3 +27,10 @@ def test_the_command_line_takes_help_and_defaults_from_the_config():
     flags = ["--freeze", "none", "--no-flip", "--convert-gap", "--gap-width", "8", "--batch-size", "5", "--lr", "0.5"]
     given = train_config(parser.parse_args(["train", "data", "--out", "m.pt", *flags]))
     assert given == TrainConfig(freeze=None, hflip=False, convert_gap={"width": 8}, batch_size=5, lr=0.5)
+    recipe = ["train", "data", "--out", "m.pt", "--arch", "mobilenet_v2", "--pretrained"]
+    assert train_config(parser.parse_args(recipe)) == TrainConfig(arch="mobilenet_v2", pretrained=True)
+    old = train_config(parser.parse_args([*recipe, "--wsol-loss", "none", "--map-size", "none"]))
+    assert (old.wsol_loss, old.hide, old.map_size, old.separate_map_size) == (None, 0.5, None, None)
+    mine = train_config(parser.parse_args([*recipe, "--map-size", "512", "--wsol-loss", "bgc"]))
+    assert (mine.wsol_loss, mine.hide, mine.map_size, mine.separate_map_size) == ("bgc", 0.0, 512, 512)
+    assert train_config(parser.parse_args([*recipe, "--map-size", "448"])).separate_map_size is None
