@@ -193,3 +193,21 @@ def test_a_body_without_a_length_is_cut_off_at_the_limit(served):
         assert "content-length" not in response.request.headers  # sent chunked
         assert response.status_code == 413 and "over the limit of 2,000,000 bytes" in response.json()["error"]
         assert client.get("/api/info").status_code == 200
+
+
+def test_a_models_map_size_reaches_the_viewer(mobilenet, photos):
+    """The viewer's answer for a model whose file asks for larger maps equals explain's with the same map size."""
+    import dataclasses
+
+    info = dataclasses.replace(camloc.model_info(mobilenet), map_size=320)
+    full = info.preprocess.with_mode("full")
+    explainer = Explainer(mobilenet, info, preprocess=full)
+    try:
+        answer = explainer.explain(camloc.open_image(photos / "coffee.jpg"), topk=3)
+    finally:
+        explainer.close()
+    record = explain([photos / "coffee.jpg"], camloc.CAM(mobilenet), info=info, preprocess=full, topk=3).records[0]
+    _same(answer, record)
+    assert answer["settings"]["map_size"] == 320 and answer["geometry"]["input_width"] > 320
+    plain = explain([photos / "coffee.jpg"], camloc.CAM(mobilenet), info=info, preprocess=full, topk=3, map_size=224)
+    assert [p["index"] for p in plain.records[0]["predictions"]] == [p["index"] for p in answer["predictions"]]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_model_args, load_model_and_info, positive
+from .common import add_map_size_arg, add_model_args, load_model_and_info, map_size_of, positive
 
 __all__ = ["register", "run"]
 
@@ -30,6 +30,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "--queue", type=positive, default=64, metavar="N", help="requests waiting for the model (default: %(default)s)"
     )
     add_model_args(p, methods=False, resize_default="full")
+    add_map_size_arg(p)
     p.add_argument("--target-layer", metavar="NAME", help="layer the methods but cam explain (default: the last)")
     p.set_defaults(run=run)
 
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..viewer import Explainer, create_app, serve
 
     model, info = load_model_and_info(args)
-    explainer = Explainer(model, info, target_layer=args.target_layer, queue=args.queue)
+    map_size = map_size_of(args, info)
+    explainer = Explainer(model, info, target_layer=args.target_layer, queue=args.queue, map_size=map_size)
     explainer.method("cam")  # made now: the first request does not pay for it
     loopback = is_loopback(args.host)
     app = create_app(

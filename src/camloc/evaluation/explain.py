@@ -46,6 +46,7 @@ __all__ = [
     "explain",
     "explain_settings",
     "journal_path",
+    "maps_at_two_sizes",
 ]
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def explain(
     def forward(decoded: tuple[list, Batch, Tensor | None]) -> CamOutput | None:
         _, batch, to_classify = decoded
         wanted = None if classes is None else [list(classes)] * len(batch.paths)
-        return _maps(method, batch.images, to_classify, topk, wanted) if batch.paths else None
+        return maps_at_two_sizes(method, batch.images, to_classify, topk, wanted) if batch.paths else None
 
     def finish(decoded: tuple[list, Batch, Tensor | None], out: CamOutput | None) -> None:
         chunk, batch, _ = decoded
@@ -208,10 +209,14 @@ def _load(
     return batch, None if mapping is pre else pinned(load_batch(files, pre), method).images
 
 
-def _maps(
+def maps_at_two_sizes(
     method: MapMethod, images: Tensor, to_classify: Tensor | None, topk: int, wanted: list[list[int]] | None
 ) -> CamOutput:
-    """The maps of ``images``; the classes (top-k or ``wanted``) and scores from ``to_classify`` where given."""
+    """The maps of ``images`` (``Tensor[N, 3, H, W]``) for their top-k classes, or ``wanted``.
+
+    The classes and scores come from ``to_classify`` (the same images at the classifying size) where
+    it is given, else from ``images``.
+    """
     if to_classify is None:
         return method(images, topk=topk, classes=wanted, upsample=False)
     logits = class_scores(method, to_classify)

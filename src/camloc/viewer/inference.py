@@ -23,7 +23,8 @@ from PIL import Image
 from torch import nn
 
 from ..errors import InputTooLarge, InvalidArgument
-from ..evaluation.explain import describe, explain_settings
+from ..evaluation.explain import describe, explain_settings, maps_at_two_sizes
+from ..evaluation.run import map_preprocess
 from ..images import Preprocess
 from ..maps.core import MapMethod
 from ..maps.registry import HEAD_METHODS, METHOD_NAMES, create_method, unknown_method
@@ -50,6 +51,8 @@ class Explainer:
         preprocess: instead of ``info.preprocess`` (the viewer uses the whole photo, ``full``).
         target_layer: the layer the methods other than CAM explain (None: the last feature map).
         queue: how many requests may wait for the model.
+        map_size: read the maps at this input side, the classes and scores at ``preprocess``'s (None:
+            ``info.map_size``, else one input for both; :func:`camloc.evaluation.explain.explain`).
     """
 
     def __init__(
@@ -60,9 +63,11 @@ class Explainer:
         preprocess: Preprocess | None = None,
         target_layer: str | None = None,
         queue: int = 64,
+        map_size: int | None = None,
     ) -> None:
         self.model, self.info = model, info
         self.preprocess = preprocess or info.preprocess
+        self.mapping = map_preprocess(self.preprocess, map_size or info.map_size)
         self.target_layer = target_layer
         self.queue = queue
         self.waiting = 0  # requests submitted and not yet answered (changed on the event loop only)
@@ -108,21 +113,25 @@ class Explainer:
             raise InvalidArgument("classes", f"give 1 to {MAX_TOPK} classes, not {len(classes)}")
         if not 0.0 <= threshold <= 1.0:
             raise InvalidArgument("threshold", f"threshold must lie in [0, 1], not {threshold}")
-        planned = self.preprocess.geometry(*image.size)
+        planned = self.mapping.geometry(*image.size)
         if planned.input_width * planned.input_height > MAX_INPUT_PIXELS:
             raise InputTooLarge(
                 f"a {image.width}x{image.height} image reaches the model as {planned.input_width}x"
                 f"{planned.input_height}, over {MAX_INPUT_PIXELS:,} pixels; crop it nearer to square"
             )
         chosen = self.method(method)
-        x, geometry = self.preprocess(image)
+        x, geometry = self.mapping(image)
+        to_classify = None if self.mapping is self.preprocess else self.preprocess(image)[0][None]
         wanted = None if classes is None else [list(classes)]
-        out = chosen(x[None], topk=topk, classes=wanted, upsample=False)
+        out = maps_at_two_sizes(chosen, x[None], to_classify, topk, wanted)
         record, _ = describe(out, 0, geometry, self.info, threshold)
         raw = np.ascontiguousarray(out.raw[0].float().cpu().numpy(), dtype="<f4")
+        settings = explain_settings(
+            chosen, self.info, self.preprocess, topk, classes, threshold, map_size=self.mapping.size
+        )
         return {
             **record,
-            "settings": explain_settings(chosen, self.info, self.preprocess, topk, classes, threshold),
+            "settings": settings,
             "geometry": {
                 **dataclasses.asdict(geometry),
                 "input_width": geometry.input_width,
