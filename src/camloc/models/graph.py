@@ -76,22 +76,22 @@ def trace(model: nn.Module, fn: Callable) -> fx.Graph:
 
 
 class _LeafTracer(fx.Tracer):
-    """Traces into every module except standard torch.nn ones and the one named ``leaf``."""
+    """Traces into every module except standard torch.nn ones and those named in ``leaves``."""
 
-    def __init__(self, leaf: str | None) -> None:
+    def __init__(self, leaves: set[str]) -> None:
         super().__init__()
-        self.leaf = leaf
+        self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname == self.leaf or super().is_leaf_module(m, qualname)
+        return qualname in self.leaves or super().is_leaf_module(m, qualname)
 
 
-def trace_with_leaf(model: nn.Module, leaf: str | None) -> fx.Graph:
-    """Trace ``model.forward`` in eval mode keeping the module ``leaf`` as one call."""
+def trace_with_leaf(model: nn.Module, *leaves: str | None) -> fx.Graph:
+    """Trace ``model.forward`` in eval mode keeping each module named in ``leaves`` as one call (None: none)."""
     was_training = model.training
     model.eval()
     try:
-        return _LeafTracer(leaf).trace(model)
+        return _LeafTracer({name for name in leaves if name is not None}).trace(model)
     finally:
         model.train(was_training)
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from ..errors import HeadNotFound, InvalidArgument, did_you_mean
-from ..models.graph import extract_head, find_gap_head, output_node
+from ..models.graph import extract_head, find_gap_head, output_node, trace_with_leaf
 
 __all__ = ["DROP_STAGE", "WSOL_LOSSES", "Bgc", "BgcNet", "BgcOptions", "attentive_drop", "bgc_terms", "bgc_options"]
 
@@ -168,7 +168,7 @@ class BgcNet(nn.Module):
         super().__init__()
         self.options = options
         layer = options.layer if options.drop else None
-        graph = _trace_with_leaves(model, {name for name in (start, layer) if name is not None})
+        graph = trace_with_leaf(model, start, layer)
         head = find_gap_head(graph, model)
         if head is None or head.classifier is None:
             raise InvalidArgument(
@@ -202,27 +202,6 @@ class BgcNet(nn.Module):
         weight = weight.reshape(weight.shape[0], -1)
         sim = torch.einsum("nchw,kc->nkhw", F.normalize(features, dim=1), F.normalize(weight, dim=1))
         return logits, features, erased, sim
-
-
-class _Leaves(fx.Tracer):
-    """Traces into every module except standard torch.nn ones and those named."""
-
-    def __init__(self, leaves: set[str]) -> None:
-        super().__init__()
-        self.leaves = leaves
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.leaves or super().is_leaf_module(m, qualname)
-
-
-def _trace_with_leaves(model: nn.Module, leaves: set[str]) -> fx.Graph:
-    """``model.forward`` traced in eval mode, each module of ``leaves`` kept as one call."""
-    was_training = model.training
-    model.eval()
-    try:
-        return _Leaves(leaves).trace(model)
-    finally:
-        model.train(was_training)
 
 
 def _output_of(graph: fx.Graph, name: str, model: nn.Module) -> fx.Node:
