@@ -559,3 +559,21 @@ def test_open_image_checks_pixels_from_the_header_and_names_file_objects(tmp_pat
         BadImage, match=r"^upload.jpg: not a readable image: its content is in no image format PIL reads \(PNG\)$"
     ):
         open_image(photo, formats={"PNG"})
+
+
+def test_load_batch_also_gives_a_second_size_from_the_same_decode(tmp_path):
+    rng = np.random.default_rng(3)
+    paths = []
+    for k, size in enumerate([(50, 40), (33, 61)]):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(paths[-1])
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    small, large = (
+        Preprocess(size=24, resize_size=24, mode="squash"),
+        Preprocess(size=40, resize_size=40, mode="squash"),
+    )
+    both = load_batch([paths[0], tmp_path / "bad.png", paths[1]], small, also=large)
+    assert torch.equal(both.images, load_batch(paths, small).images)
+    assert torch.equal(both.also, load_batch(paths, large).images) and len(both.errors) == 1
+    assert load_batch(paths, small).also is None
+    assert load_batch([tmp_path / "bad.png"], small, also=large).also.shape == (0, 3, 40, 40)

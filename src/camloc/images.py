@@ -251,6 +251,7 @@ class Batch:
     geometries: list[Geometry]
     errors: list[BadImage]
     originals: list[Image.Image] | None = None  # the decoded files, when asked for
+    also: Tensor | None = None  # (N, 3, S', S') the same files by load_batch's also= preprocessing, when given
 
 
 def load_batch(
@@ -259,6 +260,7 @@ def load_batch(
     keep_originals: bool = False,
     executor: Executor | None = None,
     crops: Sequence[Sequence[int] | None] | None = None,
+    also: Preprocess | None = None,
 ) -> Batch:
     """Read and preprocess images; an unreadable file becomes an entry of ``errors``, not an exception.
 
@@ -266,31 +268,37 @@ def load_batch(
     the batch keeps the order of ``paths``. ``crops`` gives one box ``(x0, y0, x1, y1)`` (inclusive,
     in the file's upright pixels) or None per path: the image is cut to that box, clipped to the
     image, before ``preprocess``; a box with nothing inside the image makes an error for that file.
-    With crops, ``geometries`` and ``originals`` describe the cropped images.
+    With crops, ``geometries`` and ``originals`` describe the cropped images. ``also``: a second
+    preprocessing of each decoded file, stacked in ``Batch.also`` (two input sizes, one decode).
     """
     if crops is not None and len(crops) != len(paths):
         raise InvalidArgument(
             "crops", f"crops must give one box or None per path: {len(crops)} crops for {len(paths)} paths"
         )
 
-    def read(p: str | os.PathLike, box: Sequence[int] | None) -> tuple[Image.Image, Tensor, Geometry] | BadImage:
+    def read(
+        p: str | os.PathLike, box: Sequence[int] | None
+    ) -> tuple[Image.Image, Tensor, Geometry, Tensor | None] | BadImage:
         try:
             im = open_image(p)
             if box is not None:
                 im = crop_to_box(im, box, p)
-            return (im, *preprocess(im))
+            return (im, *preprocess(im), None if also is None else also(im)[0])
         except BadImage as err:
             return err
 
     boxes = crops if crops is not None else [None] * len(paths)
     results = executor.map(read, paths, boxes) if executor is not None else map(read, paths, boxes)
     tensors, good, geometries, errors, originals = [], [], [], [], []
+    seconds: list[Tensor] = []  # the images by also=
     for p, result in zip(paths, results, strict=True):
         if isinstance(result, BadImage):
             errors.append(result)
             continue
-        im, x, geo = result
+        im, x, geo, second = result
         tensors.append(x)
+        if second is not None:
+            seconds.append(second)
         good.append(str(p))
         geometries.append(geo)
         if keep_originals:
@@ -303,7 +311,10 @@ def load_batch(
             "shape (load images of other shapes in batches of their own)",
         )
     images = torch.stack(tensors) if tensors else torch.empty(0, 3, preprocess.size, preprocess.size)
-    return Batch(images, good, geometries, errors, originals if keep_originals else None)
+    more = None
+    if also is not None:
+        more = torch.stack(seconds) if seconds else torch.empty(0, 3, also.size, also.size)
+    return Batch(images, good, geometries, errors, originals if keep_originals else None, more)
 
 
 def crop_to_box(im: Image.Image, box: Sequence[int], path: str | os.PathLike = "<image>") -> Image.Image:

@@ -123,16 +123,13 @@ def evaluate(
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if here.is_main else False)
     with bar, run, worker_pool(workers, overlap) as pool:
 
-        def decode_batch(indices: list[int]) -> _Decoded:
+        def decode_batch(indices: list[int]) -> tuple[list[tuple[int, Sample]], Batch]:
             chunk = [(i, samples[i]) for i in indices]
-            paths = [s.path for _, s in chunk]
-            batch = pinned(load_batch(paths, mapping, executor=pool), method)
-            if mapping is preprocess:
-                return chunk, batch, None
-            return chunk, batch, pinned(load_batch(paths, preprocess, executor=pool), method).images
+            also = None if mapping is preprocess else preprocess  # the classifying size, from the same decode
+            return chunk, pinned(load_batch([s.path for _, s in chunk], mapping, executor=pool, also=also), method)
 
-        def finish(decoded: _Decoded, maps: _Maps | None) -> None:
-            chunk, batch, _ = decoded
+        def finish(decoded: tuple[list[tuple[int, Sample]], Batch], maps: _Maps | None) -> None:
+            chunk, batch = decoded
             for index, result in _judge(chunk, batch, maps, plan, pool):
                 if per_image is not None:
                     run.write(encode(result))
@@ -141,8 +138,9 @@ def evaluate(
                 run.flush()
             bar.update(len(chunk))
 
-        def forward(decoded: _Decoded) -> _Maps | None:
-            return _forward(*decoded, method, plan)
+        def forward(decoded: tuple[list[tuple[int, Sample]], Batch]) -> _Maps | None:
+            chunk, batch = decoded
+            return _forward(chunk, batch, method, plan)
 
         for _ in stages(chunks, decode_batch, forward, finish, overlap=overlap):
             pass
@@ -161,10 +159,6 @@ def _account(index: int, result: ImageResult, metrics: LocalizationMetrics, skip
         metrics.update(result.outcome)
 
 
-#: A decoded batch: its samples, the images at the map size, and at the classifying size when that differs.
-_Decoded = tuple[list[tuple[int, Sample]], Batch, torch.Tensor | None]
-
-
 @dataclass
 class _Maps:
     """What the forward pass gives the box work: per image read, its top-5 classes and its maps."""
@@ -175,19 +169,14 @@ class _Maps:
     top3: np.ndarray | None  # (n, 3, h, w) float64, for protocols that want the top-3 classes' maps
 
 
-def _forward(
-    chunk: list[tuple[int, Sample]],
-    batch: Batch,
-    to_classify: torch.Tensor | None,
-    method: MapMethod,
-    plan: BoxProtocol,
-) -> _Maps | None:
+def _forward(chunk: list[tuple[int, Sample]], batch: Batch, method: MapMethod, plan: BoxProtocol) -> _Maps | None:
+    """The maps of ``batch.images``; the classes from ``batch.also`` (the classifying size) where it is there."""
     failed = {e.path for e in batch.errors}
     samples = [(i, s) for i, s in chunk if str(s.path) not in failed]  # batch.paths' order; a file may hold several
     if not samples:
         return None
     out = method(batch.images, classes=torch.tensor([[s.label] for _, s in samples]), upsample=False)
-    logits = out.logits if to_classify is None else class_scores(method, to_classify)
+    logits = out.logits if batch.also is None else class_scores(method, batch.also)
     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
     top3 = None
     if plan.wants_top3:

@@ -169,16 +169,17 @@ def explain(
     names = _unique_stems(paths)
     bar = progress_bar(len(mine), initial=len(done), enabled=progress if run.world.is_main else False)
 
-    def decode(chunk: list[tuple[int, str | os.PathLike]]) -> tuple[list, Batch, Tensor | None]:
-        return chunk, *_load([p for _, p in chunk], pre, mapping, draw is not None, method)
+    def decode(chunk: list[tuple[int, str | os.PathLike]]) -> tuple[list, Batch]:
+        also = None if mapping is pre else pre  # the classifying size, from the same decode
+        return chunk, pinned(load_batch([p for _, p in chunk], mapping, draw is not None, also=also), method)
 
-    def forward(decoded: tuple[list, Batch, Tensor | None]) -> CamOutput | None:
-        _, batch, to_classify = decoded
+    def forward(decoded: tuple[list, Batch]) -> CamOutput | None:
+        batch = decoded[1]
         wanted = None if classes is None else [list(classes)] * len(batch.paths)
-        return maps_at_two_sizes(method, batch.images, to_classify, topk, wanted) if batch.paths else None
+        return maps_at_two_sizes(method, batch.images, batch.also, topk, wanted) if batch.paths else None
 
-    def finish(decoded: tuple[list, Batch, Tensor | None], out: CamOutput | None) -> None:
-        chunk, batch, _ = decoded
+    def finish(decoded: tuple[list, Batch], out: CamOutput | None) -> None:
+        chunk, batch = decoded
         read = iter(range(len(batch.paths)))  # the chunk's files that were read, in order
         failed = {e.path: e for e in batch.errors}
         for i, path in chunk:
@@ -199,14 +200,6 @@ def explain(
         for _ in stages(chunks, decode, forward, finish, overlap=overlap):
             pass
     return _finished(run, entries, len(paths), settings, json_path)
-
-
-def _load(
-    files: list[str | os.PathLike], pre: Preprocess, mapping: Preprocess, keep: bool, method: MapMethod
-) -> tuple[Batch, Tensor | None]:
-    """The batch at the maps' preprocessing (decoded files kept with ``keep``), and at ``pre`` where that differs."""
-    batch = pinned(load_batch(files, mapping, keep_originals=keep), method)
-    return batch, None if mapping is pre else pinned(load_batch(files, pre), method).images
 
 
 def maps_at_two_sizes(

@@ -115,6 +115,7 @@ def pinned(batch: Batch, model: nn.Module | Any) -> Batch:
     module = getattr(model, "model", model)
     if model_device(module).type == "cuda" and len(batch.images):
         batch.images = batch.images.pin_memory()
+        batch.also = None if batch.also is None else batch.also.pin_memory()
     return batch
 
 
