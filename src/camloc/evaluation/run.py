@@ -32,6 +32,7 @@ Typical use (the decode -> forward -> finish loop is :func:`stages`)::
 from __future__ import annotations
 
 import csv
+import dataclasses
 import heapq
 import io
 import json
@@ -97,8 +98,6 @@ def map_preprocess(preprocess: Preprocess, map_size: int | None) -> Preprocess:
     The runners that take ``map_size=`` classify at ``preprocess`` and read the maps from a second
     forward pass at this one (the crop's resize side scales with it, so that both see the same window).
     """
-    import dataclasses
-
     if map_size is None or map_size == preprocess.size:
         return preprocess
     if map_size < 16:
