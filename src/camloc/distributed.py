@@ -12,6 +12,7 @@ did not start is a world of one, where every function here costs nothing.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ def join(device: str | None = None) -> World:
     if cuda:
         torch.cuda.set_device(here.local_rank)
     dist.init_process_group("nccl" if cuda else "gloo")
+    # a group still alive when the interpreter exits can abort the process in gloo's threads
+    # ("terminate called without an active exception") after all its work is done
+    atexit.register(leave)
     return world()
 
 
