@@ -34,3 +34,4 @@ def test_the_command_line_takes_help_and_defaults_from_the_config():
     mine = train_config(parser.parse_args([*recipe, "--map-size", "512", "--wsol-loss", "bgc"]))
     assert (mine.wsol_loss, mine.hide, mine.map_size, mine.separate_map_size) == ("bgc", 0.0, 512, 512)
     assert train_config(parser.parse_args([*recipe, "--map-size", "448"])).separate_map_size is None
+    assert train_config(parser.parse_args([*recipe, "--box-images", "0"])).box_images == 0

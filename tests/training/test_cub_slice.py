@@ -25,7 +25,11 @@ def test_recipe_on_a_cub_slice_trains_localizes_and_crops(tmp_path, capsys):
     report = json.loads(model.with_suffix(".json").read_text())
     assert report["train_images"] == 40 and report["config"]["freeze"] == "features.13"
     assert (report["config"]["wsol_loss"], report["config"]["hide"], report["config"]["map_size"]) == ("bgc", 0.0, 320)
-    assert camloc.model_info(camloc.load_model(str(model))).map_size == 320
+    info = camloc.model_info(camloc.load_model(str(model)))
+    assert info.map_size == 320
+    # the box threshold, chosen on the 30 training images (all of them: fewer than 400 have boxes)
+    assert report["boxes"]["images"] == 30 and info.box_threshold == report["boxes"]["threshold"]
+    assert f"camloc: box threshold {info.box_threshold:g} (paper rule" in out
     assert sum(h["images"] for h in report["history"]) == 3 * 30  # 2 of each class's 8 held out
     cam, center = report["cam"], report["center"]
     assert cam["images"] == center["images"] == 20

@@ -33,14 +33,14 @@ def test_defaults_follow_the_kind_of_run():
     scratch = TrainConfig()
     assert (scratch.epochs, scratch.size, scratch.freeze, scratch.augment, scratch.hide) == (30, 64, None, "images", 0)
     assert (scratch.new_lr_scale, scratch.weight_decay, scratch.min_scale, scratch.calibrate) == (1.0, 5e-4, 0.35, 0)
-    assert (scratch.wsol_loss, scratch.map_size) == (None, None)
+    assert (scratch.wsol_loss, scratch.map_size, scratch.box_images) == (None, None, 0)
     recipe = TrainConfig(arch="mobilenet_v2", pretrained=True)
     assert recipe.recipe and FROZEN_STAGE["mobilenet_v2"] == "features.13"
     assert (recipe.epochs, recipe.size, recipe.freeze, recipe.augment) == (10, 448, "features.13", "features")
     assert (recipe.hide, recipe.new_lr_scale, recipe.weight_decay, recipe.min_scale, recipe.calibrate) == (
         0.0, 10.0, 1e-4, 0.5, 2,
     )  # fmt: skip
-    assert (recipe.wsol_loss, recipe.map_size) == ("bgc", 640)
+    assert (recipe.wsol_loss, recipe.map_size, recipe.box_images) == ("bgc", 640, 400)
     # Without BGC's attentive dropout, Hide-and-Seek does its job; the map size follows the input size.
     plain = TrainConfig(arch="mobilenet_v2", pretrained=True, wsol_loss=None, size=224)
     assert (plain.wsol_loss, plain.hide, plain.map_size) == (None, 0.5, 320)
@@ -58,6 +58,8 @@ def test_defaults_follow_the_kind_of_run():
         TrainConfig(augment="features")
     with pytest.raises(ValueError, match="hide= must be in"):
         TrainConfig(hide=1.0)
+    with pytest.raises(ValueError, match="box_images= must be >= 0, got -1"):
+        TrainConfig(box_images=-1)
     with pytest.raises(ValueError, match="map_size= must be None or at least 16, got 8"):
         TrainConfig(map_size=8)
 

@@ -112,7 +112,12 @@ def register(p: argparse.ArgumentParser) -> None:
         "authors: the CAM authors' box generator (fixed thresholds)",
     )
     t = g.add_mutually_exclusive_group()
-    t.add_argument("--threshold", type=fraction, help="tau, the rule's threshold (default: 0.2)")
+    t.add_argument(
+        "--threshold",
+        type=fraction,
+        help="tau, the rule's threshold (default: the model file's own for the paper rule, which camloc train "
+        "chooses on training images' boxes; else 0.2)",
+    )
     t.add_argument(
         "--threshold-from",
         metavar="RESULTS.json",
@@ -263,7 +268,10 @@ def run(args: argparse.Namespace) -> int:
     if args.size is None and info.preprocess.mode == "full":  # measured: docs/weak-labels.md, "Input size"
         info = dataclasses.replace(info, preprocess=box_input(info.preprocess))
     source = _source(args, info.class_names)
-    rule, threshold, origin = args.rule or "paper", 0.2 if args.threshold is None else args.threshold, "given"
+    rule, threshold, origin = args.rule or "paper", args.threshold, "given"
+    if threshold is None:  # the model's own for the paper rule (camloc train chose it), else 0.2
+        own = rule == "paper" and info.box_threshold is not None
+        threshold, origin = (info.box_threshold, "the model's") if own else (0.2, "default")
     if args.threshold_from:
         threshold, found_with = threshold_from(args.threshold_from)
         if args.rule and args.rule != found_with:

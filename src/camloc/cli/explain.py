@@ -58,8 +58,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=fraction,
-        default=0.2,
-        help="paper box rule: keep pixels >= this fraction of the map's max (default: %(default)s)",
+        help="paper box rule: keep pixels >= this fraction of the map's max (default: the model file's own, "
+        "which camloc train chooses on training images' boxes; else 0.2)",
     )
     p.add_argument("--alpha", type=fraction, default=0.5, help="heat-map opacity (default: %(default)s)")
     add_model_args(p, resize_default="full")

@@ -56,7 +56,7 @@ def register(p: argparse.ArgumentParser) -> None:
 CONFIG_FLAGS = (
     "arch", "pretrained", "weights", "epochs", "batch_size", "optimizer", "lr", "new_lr_scale", "weight_decay",
     "schedule", "size", "freeze", "augment", "min_scale", "hide", "hide_grid", "label_smoothing", "calibrate",
-    "seed", "workers", "wsol_loss", "map_size",
+    "box_images", "seed", "workers", "wsol_loss", "map_size",
 )  # fmt: skip
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -121,6 +121,7 @@ def _augment_args(group: argparse._ArgumentGroup) -> None:
 
 def _run_args(group: argparse._ArgumentGroup) -> None:
     _config_flag(group, "calibrate", type=int, metavar="N")
+    _config_flag(group, "box_images", type=int, metavar="N")
     _config_flag(group, "seed", type=int)
     _config_flag(group, "workers", type=positive, metavar="N")
     group.add_argument("--device", help="cpu, cuda, ... (default: cuda if available, else cpu)")
@@ -210,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         "processes": here.size,
         "history": result.history,
         "skipped": result.skipped,
+        "boxes": result.boxes,
         "versions": versions(),
     }
     if test_set is not None and not args.no_eval:
@@ -230,6 +232,12 @@ def run(args: argparse.Namespace) -> int:
             format_summary(
                 report["center"], "the same images, best fixed centred box (--baseline center)", baseline=True
             )
+        )
+    if result.boxes is not None:
+        b = result.boxes
+        print(
+            f"camloc: box threshold {b['threshold']:g} (paper rule; camloc boxes, explain and serve use it): "
+            f"CorLoc {b['corloc']:.2f} on {b['images']} training images, {b['input']}"
         )
     json_path = write_json(report, args.json or Path(args.out).with_suffix(".json"))
     print(f"camloc: model in {args.out}, results in {json_path}")

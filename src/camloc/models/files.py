@@ -9,7 +9,8 @@ strings, lists and dicts only: loading one runs no code)::
 
 ``network`` (``camloc train``): ``arch``, ``num_classes``, ``convert_gap`` (the ``-GAP`` conversion,
 or None), ``map_size`` (the input side to read maps at, or None: the preprocessing's; absent in
-files of camloc 0.2) and the full ``state_dict``; a training run adds its optimizer state and history under
+files of camloc 0.2), ``box_threshold`` (the paper box rule's threshold chosen for it, or None;
+absent before camloc 0.3) and the full ``state_dict``; a training run adds its optimizer state and history under
 ``"train"`` so that it can resume. ``probe`` (``camloc probe``): ``backbone`` and
 ``backbone_weights`` (how to load the backbone) and ``probe`` (``weight``, ``bias``, ``labels``,
 ``kind``, ``C``): the probe replaces the backbone's classifier.
@@ -125,6 +126,7 @@ def save_checkpoint(
     preprocess: Preprocess,
     convert_gap: dict | None = None,
     map_size: int | None = None,
+    box_threshold: float | None = None,
     extra: dict | None = None,
 ) -> Path:
     """Write a trained network as a model file (kind ``network``), atomically.
@@ -138,6 +140,7 @@ def save_checkpoint(
         preprocess: the preprocessing it was trained with.
         convert_gap: the ``-GAP`` conversion applied after building, or None.
         map_size: the input side to read its maps at, or None: ``preprocess.size`` (:class:`ModelInfo`).
+        box_threshold: the paper box rule's threshold chosen for it, or None (:class:`ModelInfo`).
         extra: more fields (``camloc train`` adds ``"train"``: its state for resuming).
     """
     payload = {
@@ -147,6 +150,7 @@ def save_checkpoint(
         "class_names": None if class_names is None else list(class_names),
         "preprocess": preprocess.to_dict(),
         "map_size": map_size,
+        "box_threshold": box_threshold,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **(extra or {}),
     }
@@ -238,10 +242,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     map_size = record.get("map_size")
     if map_size is not None and (not isinstance(map_size, int) or map_size < 16):
         raise ModelFileError(f"{path}: damaged camloc model file (map_size {map_size!r})")
+    box_threshold = record.get("box_threshold")
+    if box_threshold is not None and (not isinstance(box_threshold, float) or not 0.0 <= box_threshold <= 1.0):
+        raise ModelFileError(f"{path}: damaged camloc model file (box_threshold {box_threshold!r})")
     model.eval()
     if device is not None:
         model.to(device)
-    return with_info(model, ModelInfo(str(path), names, preprocess, map_size))
+    return with_info(model, ModelInfo(str(path), names, preprocess, map_size, box_threshold))
 
 
 def _load_backbone(name: str, weights: str | None) -> nn.Module:

@@ -29,17 +29,27 @@ class ModelInfo:
         map_size: the input side at which its maps are read, when that differs from
             ``preprocess.size`` (a model trained at 448 px can localize better from a larger input
             while it classifies best at its own size; ``camloc train`` records it); None: the same.
+        box_threshold: the paper box rule's threshold for its maps (a fraction of each map's max),
+            chosen on images with boxes (``camloc train`` records it); ``camloc boxes``, ``explain``
+            and the viewer use it when given none; None: the paper's 0.2.
     """
 
     name: str
     class_names: tuple[str, ...] | None
     preprocess: Preprocess
     map_size: int | None = None
+    box_threshold: float | None = None
 
     def __repr__(self) -> str:
         classes = "no class names" if self.class_names is None else f"{len(self.class_names)} classes"
         maps = "" if self.map_size is None else f", map_size={self.map_size}"
-        return f"ModelInfo(name={self.name!r}, {classes}, preprocess={self.preprocess!r}{maps})"
+        boxes = "" if self.box_threshold is None else f", box_threshold={self.box_threshold:g}"
+        return f"ModelInfo(name={self.name!r}, {classes}, preprocess={self.preprocess!r}{maps}{boxes})"
+
+    @property
+    def paper_threshold(self) -> float:
+        """The paper box rule's threshold for this model: :attr:`box_threshold`, else the paper's 0.2."""
+        return 0.2 if self.box_threshold is None else self.box_threshold
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``, or the index as a string when there is no such name."""

@@ -23,6 +23,9 @@ from .config import TrainConfig
 
 __all__ = ["TrainState", "restore", "save"]
 
+# The settings a run may resume with changed: they change no weight.
+NO_WEIGHT = ("workers", "box_images")
+
 
 @dataclass
 class TrainState:
@@ -35,6 +38,8 @@ class TrainState:
         epoch: the epochs done.
         history: one entry per epoch done: loss, accuracy, lr, images, seconds, images/s.
         skipped: the unreadable training images met: image id -> ``{"image_id", "path", "error"}``.
+        boxes: the paper rule's threshold chosen after the last epoch (``config.box_images``):
+            ``{"rule", "threshold", "corloc", "images", "input"}``, or None.
     """
 
     config: TrainConfig
@@ -43,6 +48,7 @@ class TrainState:
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
     skipped: dict[str, dict] = field(default_factory=dict)
+    boxes: dict | None = None
 
 
 def save(
@@ -59,6 +65,7 @@ def save(
         preprocess=config.preprocess(),
         convert_gap=_gap_spec(model, config),
         map_size=config.separate_map_size,
+        box_threshold=None if state.boxes is None else state.boxes["threshold"],
         extra={
             "train": {
                 "config": dataclasses.asdict(config),
@@ -69,6 +76,7 @@ def save(
                 "processes": len(rng_states),
                 "history": state.history,
                 "skipped": list(state.skipped.values()),
+                "boxes": state.boxes,
             }
         },
     )
@@ -89,7 +97,7 @@ def restore(
         raise ResumeError(f"{path}: holds no training state to resume")
     theirs = dict(saved["config"])
     mine = dataclasses.asdict(state.config)
-    differ = [k for k in mine if k not in ("workers",) and _normal(theirs.get(k)) != _normal(mine[k])]
+    differ = [k for k in mine if k not in NO_WEIGHT and _normal(theirs.get(k)) != _normal(mine[k])]
     if differ:
         k = differ[0]
         raise ResumeError(
@@ -104,7 +112,9 @@ def restore(
     optimizer.load_state_dict(saved["optimizer"])
     torch.set_rng_state(saved.get("torch_rng_ranks", [saved["torch_rng"]])[here.rank])
     skipped = {s["image_id"]: s for s in saved.get("skipped", [])}
-    return dataclasses.replace(state, epoch=int(saved["epoch"]), history=list(saved["history"]), skipped=skipped)
+    return dataclasses.replace(
+        state, epoch=int(saved["epoch"]), history=list(saved["history"]), skipped=skipped, boxes=saved.get("boxes")
+    )
 
 
 def _gap_spec(model: nn.Module, config: TrainConfig) -> dict | None:

@@ -15,6 +15,7 @@ needs CUDA), so only a network without them trains exactly as one process with t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,8 +32,11 @@ from ..distributed import World, all_gather, world
 from ..errors import InvalidArgument, OutputExists
 from ..evaluation.assess import assess
 from ..evaluation.assess import inference_batch as inference_batch
+from ..evaluation.weak_labels import BoxSettings, box_input, calibrate_threshold
+from ..maps.cam import CAM
 from ..models.build import build_model
 from ..models.graph import split_at
+from ..models.info import ModelInfo
 from .checkpoint import TrainState, restore, save
 from .config import AUGMENTS as AUGMENTS  # these four and AUTO, inference_batch: importable from here as in 0.2
 from .config import AUTO as AUTO
@@ -45,7 +50,7 @@ from .sources import Batch as Batch  # importable from here as in 0.2
 from .sources import Decoded, FrozenMaps, Images, Source
 from .wsol import Bgc, BgcNet, bgc_options
 
-__all__ = ["TrainConfig", "TrainResult", "assess", "learning_rate", "train"]
+__all__ = ["TrainConfig", "TrainResult", "assess", "choose_box_threshold", "learning_rate", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class TrainResult:
         held_out: the images ``config.calibrate`` set apart (None when it is 0).
         prepare_seconds: the part of ``seconds`` spent computing the frozen layers' output before
             the first epoch (``augment="features"``).
+        boxes: the box threshold recorded in the model file (:func:`choose_box_threshold`), or None.
     """
 
     model: nn.Module
@@ -75,6 +81,7 @@ class TrainResult:
     seconds: float = 0.0
     held_out: Dataset | None = None
     prepare_seconds: float = 0.0
+    boxes: dict | None = None
 
 
 def train(
@@ -164,10 +171,46 @@ def train(
                 save(out, state, model, optimizer, rng_states)
     skipped = gathered(_merged(restored, source.skipped))
     model.eval()
+    if state.epoch == config.epochs and config.box_images and state.boxes is None:
+        state.boxes = choose_box_threshold(model, train_set, config, show)
+        rng_states = all_gather(torch.get_rng_state())
+        if here.is_main and state.boxes is not None:
+            save(out, state, model, optimizer, rng_states)
     prepared = source.seconds if start_epoch < end_epoch else 0.0
     return TrainResult(
-        model, out, state.history, list(skipped.values()), time.perf_counter() - began, held_out, prepared
-    )
+        model, out, state.history, list(skipped.values()), time.perf_counter() - began, held_out, prepared,
+        state.boxes,
+    )  # fmt: skip
+
+
+def choose_box_threshold(
+    model: nn.Module, train_set: Dataset, config: TrainConfig, progress: bool | None = None
+) -> dict | None:
+    """The paper box rule's threshold of highest CorLoc on ``config.box_images`` training images with boxes.
+
+    The images are drawn by ``config.seed`` among ``train_set``'s with boxes (which training never
+    reads) and boxed as ``camloc boxes`` boxes them by default: the whole photo at
+    :func:`~camloc.evaluation.weak_labels.box_input`'s side, each image's labelled class.
+
+    Returns:
+        ``{"rule": "paper", "threshold", "corloc", "images", "input"}``; None when no training image has a box.
+    """
+    boxed = sorted((s for s in train_set.samples if s.boxes), key=lambda s: s.image_id)
+    if not boxed:
+        log.info("no training image has a box: the model file records no box threshold")
+        return None
+    rng = np.random.default_rng(config.seed)
+    picked = sorted(rng.choice(len(boxed), min(config.box_images, len(boxed)), replace=False))
+    chosen = dataclasses.replace(train_set, samples=[boxed[i] for i in picked])
+    pre = box_input(config.preprocess())
+    names = None if train_set.class_names is None else tuple(train_set.class_names)
+    info = ModelInfo("training", names, pre)
+    found = calibrate_threshold(
+        chosen, CAM(model), info=info, preprocess=pre, settings=BoxSettings(rule="paper"),
+        batch_size=inference_batch(pre.resize_size), workers=config.workers, progress=progress,
+    )  # fmt: skip
+    return {"rule": "paper", "threshold": round(float(found.threshold), 4), "corloc": found.corloc,
+            "images": found.images, "input": f"whole photo, shorter side {pre.resize_size}"}  # fmt: skip
 
 
 def _source(

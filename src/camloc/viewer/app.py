@@ -99,6 +99,7 @@ def create_app(
                 "max_topk": MAX_TOPK,
                 "resize": explainer.preprocess.mode,
                 "box_rule": BOX_RULE,
+                "threshold": explainer.info.paper_threshold,
                 "colormap": np.round(colours * 255.0, 6).tolist(),
                 "max_bytes": max_bytes,
                 "max_pixels": max_pixels,
@@ -175,7 +176,7 @@ def _options(method: Any, topk: Any, classes: Any, threshold: Any) -> dict[str, 
         "method": str(method or "cam"),
         "topk": number(topk, int, "topk", 5),
         "classes": wanted,
-        "threshold": number(threshold, float, "threshold", 0.2),
+        "threshold": number(threshold, float, "threshold", None),
     }
 
 

@@ -90,7 +90,7 @@ class Explainer:
         method: str = "cam",
         topk: int = 5,
         classes: Sequence[int] | None = None,
-        threshold: float = 0.2,
+        threshold: float | None = None,
     ) -> dict[str, Any]:
         """Maps, scores and boxes of one image, as the viewer's JSON sends them (runs the model here and now).
 
@@ -99,7 +99,8 @@ class Explainer:
             method: one of :data:`camloc.maps.METHOD_NAMES`.
             topk: how many of the best classes, when ``classes`` is None (1 to :data:`MAX_TOPK`).
             classes: these classes' maps instead (at most :data:`MAX_TOPK`).
-            threshold: the box rule's fraction of each map's maximum, for the boxes sent.
+            threshold: the box rule's fraction of each map's maximum, for the boxes sent (None: the
+                model's, ``info.paper_threshold``).
 
         Returns:
             ``explain``'s record of the image (``width``, ``height``, ``predictions`` with boxes,
@@ -111,6 +112,7 @@ class Explainer:
             raise InvalidArgument("topk", f"topk must be between 1 and {MAX_TOPK}, not {topk}")
         if classes is not None and not 1 <= len(classes) <= MAX_TOPK:
             raise InvalidArgument("classes", f"give 1 to {MAX_TOPK} classes, not {len(classes)}")
+        threshold = self.info.paper_threshold if threshold is None else threshold
         if not 0.0 <= threshold <= 1.0:
             raise InvalidArgument("threshold", f"threshold must lie in [0, 1], not {threshold}")
         planned = self.mapping.geometry(*image.size)

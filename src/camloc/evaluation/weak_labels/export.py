@@ -138,7 +138,8 @@ def boxes_for(
         info: the model's preprocessing (and class names); default: what ``load_model`` attached to it.
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo); its ``mode`` sets the rule's
             frame (see :mod:`camloc.evaluation.weak_labels.boxing`).
-        settings: the rule, its threshold and the class choice (default :class:`BoxSettings`).
+        settings: the rule, its threshold and the class choice (default: :class:`BoxSettings`, the paper
+            rule at the model's threshold, ``info.paper_threshold``).
         ground_truth: boxes to judge CorLoc by (default: the dataset's own).
         batch_size: images per forward pass.
         workers: threads for decoding and box work.
@@ -149,8 +150,8 @@ def boxes_for(
     """
     if legacy:  # camloc 0.2's boxes_for(source, method, info, settings)
         info, settings = legacy_arguments("boxes_for", legacy, {"info": info, "settings": settings})
-    settings = settings or BoxSettings()
     method, info = method_info(method, info)
+    settings = settings or BoxSettings(threshold=info.paper_threshold)
     work, failure = box_work(settings)
     items = image_items(source, ground_truth)
     with worker_pool(workers) as pool:
@@ -198,7 +199,8 @@ def export_boxes(
         info: the model's preprocessing and class names (None: what ``load_model`` attached to the model).
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo).
         out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format (required).
-        settings: the rule, its threshold and the class choice (default :class:`BoxSettings`).
+        settings: the rule, its threshold and the class choice (default: :class:`BoxSettings`, the paper
+            rule at the model's threshold, ``info.paper_threshold``).
         formats: names of :data:`camloc.datasets.BOX_FORMATS`.
         ground_truth: boxes to judge CorLoc and COCO AP by (default: the dataset's own).
         batch_size: images per forward pass.
@@ -223,8 +225,8 @@ def export_boxes(
     if out_dir is None:
         raise TypeError("export_boxes() needs out_dir=, the folder to write the annotations in")
     images = "none" if link_images is False else images
-    settings = settings or BoxSettings()
     method, info = method_info(method, info)
+    settings = settings or BoxSettings(threshold=info.paper_threshold)
     pre = preprocess or info.preprocess.with_mode("full")
     out = Path(out_dir)
     class_names, written = _output_classes(info, class_name)

@@ -390,6 +390,8 @@ async function init() {
     ` · uploads up to ${(info.max_bytes / 1e6).toFixed(0)} MB and ${(info.max_pixels / 1e6).toFixed(0)} MP`;
   $("rule").textContent = `Boxes: ${info.box_rule}; drawn in green, coordinates (x0, y0, x1, y1) inclusive.`;
   $("topk").max = String(info.max_topk);
+  $("threshold").value = String(info.threshold); // the model's own box threshold (camloc train chose it)
+  $("threshold-value").textContent = Number(info.threshold).toFixed(2);
   for (const m of info.methods) $("method").append(new Option(m, m));
   const list = $("class-names");
   info.classes.forEach((n, i) => list.append(new Option(`${i}`, n)));
