@@ -1,6 +1,7 @@
 """The viewer in Chromium: upload, top-5, boxes that follow the slider as camloc draws them, errors, downloads."""
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -129,3 +130,23 @@ def test_the_viewer_in_a_real_browser(viewer, browser, mobilenet, photos, tmp_pa
     assert _shown(page) == _reference(mobilenet, photos / "coffee.jpg", 0.55)
     assert errors == [] and foreign == []
     page.close()
+
+
+def test_the_slider_starts_at_the_models_own_threshold(browser, mobilenet, photos):
+    # a model file's box_threshold (camloc train chooses it): the page starts there, and its boxes are explain's
+    info = dataclasses.replace(camloc.model_info(mobilenet), box_threshold=0.35)
+    explainer = Explainer(mobilenet, info, preprocess=info.preprocess.with_mode("full"))
+    server = LiveServer(create_app(explainer, images=photos, allowed_hosts=LOOPBACK_NAMES))
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server.url)
+        page.wait_for_function("() => document.getElementById('threshold-value').textContent === '0.35'")
+        assert page.input_value("#threshold") == "0.35"
+        page.set_input_files("#file", str(photos / "chelsea.png"))
+        _wait_for(page, "chelsea.png")
+        names, boxes = _reference(mobilenet, photos / "chelsea.png", 0.35)
+        assert _shown(page) == (names, boxes) and boxes != _reference(mobilenet, photos / "chelsea.png", 0.2)[1]
+        page.close()
+    finally:
+        server.stop()
+        explainer.close()
