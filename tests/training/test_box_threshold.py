@@ -117,6 +117,10 @@ def test_boxes_explain_and_the_viewer_use_the_models_threshold(trained, tmp_path
 
     own = boxes("own")
     assert (own["threshold"], own["threshold_source"], own["rule"]) == (tau, "the model's", "paper")
+    # a run resumes with the same tau given by hand: where a setting came from is not a setting
+    assert main(["boxes", data, "--model", model, "--out", str(tmp_path / "own"), "--no-links", "--no-ap",
+                 "--threshold", str(tau), "--resume"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "own" / "summary.json").read_text())["settings"]["threshold"] == tau
     given = boxes("given", "--threshold", "0.5")
     assert (given["threshold"], given["threshold_source"]) == (0.5, "given")
     other = boxes("wsol", "--rule", "wsol")  # the model's threshold is the paper rule's only

@@ -77,6 +77,12 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+THRESHOLD_HELP = (
+    "tau, the rule's threshold (default: the model file's own for the paper rule, which camloc train chooses on "
+    "training images' boxes; else 0.2)"
+)
+
+
 def register(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     p.add_argument(
@@ -112,12 +118,7 @@ def register(p: argparse.ArgumentParser) -> None:
         "authors: the CAM authors' box generator (fixed thresholds)",
     )
     t = g.add_mutually_exclusive_group()
-    t.add_argument(
-        "--threshold",
-        type=fraction,
-        help="tau, the rule's threshold (default: the model file's own for the paper rule, which camloc train "
-        "chooses on training images' boxes; else 0.2)",
-    )
+    t.add_argument("--threshold", type=fraction, help=THRESHOLD_HELP)
     t.add_argument(
         "--threshold-from",
         metavar="RESULTS.json",

@@ -138,8 +138,7 @@ def explain(
         draw: called with each image's :class:`Picture` as it is computed; the file it returns is the
             record's ``grid`` (:func:`camloc.reports.grids.grid_drawer` draws camloc's grids).
         batch_size: images per forward pass.
-        threshold: the paper rule's fraction of each map's maximum (None: the model's,
-            ``info.paper_threshold``: the one ``camloc train`` recorded, else 0.2).
+        threshold: the paper rule's fraction of each map's maximum (None: the model's, ``info.paper_threshold``).
         resume: continue the run journalled beside ``json_path``: the images it recorded are not
             computed again, and the JSON is the one an uninterrupted run writes.
         config: more settings that a resumed run must share (where the pictures go, ...).
@@ -156,8 +155,7 @@ def explain(
     method, info = method_info(method, *legacy_arguments("explain", legacy, {"info": info}))
     if out_dir is not None:
         raise InvalidArgument("out_dir", "camloc.evaluation.explain draws nothing: use camloc.explain(out_dir=...)")
-    pre = preprocess or info.preprocess
-    threshold = info.paper_threshold if threshold is None else threshold
+    pre, threshold = preprocess or info.preprocess, info.paper_threshold if threshold is None else threshold
     mapping = map_preprocess(pre, map_size or info.map_size)
     step = 1 if pre.mode == "full" else batch_size
     settings = explain_settings(method, info, pre, topk, classes, threshold, map_size=mapping.size)

@@ -379,11 +379,17 @@ def _convert(path: Path, kind: str, settings: dict, columns: Sequence[str]) -> N
             os.fsync(out.fileno())
 
 
+# Settings that say where another setting came from, not what it is: a run resumes whatever they say
+# (a threshold given as --threshold 0.13 is the model file's own 0.13).
+PROVENANCE = ("threshold_source",)
+
+
 def _same_settings(where: str, earlier: dict, settings: dict) -> None:
     """Refuse to resume the run recorded at ``where`` (a file, or a file's line) when its settings differ."""
-    if earlier != json.loads(json.dumps(settings, sort_keys=True)):
-        keys = set(earlier) | set(settings)
-        diff = {k: (earlier.get(k), settings.get(k)) for k in sorted(keys) if earlier.get(k) != settings.get(k)}
+    keys = (set(earlier) | set(settings)) - set(PROVENANCE)
+    now = json.loads(json.dumps(settings, sort_keys=True))
+    diff = {k: (earlier.get(k), now.get(k)) for k in sorted(keys) if earlier.get(k) != now.get(k)}
+    if diff:
         raise ResumeError(f"{where}: written by a run with other settings {diff}; cannot resume it")
 
 

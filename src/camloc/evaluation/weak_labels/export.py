@@ -138,8 +138,7 @@ def boxes_for(
         info: the model's preprocessing (and class names); default: what ``load_model`` attached to it.
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo); its ``mode`` sets the rule's
             frame (see :mod:`camloc.evaluation.weak_labels.boxing`).
-        settings: the rule, its threshold and the class choice (default: :class:`BoxSettings`, the paper
-            rule at the model's threshold, ``info.paper_threshold``).
+        settings: the rule, its threshold and the class choice (default: the paper rule at ``info.paper_threshold``).
         ground_truth: boxes to judge CorLoc by (default: the dataset's own).
         batch_size: images per forward pass.
         workers: threads for decoding and box work.
@@ -199,8 +198,7 @@ def export_boxes(
         info: the model's preprocessing and class names (None: what ``load_model`` attached to the model).
         preprocess: default ``info.preprocess`` in ``full`` mode (the whole photo).
         out_dir: gets ``journal.jsonl``, ``summary.json`` and a folder per format (required).
-        settings: the rule, its threshold and the class choice (default: :class:`BoxSettings`, the paper
-            rule at the model's threshold, ``info.paper_threshold``).
+        settings: the rule, its threshold and the class choice (default: the paper rule at ``info.paper_threshold``).
         formats: names of :data:`camloc.datasets.BOX_FORMATS`.
         ground_truth: boxes to judge CorLoc and COCO AP by (default: the dataset's own).
         batch_size: images per forward pass.
