@@ -172,15 +172,14 @@ def train(
     skipped = gathered(_merged(restored, source.skipped))
     model.eval()
     if state.epoch == config.epochs and config.box_images and state.boxes is None:
-        state.boxes = choose_box_threshold(model, train_set, config, show)
-        rng_states = all_gather(torch.get_rng_state())
-        if here.is_main and state.boxes is not None:
-            save(out, state, model, optimizer, rng_states)
+        state.boxes = choose_box_threshold(model, train_set, config, show)  # the same on every rank
+        if state.boxes is not None:
+            rng_states = all_gather(torch.get_rng_state())
+            if here.is_main:
+                save(out, state, model, optimizer, rng_states)
     prepared = source.seconds if start_epoch < end_epoch else 0.0
-    return TrainResult(
-        model, out, state.history, list(skipped.values()), time.perf_counter() - began, held_out, prepared,
-        state.boxes,
-    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    return TrainResult(model, out, state.history, list(skipped.values()), seconds, held_out, prepared, state.boxes)
 
 
 def choose_box_threshold(
